@@ -1,0 +1,7 @@
+//! What the cache holds: the blob store (bytes) and the index (what those bytes mean).
+
+pub mod index;
+pub mod store;
+
+pub use index::{Index, ManifestRecord, RepoKey, SqliteIndex, TagRecord};
+pub use store::{BlobStore, FsStore};

@@ -1,0 +1,39 @@
+//! Command line: `breakwater serve [--config FILE]` and the offline maintenance commands.
+
+use crate::config::Settings;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// breakwater: a verifying pull-through cache for container registries.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the cache.
+    Serve {
+        /// Config file (TOML). Without it: the embedded default (./data, public upstreams).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and print the resulting upstreams.
+    CheckConfig {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Loads the file if given, else the embedded default.
+pub fn load_settings(path: Option<&PathBuf>) -> Result<Settings, String> {
+    match path {
+        Some(p) => Settings::load(p).map_err(|e| e.to_string()),
+        None => Ok(Settings::embedded_default()),
+    }
+}

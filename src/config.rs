@@ -1,0 +1,454 @@
+//! Settings: the TOML file (or the embedded default) turned into one typed model that the rest of
+//! breakwater reads. Raw TOML never leaks past this module.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything breakwater runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listeners and worker threads.
+    pub server: ServerSettings,
+    /// Where blobs and the index live.
+    pub storage: StorageSettings,
+    /// Upstream registries by name, presets included.
+    pub upstreams: BTreeMap<String, UpstreamSettings>,
+    /// Name of the upstream for requests with neither `ns` nor a known prefix.
+    pub default_upstream: String,
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Plain HTTP registry listener.
+    pub listen: SocketAddr,
+    /// Optional TLS registry listener (HTTP/1.1 and HTTP/2 by ALPN).
+    pub tls: Option<TlsSettings>,
+    /// Admin listener (metrics, admin API), kept apart from the registry port.
+    pub admin_listen: SocketAddr,
+    /// Worker threads of the registry listener.
+    pub threads: usize,
+}
+
+/// TLS listener settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// Root directory: `blobs/`, `tmp/` and `index.sqlite` live under it.
+    pub root: PathBuf,
+}
+
+/// One upstream registry.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Base URL, e.g. `https://registry-1.docker.io`.
+    pub url: String,
+    /// Path prefixes that route here (`/v2/<alias>/<repo>/…`).
+    pub aliases: Vec<String>,
+    /// Registry host names containerd may send as `?ns=`.
+    pub hosts: Vec<String>,
+    /// Whether single-component names get `library/` (Docker Hub).
+    pub library_namespace: bool,
+    /// How long a tag is served without asking upstream.
+    pub tag_ttl: Duration,
+    /// Credentials, if any.
+    pub credentials: Option<Credentials>,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Time allowed until response headers arrive.
+    pub first_byte_timeout: Duration,
+    /// Longest silence allowed while a body streams.
+    pub idle_timeout: Duration,
+}
+
+/// Upstream credentials. Never logged: `Debug` hides the secret.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Username and password (or personal access token as password).
+    Basic {
+        /// User name.
+        username: String,
+        /// Password or access token.
+        password: String,
+    },
+    /// A ready-made bearer token.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <hidden>)"),
+            Credentials::Bearer(_) => write!(f, "Bearer(<hidden>)"),
+        }
+    }
+}
+
+/// A configuration problem, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        source: toml::de::Error,
+    },
+    /// A value is wrong.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    routing: RawRouting,
+    #[serde(default)]
+    upstreams: BTreeMap<String, RawUpstream>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    threads: Option<usize>,
+    tls_listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    root: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    default_upstream: Option<String>,
+    presets: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: Option<String>,
+    aliases: Option<Vec<String>>,
+    hosts: Option<Vec<String>>,
+    library_namespace: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    tag_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    first_byte_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    idle_timeout: Option<Duration>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    token: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+/// Default tag TTL: long enough to absorb pull storms, short enough that `latest` moves soon.
+const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+
+fn preset(url: &str, aliases: &[&str], hosts: &[&str], library: bool) -> UpstreamSettings {
+    UpstreamSettings {
+        url: url.to_string(),
+        aliases: aliases.iter().map(|s| s.to_string()).collect(),
+        hosts: hosts.iter().map(|s| s.to_string()).collect(),
+        library_namespace: library,
+        tag_ttl: DEFAULT_TAG_TTL,
+        credentials: None,
+        connect_timeout: Duration::from_secs(3),
+        first_byte_timeout: Duration::from_secs(15),
+        idle_timeout: Duration::from_secs(30),
+    }
+}
+
+/// The four public registries every installation knows by name.
+pub fn presets() -> BTreeMap<String, UpstreamSettings> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "docker.io".into(),
+        preset(
+            "https://registry-1.docker.io",
+            &["docker.io"],
+            &["docker.io", "registry-1.docker.io", "index.docker.io"],
+            true,
+        ),
+    );
+    m.insert(
+        "quay.io".into(),
+        preset("https://quay.io", &["quay.io"], &["quay.io"], false),
+    );
+    m.insert(
+        "ghcr.io".into(),
+        preset("https://ghcr.io", &["ghcr.io"], &["ghcr.io"], false),
+    );
+    m.insert(
+        "public.ecr.aws".into(),
+        preset(
+            "https://public.ecr.aws",
+            &["public.ecr.aws"],
+            &["public.ecr.aws"],
+            false,
+        ),
+    );
+    m
+}
+
+impl Settings {
+    /// The embedded default: store under `./data`, the four public upstreams, Docker Hub default.
+    pub fn embedded_default() -> Self {
+        Self::from_raw(RawFile::default()).expect("embedded default is valid")
+    }
+
+    /// Loads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source,
+        })?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawFile) -> Result<Self, ConfigError> {
+        let mut upstreams = if raw.routing.presets.unwrap_or(true) {
+            presets()
+        } else {
+            BTreeMap::new()
+        };
+        for (name, ru) in raw.upstreams {
+            let base = upstreams.remove(&name);
+            let u = merge_upstream(&name, base, ru)?;
+            upstreams.insert(name, u);
+        }
+        let default_upstream = raw
+            .routing
+            .default_upstream
+            .unwrap_or_else(|| "docker.io".to_string());
+        if !upstreams.contains_key(&default_upstream) {
+            return Err(ConfigError::Invalid(format!(
+                "routing.default_upstream = {default_upstream:?} names no configured upstream"
+            )));
+        }
+        let mut seen = BTreeMap::new();
+        for (name, u) in &upstreams {
+            for a in &u.aliases {
+                if let Some(other) = seen.insert(a.clone(), name.clone()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "alias {a:?} is claimed by both upstreams {other:?} and {name:?}"
+                    )));
+                }
+            }
+        }
+        let tls = match (
+            raw.server.tls_listen,
+            raw.server.tls_cert,
+            raw.server.tls_key,
+        ) {
+            (None, None, None) => None,
+            (Some(listen), Some(cert), Some(key)) => Some(TlsSettings { listen, cert, key }),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "server.tls_listen, server.tls_cert and server.tls_key go together".into(),
+                ))
+            }
+        };
+        Ok(Settings {
+            server: ServerSettings {
+                listen: raw
+                    .server
+                    .listen
+                    .unwrap_or_else(|| "0.0.0.0:5000".parse().unwrap()),
+                tls,
+                admin_listen: raw
+                    .server
+                    .admin_listen
+                    .unwrap_or_else(|| "127.0.0.1:5001".parse().unwrap()),
+                threads: raw.server.threads.unwrap_or(2).max(1),
+            },
+            storage: StorageSettings {
+                root: raw.storage.root.unwrap_or_else(|| PathBuf::from("./data")),
+            },
+            upstreams,
+            default_upstream,
+        })
+    }
+}
+
+fn merge_upstream(
+    name: &str,
+    base: Option<UpstreamSettings>,
+    ru: RawUpstream,
+) -> Result<UpstreamSettings, ConfigError> {
+    let invalid = |what: String| ConfigError::Invalid(format!("upstreams.{name:?}: {what}"));
+    let mut u = match (base, &ru.url) {
+        (Some(b), _) => b,
+        (None, Some(url)) => preset(url, &[name], &[], false),
+        (None, None) => return Err(invalid("url is required".into())),
+    };
+    if let Some(url) = ru.url {
+        let parsed = reqwest::Url::parse(&url).map_err(|e| invalid(format!("url {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(invalid(format!(
+                "url {url:?} must be http(s)://host[:port]"
+            )));
+        }
+        if u.hosts.is_empty() {
+            let host = match parsed.port() {
+                Some(p) => format!("{}:{p}", parsed.host_str().unwrap_or_default()),
+                None => parsed.host_str().unwrap_or_default().to_string(),
+            };
+            u.hosts.push(host);
+        }
+        u.url = url.trim_end_matches('/').to_string();
+    }
+    if let Some(a) = ru.aliases {
+        u.aliases = a;
+    }
+    if let Some(h) = ru.hosts {
+        u.hosts = h;
+    }
+    if let Some(l) = ru.library_namespace {
+        u.library_namespace = l;
+    }
+    if let Some(t) = ru.tag_ttl {
+        u.tag_ttl = t;
+    }
+    if let Some(t) = ru.connect_timeout {
+        u.connect_timeout = t;
+    }
+    if let Some(t) = ru.first_byte_timeout {
+        u.first_byte_timeout = t;
+    }
+    if let Some(t) = ru.idle_timeout {
+        u.idle_timeout = t;
+    }
+    let secret =
+        |inline: Option<String>, env: Option<String>, file: Option<PathBuf>, what: &str| {
+            if let Some(s) = inline {
+                return Ok(Some(s));
+            }
+            if let Some(var) = env {
+                return std::env::var(&var).map(Some).map_err(|_| {
+                    invalid(format!("{what}_env: environment variable {var} is not set"))
+                });
+            }
+            if let Some(path) = file {
+                return std::fs::read_to_string(&path)
+                    .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+                    .map_err(|e| invalid(format!("{what}_file {}: {e}", path.display())));
+            }
+            Ok(None)
+        };
+    let password = secret(ru.password, ru.password_env, ru.password_file, "password")?;
+    let token = secret(ru.token, ru.token_env, ru.token_file, "token")?;
+    u.credentials = match (ru.username, password, token) {
+        (Some(username), Some(password), None) => Some(Credentials::Basic { username, password }),
+        (None, None, Some(t)) => Some(Credentials::Bearer(t)),
+        (None, None, None) => u.credentials,
+        _ => {
+            return Err(invalid(
+                "give either username + password (or password_env / password_file) or a token"
+                    .into(),
+            ))
+        }
+    };
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_has_presets() {
+        let s = Settings::embedded_default();
+        assert_eq!(s.default_upstream, "docker.io");
+        assert_eq!(s.upstreams.len(), 4);
+        assert!(s.upstreams["docker.io"].library_namespace);
+        assert_eq!(s.storage.root, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn custom_upstream_and_errors() {
+        let s = Settings::parse(
+            r#"
+            [routing]
+            default_upstream = "local"
+            presets = false
+            [upstreams.local]
+            url = "http://127.0.0.1:5555/"
+            tag_ttl = "2s"
+            username = "u"
+            password = "p"
+            "#,
+        )
+        .unwrap();
+        let u = &s.upstreams["local"];
+        assert_eq!(u.url, "http://127.0.0.1:5555");
+        assert_eq!(u.hosts, vec!["127.0.0.1:5555".to_string()]);
+        assert_eq!(u.aliases, vec!["local".to_string()]);
+        assert_eq!(u.tag_ttl, Duration::from_secs(2));
+        assert!(!format!("{:?}", u.credentials).contains("\"p\""));
+
+        let e = Settings::parse("[routing]\ndefault_upstream = \"nope\"").unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = Settings::parse("[upstreams.x]\naliases=[\"x\"]").unwrap_err();
+        assert!(e.to_string().contains("url is required"), "{e}");
+        let e = Settings::parse("[server]\nbogus = 1").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Settings::parse("[upstreams.x]\nurl=\"ftp://h\"").unwrap_err();
+        assert!(e.to_string().contains("http(s)"), "{e}");
+    }
+}

@@ -1,0 +1,112 @@
+//! The `breakwater` binary.
+
+use breakwater::admin::AdminApp;
+use breakwater::background::PullStatsFlusher;
+use breakwater::cli::{load_settings, Cli, Command};
+use breakwater::config::Settings;
+use breakwater::metrics::Metrics;
+use breakwater::registry::Registry;
+use breakwater::server::RegistryApp;
+use clap::Parser;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BREAKWATER_LOG")
+                .unwrap_or_else(|_| "info,pingora_core=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => load_settings(config.as_ref()).and_then(serve),
+        Command::CheckConfig { config } => load_settings(config.as_ref()).map(|s| {
+            for (name, u) in &s.upstreams {
+                println!(
+                    "{name}: {} aliases={:?} hosts={:?} tag_ttl={:?}",
+                    u.url, u.aliases, u.hosts, u.tag_ttl
+                );
+            }
+            println!("default upstream: {}", s.default_upstream);
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("breakwater: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: Settings) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(Registry::open(&settings, metrics)?);
+    let conf = ServerConf {
+        threads: settings.server.threads,
+        pid_file: settings
+            .storage
+            .root
+            .join("breakwater.pid")
+            .display()
+            .to_string(),
+        upgrade_sock: settings
+            .storage
+            .root
+            .join("upgrade.sock")
+            .display()
+            .to_string(),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut registry_service = Service::new(
+        "registry".to_string(),
+        RegistryApp::new(registry.clone(), &settings.default_upstream),
+    );
+    registry_service.add_tcp(&settings.server.listen.to_string());
+    if let Some(tls) = &settings.server.tls {
+        let mut tls_settings = pingora::listeners::tls::TlsSettings::intermediate(
+            &tls.cert.display().to_string(),
+            &tls.key.display().to_string(),
+        )
+        .map_err(|e| format!("TLS certificate or key unusable: {e}"))?;
+        tls_settings.enable_h2();
+        registry_service.add_tls_with_settings(&tls.listen.to_string(), None, tls_settings);
+    }
+    registry_service.threads = Some(settings.server.threads);
+
+    let mut admin_service = Service::new(
+        "admin".to_string(),
+        HttpServer::new_app(AdminApp::new(registry.clone())),
+    );
+    admin_service.add_tcp(&settings.server.admin_listen.to_string());
+    admin_service.threads = Some(1);
+
+    server.add_service(registry_service);
+    server.add_service(admin_service);
+    server.add_service(background_service(
+        "pull-stats",
+        PullStatsFlusher {
+            registry: registry.clone(),
+        },
+    ));
+    tracing::info!(
+        listen = %settings.server.listen,
+        admin = %settings.server.admin_listen,
+        store = %settings.storage.root.display(),
+        default_upstream = %settings.default_upstream,
+        "breakwater serving"
+    );
+    server.run_forever()
+}

@@ -1,0 +1,123 @@
+//! Prometheus metrics: one registry per running cache, rendered at `/metrics` on the admin port.
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric breakwater exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Registry requests by kind (manifest, blob, tags, catalog) and result (hit, miss, stale,
+    /// revalidated, error, …).
+    pub requests: IntCounterVec,
+    /// Body bytes sent to clients, by source (cache, upstream).
+    pub bytes_served: IntCounterVec,
+    /// Body bytes fetched from upstreams, by upstream.
+    pub bytes_fetched: IntCounterVec,
+    /// Upstream HTTP requests by upstream, operation and status (or error kind).
+    pub upstream_requests: IntCounterVec,
+    /// Docker Hub's `ratelimit-remaining`, by upstream, as last seen.
+    pub ratelimit_remaining: IntGaugeVec,
+    /// Tags served stale because upstream failed, by upstream.
+    pub stale_served: IntCounterVec,
+    /// Blob fills that failed verification (digest or size mismatch).
+    pub verification_failures: IntCounter,
+    /// Bytes held in the blob store.
+    pub store_bytes: IntGauge,
+    /// Blobs held in the blob store.
+    pub store_blobs: IntGauge,
+    /// Fills currently running.
+    pub fills_in_flight: IntGauge,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    /// Creates and registers all metrics.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let ratelimit_remaining = IntGaugeVec::new(
+            Opts::new(
+                "breakwater_upstream_ratelimit_remaining",
+                "Remaining pulls reported by the upstream's ratelimit-remaining header",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(ratelimit_remaining.clone()))
+            .expect("unique metric");
+        let verification_failures = IntCounter::new(
+            "breakwater_verification_failures_total",
+            "Fills whose bytes did not match their digest or size; nothing was stored",
+        )
+        .expect("valid metric");
+        r.register(Box::new(verification_failures.clone()))
+            .expect("unique metric");
+        Metrics {
+            requests: counter_vec(
+                &r,
+                "breakwater_requests_total",
+                "Registry requests by kind and result",
+                &["kind", "result"],
+            ),
+            bytes_served: counter_vec(
+                &r,
+                "breakwater_bytes_served_total",
+                "Body bytes sent to clients by source",
+                &["source"],
+            ),
+            bytes_fetched: counter_vec(
+                &r,
+                "breakwater_upstream_bytes_total",
+                "Body bytes fetched from upstreams",
+                &["upstream"],
+            ),
+            upstream_requests: counter_vec(
+                &r,
+                "breakwater_upstream_requests_total",
+                "Upstream requests by upstream, operation and status",
+                &["upstream", "op", "status"],
+            ),
+            ratelimit_remaining,
+            stale_served: counter_vec(
+                &r,
+                "breakwater_stale_served_total",
+                "Tags served from cache because the upstream failed",
+                &["upstream"],
+            ),
+            verification_failures,
+            store_bytes: gauge(&r, "breakwater_store_bytes", "Bytes in the blob store"),
+            store_blobs: gauge(&r, "breakwater_store_blobs", "Blobs in the blob store"),
+            fills_in_flight: gauge(&r, "breakwater_fills_in_flight", "Upstream fills running"),
+            registry: r,
+        }
+    }
+
+    /// Text exposition format of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+
+    /// Counts one registry request.
+    pub fn request(&self, kind: &str, result: &str) {
+        self.requests.with_label_values(&[kind, result]).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,64 @@
+//! Blobs: served from the store when present, otherwise from the one fill for that digest.
+
+use super::fill::Fill;
+use super::{blocking, internal, upstream_error, Registry, Target};
+use crate::cache::store::StoredBlob;
+use crate::oci::{Digest, ErrorCode, RegistryError};
+use std::sync::Arc;
+
+/// Where a blob's bytes come from.
+pub enum BlobSource {
+    /// Verified bytes in the store.
+    Stored(StoredBlob),
+    /// A fill running now (started by this request or joined).
+    Filling(Arc<Fill>),
+}
+
+impl Registry {
+    /// The blob's bytes, from the store or a (joined or new) fill.
+    pub async fn blob(
+        self: &Arc<Self>,
+        t: &Target,
+        digest: &Digest,
+    ) -> Result<BlobSource, RegistryError> {
+        if let Some(b) = self.stored_blob(digest).await? {
+            return Ok(BlobSource::Stored(b));
+        }
+        let ctx = self.fill_context();
+        let (fill, started) = self
+            .blobs
+            .join_or_start(&ctx, t.upstream.clone(), t.repo.clone(), digest)
+            .map_err(internal)?;
+        tracing::debug!(%digest, started, "blob miss");
+        Ok(BlobSource::Filling(fill))
+    }
+
+    /// The blob's size for HEAD: from the store, else asked of upstream (no fill started).
+    pub async fn blob_size(&self, t: &Target, digest: &Digest) -> Result<u64, RegistryError> {
+        let (store, d) = (self.store.clone(), digest.clone());
+        if let Some(size) = blocking(move || store.stat(&d)).await?.map_err(internal)? {
+            return Ok(size);
+        }
+        match t.upstream.blob_size(&t.repo, digest).await {
+            Ok(Some(size)) => Ok(size),
+            Ok(None) => Err(RegistryError::new(
+                ErrorCode::BlobUnknown,
+                format!(
+                    "upstream {} gave no size for blob {digest}",
+                    t.upstream.name
+                ),
+            )),
+            Err(e) => Err(upstream_error(&e, ErrorCode::BlobUnknown)),
+        }
+    }
+
+    async fn stored_blob(&self, digest: &Digest) -> Result<Option<StoredBlob>, RegistryError> {
+        let (store, d) = (self.store.clone(), digest.clone());
+        blocking(move || store.open(&d)).await?.map_err(internal)
+    }
+
+    /// Number of fills running now.
+    pub fn fills_running(&self) -> usize {
+        self.blobs.len()
+    }
+}

@@ -1,0 +1,378 @@
+//! Blob fills: one upstream download per missing digest, detached from any client, that every
+//! requester (late ones too) tails as bytes land in the staging file.
+//!
+//! The last byte is released only after the digest is verified, so a client can never complete a
+//! response with bad bytes: on a mismatch or an upstream failure every reader is cut short and
+//! nothing is committed. A broken upstream stream is resumed with `Range` and the same hash.
+
+use crate::cache::store::TempBlob;
+use crate::cache::{BlobStore, Index};
+use crate::metrics::Metrics;
+use crate::oci::{Digest, Hasher, RepoName};
+use crate::upstream::{Upstream, UpstreamError};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Bytes gathered before one write to the staging file: few syscalls, bounded memory.
+const WRITE_CHUNK: usize = 512 * 1024;
+/// Upstream attempts for one fill (the first plus resumes).
+const MAX_ATTEMPTS: u32 = 4;
+
+/// Where a fill is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for upstream's response headers.
+    Connecting,
+    /// Bytes are arriving.
+    Streaming,
+    /// Verified and committed to the store.
+    Done,
+    /// Failed; the message says why. Readers must cut their responses.
+    Failed(String),
+}
+
+/// Progress readers watch.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Bytes durably written to the staging file (readable with pread).
+    pub written: u64,
+    /// The blob's size, when upstream said.
+    pub total: Option<u64>,
+    /// The phase.
+    pub phase: Phase,
+}
+
+impl Progress {
+    /// How far a reader may read now: all when verified, else all but the last byte written.
+    pub fn readable(&self) -> u64 {
+        match self.phase {
+            Phase::Done => self.written,
+            _ => self.written.saturating_sub(1),
+        }
+    }
+}
+
+/// A running fill.
+pub struct Fill {
+    /// The digest being filled.
+    pub digest: Digest,
+    progress: watch::Receiver<Progress>,
+    file: Arc<File>,
+}
+
+impl Fill {
+    /// A receiver of progress updates.
+    pub fn watch(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    /// The staging file, readable with positional reads; valid after commit too.
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Waits until the size is known or the fill ended.
+    pub async fn started(&self) -> Progress {
+        let mut rx = self.progress.clone();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            if p.phase != Phase::Connecting {
+                return p;
+            }
+            if rx.changed().await.is_err() {
+                return rx.borrow().clone();
+            }
+        }
+    }
+}
+
+/// What a fill needs from the rest of the cache.
+#[derive(Clone)]
+pub struct FillContext {
+    /// Where verified blobs go.
+    pub store: Arc<dyn BlobStore>,
+    /// Where committed blobs are recorded.
+    pub index: Arc<dyn Index>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The map of running fills, one per digest.
+#[derive(Default)]
+pub struct Fills {
+    running: Arc<Mutex<HashMap<Digest, Arc<Fill>>>>,
+}
+
+impl Fills {
+    /// The running fill for `digest`, or a new one started from `upstream`.
+    pub fn join_or_start(
+        &self,
+        ctx: &FillContext,
+        upstream: Arc<Upstream>,
+        repo: RepoName,
+        digest: &Digest,
+    ) -> std::io::Result<(Arc<Fill>, bool)> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = running.get(digest) {
+            return Ok((f.clone(), false));
+        }
+        let temp = ctx.store.create_temp()?;
+        let file = Arc::new(temp.reader()?);
+        let (tx, rx) = watch::channel(Progress {
+            written: 0,
+            total: None,
+            phase: Phase::Connecting,
+        });
+        let fill = Arc::new(Fill {
+            digest: digest.clone(),
+            progress: rx,
+            file: file.clone(),
+        });
+        running.insert(digest.clone(), fill.clone());
+        let job = FillJob {
+            ctx: ctx.clone(),
+            upstream,
+            repo,
+            digest: digest.clone(),
+            temp,
+            file,
+            tx,
+            running: self.running.clone(),
+        };
+        ctx.metrics.fills_in_flight.inc();
+        tokio::spawn(job.run());
+        Ok((fill, true))
+    }
+
+    /// Number of fills running now.
+    pub fn len(&self) -> usize {
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// True when no fill runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct FillJob {
+    ctx: FillContext,
+    upstream: Arc<Upstream>,
+    repo: RepoName,
+    digest: Digest,
+    temp: TempBlob,
+    file: Arc<File>,
+    tx: watch::Sender<Progress>,
+    running: Arc<Mutex<HashMap<Digest, Arc<Fill>>>>,
+}
+
+impl FillJob {
+    async fn run(self) {
+        let FillJob {
+            ctx,
+            upstream,
+            repo,
+            digest,
+            temp,
+            file,
+            tx,
+            running,
+        } = self;
+        let outcome = download(&ctx, &upstream, &repo, &digest, &file, &tx).await;
+        let result = match outcome {
+            Ok(size) => {
+                let store = ctx.store.clone();
+                let d = digest.clone();
+                match tokio::task::spawn_blocking(move || store.commit(temp, &d)).await {
+                    Ok(Ok(())) => {
+                        let index = ctx.index.clone();
+                        let d = digest.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            index.record_blob(&d, size, crate::now_ms())
+                        })
+                        .await;
+                        ctx.metrics.store_bytes.add(size as i64);
+                        ctx.metrics.store_blobs.inc();
+                        Ok(size)
+                    }
+                    Ok(Err(e)) => Err(format!("committing {digest} to the store failed: {e}")),
+                    Err(e) => Err(format!("commit task failed: {e}")),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(size) => tx.send_modify(|p| {
+                p.written = size;
+                p.total = Some(size);
+                p.phase = Phase::Done;
+            }),
+            Err(msg) => {
+                tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {msg}");
+                tx.send_modify(|p| p.phase = Phase::Failed(msg));
+            }
+        }
+        running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&digest);
+        ctx.metrics.fills_in_flight.dec();
+    }
+}
+
+/// Streams the blob into the staging file, resuming on breaks; returns the verified size.
+async fn download(
+    ctx: &FillContext,
+    upstream: &Upstream,
+    repo: &RepoName,
+    digest: &Digest,
+    file: &Arc<File>,
+    tx: &watch::Sender<Progress>,
+) -> Result<u64, String> {
+    let mut hasher = Hasher::new(digest.algorithm());
+    let mut offset: u64 = 0;
+    let mut total: Option<u64> = None;
+    let mut attempt = 0;
+    let fetched = ctx
+        .metrics
+        .bytes_fetched
+        .with_label_values(&[&upstream.name]);
+    loop {
+        attempt += 1;
+        let resp = match upstream.blob(repo, digest, offset).await {
+            Ok(r) => r,
+            Err(e) => {
+                if attempt < MAX_ATTEMPTS && retryable(&e) && offset > 0 {
+                    backoff(attempt).await;
+                    continue;
+                }
+                return Err(e.to_string());
+            }
+        };
+        // A resume must continue exactly where we stopped; anything else restarts cleanly.
+        let resumed = offset > 0
+            && resp.status().as_u16() == 206
+            && content_range_start(&resp) == Some(offset);
+        if offset > 0 && !resumed {
+            hasher = Hasher::new(digest.algorithm());
+            offset = 0;
+        }
+        if total.is_none() {
+            total = if resumed {
+                content_range_total(&resp)
+            } else {
+                resp.content_length()
+            };
+            tx.send_modify(|p| {
+                p.total = total;
+                p.phase = Phase::Streaming;
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
+        let mut broken = None;
+        loop {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    if total.is_some_and(|t| offset + (buf.len() + chunk.len()) as u64 > t) {
+                        return Err(format!(
+                            "upstream sent more than the announced {} bytes",
+                            total.unwrap_or(0)
+                        ));
+                    }
+                    hasher.update(&chunk);
+                    fetched.inc_by(chunk.len() as u64);
+                    buf.extend_from_slice(&chunk);
+                    if buf.len() >= WRITE_CHUNK {
+                        offset = flush(file, &mut buf, offset, tx).await?;
+                    }
+                }
+                Some(Err(e)) => {
+                    broken = Some(crate::upstream::token::describe(&e));
+                    break;
+                }
+                None => break,
+            }
+        }
+        offset = flush(file, &mut buf, offset, tx).await?;
+        match broken {
+            None if total.is_none_or(|t| t == offset) => break,
+            None => {
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(format!(
+                        "upstream stream ended at {offset} of {} bytes",
+                        total.unwrap_or(0)
+                    ));
+                }
+            }
+            Some(reason) => {
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(format!("upstream stream broke at byte {offset}: {reason}"));
+                }
+                tracing::info!(%digest, offset, "upstream stream broke ({reason}); resuming");
+            }
+        }
+        backoff(attempt).await;
+    }
+    let got = hasher.finish();
+    if &got != digest {
+        ctx.metrics.verification_failures.inc();
+        return Err(format!("content from upstream does not match its digest {digest} (got {got}); nothing was stored"));
+    }
+    Ok(offset)
+}
+
+fn retryable(e: &UpstreamError) -> bool {
+    // CDN URLs expire (401/403) and connections drop: ask again; a 404 is an answer.
+    e.is_outage() || matches!(e.status(), Some(401 | 403))
+}
+
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+}
+
+async fn flush(
+    file: &Arc<File>,
+    buf: &mut BytesMut,
+    offset: u64,
+    tx: &watch::Sender<Progress>,
+) -> Result<u64, String> {
+    if buf.is_empty() {
+        return Ok(offset);
+    }
+    let data = buf.split().freeze();
+    let f = file.clone();
+    let n = data.len() as u64;
+    tokio::task::spawn_blocking(move || f.write_all_at(&data, offset))
+        .await
+        .map_err(|e| format!("write task failed: {e}"))?
+        .map_err(|e| format!("writing the staging file failed: {e}"))?;
+    let end = offset + n;
+    tx.send_modify(|p| p.written = p.written.max(end));
+    Ok(end)
+}
+
+fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let range = v.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+fn content_range_total(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    v.rsplit('/').next()?.trim().parse().ok()
+}

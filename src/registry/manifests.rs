@@ -1,0 +1,344 @@
+//! Manifests: exact upstream bytes stored by digest, tags kept fresh by TTL with HEAD-only
+//! revalidation, and the cached answer served when upstream is down (stale-if-error).
+
+use super::flight::Flights;
+use super::{blocking, internal, upstream_error, CacheStatus, Registry, Target};
+use crate::cache::store::{put_bytes, read_bytes};
+use crate::cache::{ManifestRecord, TagRecord};
+use crate::oci::manifest::{self, Accept};
+use crate::oci::{Digest, ErrorCode, Reference, RegistryError, Tag};
+use crate::upstream::UpstreamError;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A manifest ready to serve.
+#[derive(Debug)]
+pub struct CachedManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The upstream's media type.
+    pub media_type: String,
+    /// The exact bytes.
+    pub bytes: Bytes,
+}
+
+/// A manifest answer and how it was obtained.
+pub struct ManifestAnswer {
+    /// The manifest.
+    pub manifest: Arc<CachedManifest>,
+    /// Hit, miss, revalidated or stale.
+    pub status: CacheStatus,
+}
+
+type TagKey = (String, String, String);
+type Resolved = (Arc<CachedManifest>, CacheStatus);
+
+/// In-memory manifest and tag caches in front of the index, plus the in-flight upstream work.
+pub struct ManifestCache {
+    by_digest: moka::sync::Cache<Digest, Arc<CachedManifest>>,
+    tags: moka::sync::Cache<TagKey, TagRecord>,
+    flights: Flights<TagKey, Resolved>,
+}
+
+impl ManifestCache {
+    /// Caches sized for a busy office: 64 MiB of manifests, 100k tags.
+    pub fn new() -> Self {
+        ManifestCache {
+            by_digest: moka::sync::Cache::builder()
+                .weigher(|_, m: &Arc<CachedManifest>| m.bytes.len().min(u32::MAX as usize) as u32)
+                .max_capacity(64 * 1024 * 1024)
+                .build(),
+            tags: moka::sync::Cache::new(100_000),
+            flights: Flights::default(),
+        }
+    }
+}
+
+impl Default for ManifestCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// Answers a manifest request by tag or digest, for a client with `accept`.
+    pub async fn manifest(
+        self: &Arc<Self>,
+        t: &Target,
+        reference: &Reference,
+        accept: &Accept,
+    ) -> Result<ManifestAnswer, RegistryError> {
+        let (manifest, status) = match reference {
+            Reference::Digest(d) => self.manifest_by_digest(t, d).await?,
+            Reference::Tag(tag) => self.manifest_by_tag(t, tag).await?,
+        };
+        // A digest names exact content, so it is served whatever the Accept; a tag is answered
+        // only in a form the client said it can read, as distribution does.
+        if matches!(reference, Reference::Tag(_)) && !accept.allows(&manifest.media_type) {
+            return Err(RegistryError::new(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "{reference} of {} is a {}, which the request's Accept header does not include",
+                    t.repo, manifest.media_type
+                ),
+            ));
+        }
+        Ok(ManifestAnswer { manifest, status })
+    }
+
+    async fn manifest_by_digest(
+        self: &Arc<Self>,
+        t: &Target,
+        d: &Digest,
+    ) -> Result<Resolved, RegistryError> {
+        if let Some(m) = self.local_manifest(d).await? {
+            return Ok((m, CacheStatus::Hit));
+        }
+        let key = (t.upstream.name.clone(), t.repo.to_string(), d.to_string());
+        let this = self.clone();
+        let (t2, d2) = (t.clone(), d.clone());
+        self.manifests
+            .flights
+            .run(key, move || async move {
+                let m = this
+                    .fetch_manifest(&t2, &Reference::Digest(d2), None)
+                    .await?;
+                Ok((m, CacheStatus::Miss))
+            })
+            .await
+    }
+
+    async fn manifest_by_tag(
+        self: &Arc<Self>,
+        t: &Target,
+        tag: &Tag,
+    ) -> Result<Resolved, RegistryError> {
+        let key = (t.upstream.name.clone(), t.repo.to_string(), tag.to_string());
+        let cached = match self.manifests.tags.get(&key) {
+            Some(r) => Some(r),
+            None => {
+                let (index, k, tg) = (self.index.clone(), t.key(), tag.to_string());
+                let r = blocking(move || index.tag(&k, &tg))
+                    .await?
+                    .map_err(internal)?;
+                if let Some(r) = &r {
+                    self.manifests.tags.insert(key.clone(), r.clone());
+                }
+                r
+            }
+        };
+        let ttl_ms = t.upstream.settings.tag_ttl.as_millis() as i64;
+        if let Some(rec) = &cached {
+            if crate::now_ms() - rec.confirmed_at_ms < ttl_ms {
+                if let Some(m) = self.local_manifest(&rec.digest).await? {
+                    return Ok((m, CacheStatus::Hit));
+                }
+            }
+        }
+        let this = self.clone();
+        let (t2, tag2, k2) = (t.clone(), tag.clone(), key.clone());
+        self.manifests
+            .flights
+            .run(key, move || async move {
+                this.refresh_tag(&t2, &tag2, cached, k2).await
+            })
+            .await
+    }
+
+    /// Revalidates (HEAD) or fetches a tag; serves the cached answer when upstream is down.
+    async fn refresh_tag(
+        self: &Arc<Self>,
+        t: &Target,
+        tag: &Tag,
+        cached: Option<TagRecord>,
+        key: TagKey,
+    ) -> Result<Resolved, RegistryError> {
+        let reference = Reference::Tag(tag.clone());
+        let Some(rec) = cached else {
+            let m = self.fetch_manifest(t, &reference, Some(tag)).await?;
+            return Ok((m, CacheStatus::Miss));
+        };
+        match t.upstream.manifest(&t.repo, &reference, true).await {
+            Ok(head) if head.digest.as_ref() == Some(&rec.digest) => {
+                let now = crate::now_ms();
+                let (index, k, tg) = (self.index.clone(), t.key(), tag.to_string());
+                blocking(move || index.confirm_tag(&k, &tg, now))
+                    .await?
+                    .map_err(internal)?;
+                self.manifests.tags.insert(
+                    key,
+                    TagRecord {
+                        digest: rec.digest.clone(),
+                        confirmed_at_ms: now,
+                    },
+                );
+                match self.local_manifest(&rec.digest).await? {
+                    Some(m) => Ok((m, CacheStatus::Revalidated)),
+                    None => Ok((
+                        self.fetch_manifest(t, &reference, Some(tag)).await?,
+                        CacheStatus::Miss,
+                    )),
+                }
+            }
+            Ok(head) => {
+                // Moved (or upstream gave no digest on HEAD): fetch it, by digest when known.
+                let by = head.digest.map(Reference::Digest).unwrap_or(reference);
+                let m = self.fetch_manifest(t, &by, Some(tag)).await?;
+                Ok((m, CacheStatus::Miss))
+            }
+            Err(e) if e.is_outage() => self.serve_stale(t, &rec, &e).await,
+            Err(e) if e.status() == Some(404) => {
+                let (index, k, tg) = (self.index.clone(), t.key(), tag.to_string());
+                blocking(move || index.remove_tag(&k, &tg))
+                    .await?
+                    .map_err(internal)?;
+                self.manifests.tags.invalidate(&key);
+                Err(upstream_error(&e, ErrorCode::ManifestUnknown))
+            }
+            Err(e) => Err(upstream_error(&e, ErrorCode::ManifestUnknown)),
+        }
+    }
+
+    async fn serve_stale(
+        &self,
+        t: &Target,
+        rec: &TagRecord,
+        e: &UpstreamError,
+    ) -> Result<Resolved, RegistryError> {
+        match self.local_manifest(&rec.digest).await? {
+            Some(m) => {
+                tracing::warn!(upstream = %t.upstream.name, repo = %t.repo, "serving stale tag: {e}");
+                self.metrics
+                    .stale_served
+                    .with_label_values(&[&t.upstream.name])
+                    .inc();
+                Ok((m, CacheStatus::Stale))
+            }
+            None => Err(upstream_error(e, ErrorCode::ManifestUnknown)),
+        }
+    }
+
+    /// The manifest from memory, or the index and store.
+    async fn local_manifest(
+        &self,
+        d: &Digest,
+    ) -> Result<Option<Arc<CachedManifest>>, RegistryError> {
+        if let Some(m) = self.manifests.by_digest.get(d) {
+            return Ok(Some(m));
+        }
+        let (index, store, d2) = (self.index.clone(), self.store.clone(), d.clone());
+        let found = blocking(
+            move || -> Result<Option<(ManifestRecord, Vec<u8>)>, String> {
+                let Some(rec) = index.manifest(&d2).map_err(|e| e.to_string())? else {
+                    return Ok(None);
+                };
+                Ok(read_bytes(store.as_ref(), &d2)
+                    .map_err(|e| e.to_string())?
+                    .map(|b| (rec, b)))
+            },
+        )
+        .await?
+        .map_err(internal)?;
+        Ok(found.map(|(rec, bytes)| {
+            let m = Arc::new(CachedManifest {
+                digest: rec.digest,
+                media_type: rec.media_type,
+                bytes: Bytes::from(bytes),
+            });
+            self.manifests.by_digest.insert(d.clone(), m.clone());
+            m
+        }))
+    }
+
+    /// GETs a manifest from upstream, verifies it, stores it and records it (and the tag).
+    async fn fetch_manifest(
+        &self,
+        t: &Target,
+        reference: &Reference,
+        tag: Option<&Tag>,
+    ) -> Result<Arc<CachedManifest>, RegistryError> {
+        let fetched = match t.upstream.manifest(&t.repo, reference, false).await {
+            Ok(f) => f,
+            Err(e) => return Err(upstream_error(&e, ErrorCode::ManifestUnknown)),
+        };
+        let invalid = |why: String| {
+            RegistryError::new(
+                ErrorCode::ManifestInvalid,
+                format!(
+                    "upstream {} sent manifest {reference} of {}: {why}",
+                    t.upstream.name, t.repo
+                ),
+            )
+        };
+        let media_type = match fetched.media_type.as_deref() {
+            Some(mt)
+                if manifest::ALL_MANIFEST_TYPES.contains(&mt)
+                    || mt.starts_with("application/vnd.") =>
+            {
+                mt.to_string()
+            }
+            _ => manifest::sniff_media_type(&fetched.bytes)
+                .ok_or_else(|| invalid("no recognisable media type".into()))?,
+        };
+        let payload = manifest::digest_payload(&media_type, &fetched.bytes);
+        let expected = match reference {
+            Reference::Digest(d) => Some(d.clone()),
+            Reference::Tag(_) => fetched.digest.clone(),
+        };
+        let digest = match expected {
+            Some(d) => {
+                let got = Digest::of(d.algorithm(), &payload);
+                if got != d {
+                    self.metrics.verification_failures.inc();
+                    return Err(invalid(format!(
+                        "content digest is {got}, expected {d}; not cached"
+                    )));
+                }
+                d
+            }
+            None => Digest::sha256_of(&payload),
+        };
+        let refs = manifest::references(&media_type, &fetched.bytes).unwrap_or_default();
+        let record = ManifestRecord {
+            digest: digest.clone(),
+            media_type: media_type.clone(),
+            size: fetched.bytes.len() as u64,
+        };
+        let (index, store, key, bytes) = (
+            self.index.clone(),
+            self.store.clone(),
+            t.key(),
+            fetched.bytes.clone(),
+        );
+        let tag_s = tag.map(|t| t.to_string());
+        let now = crate::now_ms();
+        let rec2 = record.clone();
+        blocking(move || -> Result<(), String> {
+            put_bytes(store.as_ref(), &rec2.digest, &bytes).map_err(|e| e.to_string())?;
+            index
+                .record_blob(&rec2.digest, rec2.size, now)
+                .map_err(|e| e.to_string())?;
+            index
+                .record_manifest(&key, &rec2, &refs, tag_s.as_deref(), now)
+                .map_err(|e| e.to_string())
+        })
+        .await?
+        .map_err(internal)?;
+        if let Some(tag) = tag {
+            self.manifests.tags.insert(
+                (t.upstream.name.clone(), t.repo.to_string(), tag.to_string()),
+                TagRecord {
+                    digest: digest.clone(),
+                    confirmed_at_ms: now,
+                },
+            );
+        }
+        let m = Arc::new(CachedManifest {
+            digest: digest.clone(),
+            media_type,
+            bytes: fetched.bytes,
+        });
+        self.manifests.by_digest.insert(digest, m.clone());
+        Ok(m)
+    }
+}

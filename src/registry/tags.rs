@@ -1,0 +1,130 @@
+//! Tag lists (passed through, with cached tags when upstream is down) and the catalog of what the
+//! cache holds.
+
+use super::{blocking, internal, upstream_error, CacheStatus, Registry, Target};
+use crate::oci::{ErrorCode, RegistryError};
+use bytes::Bytes;
+use serde::Serialize;
+
+/// A tag-list answer.
+pub struct TagList {
+    /// JSON body `{"name":…, "tags":[…]}`.
+    pub body: Bytes,
+    /// Upstream's `Link` for the next page (its path still upstream's).
+    pub link: Option<String>,
+    /// Miss (from upstream) or stale (cached tags because upstream failed).
+    pub status: CacheStatus,
+}
+
+/// `n` and `last` from a tag-list or catalog query.
+#[derive(Debug, Default, Clone)]
+pub struct Page {
+    /// Page size.
+    pub n: Option<usize>,
+    /// Last entry of the previous page.
+    pub last: Option<String>,
+}
+
+impl Page {
+    /// Applies the page to a sorted list; returns the page and whether more follow.
+    pub fn apply(&self, all: Vec<String>) -> (Vec<String>, bool) {
+        let start = match &self.last {
+            Some(l) => all.partition_point(|x| x <= l),
+            None => 0,
+        };
+        let rest = &all[start..];
+        match self.n {
+            Some(n) if n < rest.len() => (rest[..n].to_vec(), true),
+            _ => (rest.to_vec(), false),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TagsBody<'a> {
+    name: &'a str,
+    tags: Vec<String>,
+}
+
+impl Registry {
+    /// Upstream's tag list with the client's query; cached tags when upstream is down.
+    pub async fn tags(
+        &self,
+        t: &Target,
+        query: &str,
+        page: &Page,
+        client_name: &str,
+    ) -> Result<TagList, RegistryError> {
+        match t.upstream.tags(&t.repo, query).await {
+            Ok(f) => {
+                self.metrics.request("tags", "miss");
+                Ok(TagList {
+                    body: f.body,
+                    link: f.link,
+                    status: CacheStatus::Miss,
+                })
+            }
+            Err(e) if e.is_outage() => {
+                let (index, key) = (self.index.clone(), t.key());
+                let all = blocking(move || index.tags(&key))
+                    .await?
+                    .map_err(internal)?;
+                if all.is_empty() {
+                    return Err(upstream_error(&e, ErrorCode::NameUnknown));
+                }
+                let (tags, _) = page.apply(all);
+                self.metrics.request("tags", "stale");
+                let body = serde_json::to_vec(&TagsBody {
+                    name: client_name,
+                    tags,
+                })
+                .unwrap_or_default();
+                Ok(TagList {
+                    body: Bytes::from(body),
+                    link: None,
+                    status: CacheStatus::Stale,
+                })
+            }
+            Err(e) => Err(upstream_error(&e, ErrorCode::NameUnknown)),
+        }
+    }
+
+    /// Every cached repository as `<upstream>/<name>` (which the prefix route accepts), paged.
+    pub async fn catalog(&self, page: &Page) -> Result<(Vec<String>, bool), RegistryError> {
+        let index = self.index.clone();
+        let repos = blocking(move || index.repositories())
+            .await?
+            .map_err(internal)?;
+        let mut names: Vec<String> = repos
+            .into_iter()
+            .map(|r| format!("{}/{}", r.upstream, r.name))
+            .collect();
+        names.sort();
+        Ok(page.apply(names))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Page;
+
+    #[test]
+    fn paging() {
+        let all: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let p = Page {
+            n: Some(2),
+            last: None,
+        };
+        assert_eq!(p.apply(all.clone()), (vec!["a".into(), "b".into()], true));
+        let p = Page {
+            n: Some(2),
+            last: Some("b".into()),
+        };
+        assert_eq!(p.apply(all.clone()), (vec!["c".into(), "d".into()], false));
+        let p = Page {
+            n: None,
+            last: Some("bb".into()),
+        };
+        assert_eq!(p.apply(all), (vec!["c".into(), "d".into()], false));
+    }
+}

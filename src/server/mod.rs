@@ -1,0 +1,510 @@
+//! The registry listener: a Pingora HTTP app that parses each request at the edge into typed
+//! values, routes it, calls the registry operation, and writes the answer. No cache policy here.
+
+pub mod range;
+pub mod respond;
+pub mod route;
+
+use crate::oci::manifest::Accept;
+use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
+use crate::registry::blobs::BlobSource;
+use crate::registry::fill::Phase;
+use crate::registry::tags::Page;
+use crate::registry::{CacheStatus, Registry};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use range::ByteRange;
+use respond::{header, send_bytes, send_error, send_error_status, set};
+use route::{parse_path, query_param, Endpoint, Router};
+use std::sync::Arc;
+
+/// The registry HTTP app.
+pub struct RegistryApp {
+    registry: Arc<Registry>,
+    router: Router,
+}
+
+impl RegistryApp {
+    /// An app serving `registry`, routing with its upstreams and `default_upstream`.
+    pub fn new(registry: Arc<Registry>, default_upstream: &str) -> Self {
+        let router = Router::new(&registry.upstreams, default_upstream);
+        RegistryApp { registry, router }
+    }
+}
+
+/// What became of a request.
+enum Outcome {
+    /// Response complete; the connection may be reused.
+    Done,
+    /// Response cut short (bad upstream bytes, client gone): the connection must close.
+    Cut,
+}
+
+impl From<bool> for Outcome {
+    fn from(ok: bool) -> Self {
+        if ok {
+            Outcome::Done
+        } else {
+            Outcome::Cut
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for RegistryApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            _ => return None,
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        match self.handle(&mut session).await {
+            Outcome::Done => {
+                let persistent = HttpPersistentSettings::for_session(&session);
+                match session.finish().await {
+                    Ok(Some(s)) => Some(ReusedHttpStream::from_reusable_stream(s, persistent)),
+                    _ => None,
+                }
+            }
+            Outcome::Cut => {
+                session.shutdown().await;
+                None
+            }
+        }
+    }
+}
+
+fn invalid(code: ErrorCode, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::new(code, e.to_string())
+}
+
+impl RegistryApp {
+    async fn handle(&self, session: &mut ServerSession) -> Outcome {
+        let req = session.req_header();
+        let method = req.method.clone();
+        let path = req.uri.path().to_string();
+        let query = req.uri.query().unwrap_or("").to_string();
+        let head = method == http::Method::HEAD;
+        if method != http::Method::GET && !head {
+            // Not reading a request body we will not use: close after answering.
+            session.set_keepalive(None);
+            let e = RegistryError::new(
+                ErrorCode::Unsupported,
+                format!("{method} is not supported: breakwater is a read-only pull-through cache"),
+            );
+            return send_error(session, &e, false).await.into();
+        }
+        match parse_path(&path) {
+            Endpoint::Base => {
+                let mut h = header(200);
+                set(&mut h, "Content-Type", "application/json");
+                send_bytes(session, h, Bytes::from_static(b"{}"), head)
+                    .await
+                    .into()
+            }
+            Endpoint::Catalog => self.catalog(session, &query, head).await,
+            Endpoint::Manifest { name, reference } => {
+                self.manifest(session, name, reference, &query, head).await
+            }
+            Endpoint::Blob { name, digest } => self.blob(session, name, digest, &query, head).await,
+            Endpoint::Tags { name } => self.tags(session, name, &path, &query, head).await,
+            Endpoint::Referrers => {
+                // 404 makes clients fall back to the sha256-<hex> tag scheme.
+                let e = RegistryError::new(
+                    ErrorCode::Unsupported,
+                    "the referrers API is not supported by this cache",
+                );
+                send_error_status(session, &e, 404, head).await.into()
+            }
+            Endpoint::Write => {
+                session.set_keepalive(None);
+                let e = RegistryError::new(
+                    ErrorCode::Unsupported,
+                    "pushing is not supported: breakwater is a read-only pull-through cache",
+                );
+                send_error(session, &e, head).await.into()
+            }
+            Endpoint::Unknown => {
+                let e =
+                    RegistryError::new(ErrorCode::Unsupported, format!("unknown endpoint {path}"));
+                send_error_status(session, &e, 404, head).await.into()
+            }
+        }
+    }
+
+    async fn fail(
+        &self,
+        session: &mut ServerSession,
+        kind: &str,
+        e: &RegistryError,
+        head: bool,
+    ) -> Outcome {
+        self.registry.metrics.request(kind, "error");
+        send_error(session, e, head).await.into()
+    }
+
+    async fn manifest(
+        &self,
+        session: &mut ServerSession,
+        name: &str,
+        reference: &str,
+        query: &str,
+        head: bool,
+    ) -> Outcome {
+        let target = match self
+            .router
+            .resolve(name, query_param(query, "ns").as_deref())
+        {
+            Ok(t) => t,
+            Err(e) => return self.fail(session, "manifest", &e, head).await,
+        };
+        let reference = match Reference::parse(reference) {
+            Ok(r) => r,
+            Err(e) => {
+                let code = if reference.contains(':') {
+                    ErrorCode::DigestInvalid
+                } else {
+                    ErrorCode::TagInvalid
+                };
+                return self
+                    .fail(session, "manifest", &invalid(code, e), head)
+                    .await;
+            }
+        };
+        let accept = Accept::parse(
+            session
+                .req_header()
+                .headers
+                .get_all("accept")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let answer = match self.registry.manifest(&target, &reference, &accept).await {
+            Ok(a) => a,
+            Err(e) => return self.fail(session, "manifest", &e, head).await,
+        };
+        let m = &answer.manifest;
+        self.registry
+            .metrics
+            .request("manifest", answer.status.as_str());
+        if !head {
+            self.registry.pulls.record(target.key(), m.digest.clone());
+        }
+        let mut h = header(200);
+        set(&mut h, "Content-Type", &m.media_type);
+        set(&mut h, "Docker-Content-Digest", &m.digest);
+        set(&mut h, "ETag", format!("\"{}\"", m.digest));
+        set(&mut h, "X-Breakwater-Cache", answer.status.as_str());
+        if answer.status == CacheStatus::Stale {
+            set(
+                &mut h,
+                "Warning",
+                "110 breakwater \"Response is Stale: upstream unavailable\"",
+            );
+        }
+        if !head {
+            self.registry
+                .metrics
+                .bytes_served
+                .with_label_values(&["cache"])
+                .inc_by(m.bytes.len() as u64);
+        }
+        send_bytes(session, h, m.bytes.clone(), head).await.into()
+    }
+
+    async fn blob(
+        &self,
+        session: &mut ServerSession,
+        name: &str,
+        digest: &str,
+        query: &str,
+        head: bool,
+    ) -> Outcome {
+        let target = match self
+            .router
+            .resolve(name, query_param(query, "ns").as_deref())
+        {
+            Ok(t) => t,
+            Err(e) => return self.fail(session, "blob", &e, head).await,
+        };
+        let digest = match Digest::parse(digest) {
+            Ok(d) => d,
+            Err(e) => {
+                return self
+                    .fail(session, "blob", &invalid(ErrorCode::DigestInvalid, e), head)
+                    .await
+            }
+        };
+        let base = |status: u16| {
+            let mut h = header(status);
+            set(&mut h, "Content-Type", "application/octet-stream");
+            set(&mut h, "Docker-Content-Digest", &digest);
+            set(&mut h, "ETag", format!("\"{digest}\""));
+            set(&mut h, "Accept-Ranges", "bytes");
+            h
+        };
+        if head {
+            return match self.registry.blob_size(&target, &digest).await {
+                Ok(size) => {
+                    self.registry.metrics.request("blob", "head");
+                    let mut h = base(200);
+                    set(&mut h, "Content-Length", size);
+                    session.write_response_header(h).await.is_ok().into()
+                }
+                Err(e) => self.fail(session, "blob", &e, true).await,
+            };
+        }
+        let range_header = session
+            .req_header()
+            .headers
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let source = match self.registry.blob(&target, &digest).await {
+            Ok(s) => s,
+            Err(e) => return self.fail(session, "blob", &e, false).await,
+        };
+        let metrics = &self.registry.metrics;
+        match source {
+            BlobSource::Stored(b) => {
+                metrics.request("blob", "hit");
+                let (status, start, end) = match range::parse(range_header.as_deref(), b.size) {
+                    ByteRange::Full => (200, 0, b.size),
+                    ByteRange::Partial { start, end } => (206, start, end + 1),
+                    ByteRange::Unsatisfiable => {
+                        return self.unsatisfiable(session, &digest, b.size).await
+                    }
+                };
+                let mut h = base(status);
+                set(&mut h, "Content-Length", end - start);
+                if status == 206 {
+                    set(
+                        &mut h,
+                        "Content-Range",
+                        format!("bytes {start}-{}/{}", end - 1, b.size),
+                    );
+                }
+                if session.write_response_header(h).await.is_err() {
+                    return Outcome::Cut;
+                }
+                if start == end {
+                    return session
+                        .write_response_body(Bytes::new(), true)
+                        .await
+                        .is_ok()
+                        .into();
+                }
+                match respond::send_file_range(session, Arc::new(b.file), start, end).await {
+                    Some(n) => {
+                        metrics.bytes_served.with_label_values(&["cache"]).inc_by(n);
+                        Outcome::Done
+                    }
+                    None => Outcome::Cut,
+                }
+            }
+            BlobSource::Filling(fill) => {
+                metrics.request("blob", "miss");
+                let p = fill.started().await;
+                if let Phase::Failed(msg) = &p.phase {
+                    let e = RegistryError::new(ErrorCode::BlobUnknown, msg.clone());
+                    let e = if msg.contains("unreachable") {
+                        RegistryError::new(ErrorCode::Unavailable, msg.clone())
+                    } else {
+                        e
+                    };
+                    return self.fail(session, "blob", &e, false).await;
+                }
+                let (status, start, end) = match (
+                    p.total,
+                    range::parse(range_header.as_deref(), p.total.unwrap_or(0)),
+                ) {
+                    (Some(_), ByteRange::Partial { start, end }) => (206, start, Some(end + 1)),
+                    (Some(total), ByteRange::Unsatisfiable) => {
+                        return self.unsatisfiable(session, &digest, total).await
+                    }
+                    (total, _) => (200, 0, total),
+                };
+                let mut h = base(status);
+                match end {
+                    Some(e) => set(&mut h, "Content-Length", e - start),
+                    None if session.is_http2() => {}
+                    None => set(&mut h, "Transfer-Encoding", "chunked"),
+                }
+                if status == 206 {
+                    set(
+                        &mut h,
+                        "Content-Range",
+                        format!(
+                            "bytes {start}-{}/{}",
+                            end.unwrap_or(1) - 1,
+                            p.total.unwrap_or(0)
+                        ),
+                    );
+                }
+                if session.write_response_header(h).await.is_err() {
+                    return Outcome::Cut;
+                }
+                match respond::send_fill_range(session, &fill, start, end).await {
+                    Ok(n) => {
+                        metrics
+                            .bytes_served
+                            .with_label_values(&["upstream"])
+                            .inc_by(n);
+                        Outcome::Done
+                    }
+                    Err(msg) => {
+                        tracing::warn!(%digest, "cutting blob response: {msg}");
+                        Outcome::Cut
+                    }
+                }
+            }
+        }
+    }
+
+    async fn unsatisfiable(
+        &self,
+        session: &mut ServerSession,
+        digest: &Digest,
+        size: u64,
+    ) -> Outcome {
+        self.registry.metrics.request("blob", "error");
+        let e = RegistryError::new(
+            ErrorCode::RangeInvalid,
+            format!("requested range is outside blob {digest} of {size} bytes"),
+        );
+        let mut h = header(416);
+        set(&mut h, "Content-Type", "application/json");
+        set(&mut h, "Content-Range", format!("bytes */{size}"));
+        send_bytes(session, h, Bytes::from(e.to_json()), false)
+            .await
+            .into()
+    }
+
+    async fn tags(
+        &self,
+        session: &mut ServerSession,
+        name: &str,
+        path: &str,
+        query: &str,
+        head: bool,
+    ) -> Outcome {
+        let target = match self
+            .router
+            .resolve(name, query_param(query, "ns").as_deref())
+        {
+            Ok(t) => t,
+            Err(e) => return self.fail(session, "tags", &e, head).await,
+        };
+        let page = page_of(query);
+        // Pass n/last (and nothing else, e.g. not ns) upstream.
+        let upstream_query: Vec<String> = query
+            .split('&')
+            .filter(|kv| kv.starts_with("n=") || kv.starts_with("last="))
+            .map(str::to_string)
+            .collect();
+        match self
+            .registry
+            .tags(&target, &upstream_query.join("&"), &page, name)
+            .await
+        {
+            Ok(list) => {
+                let mut h = header(200);
+                set(&mut h, "Content-Type", "application/json");
+                set(&mut h, "X-Breakwater-Cache", list.status.as_str());
+                if let Some(link) = list
+                    .link
+                    .as_deref()
+                    .and_then(|l| rewrite_link(l, path, query))
+                {
+                    set(&mut h, "Link", link);
+                }
+                send_bytes(session, h, list.body, head).await.into()
+            }
+            Err(e) => self.fail(session, "tags", &e, head).await,
+        }
+    }
+
+    async fn catalog(&self, session: &mut ServerSession, query: &str, head: bool) -> Outcome {
+        let page = page_of(query);
+        match self.registry.catalog(&page).await {
+            Ok((repos, more)) => {
+                self.registry.metrics.request("catalog", "hit");
+                let mut h = header(200);
+                set(&mut h, "Content-Type", "application/json");
+                if more {
+                    if let (Some(last), Some(n)) = (repos.last(), page.n) {
+                        set(
+                            &mut h,
+                            "Link",
+                            format!("</v2/_catalog?n={n}&last={last}>; rel=\"next\""),
+                        );
+                    }
+                }
+                let body = serde_json::json!({ "repositories": repos });
+                send_bytes(session, h, Bytes::from(body.to_string()), head)
+                    .await
+                    .into()
+            }
+            Err(e) => self.fail(session, "catalog", &e, head).await,
+        }
+    }
+}
+
+fn page_of(query: &str) -> Page {
+    Page {
+        n: query_param(query, "n").and_then(|n| n.parse().ok()),
+        last: query_param(query, "last"),
+    }
+}
+
+/// Points upstream's next-page `Link` at this cache's path for the repository, keeping its query
+/// (`n`, `last`) and the client's `ns`.
+fn rewrite_link(link: &str, path: &str, client_query: &str) -> Option<String> {
+    let start = link.find('<')? + 1;
+    let end = link[start..].find('>')? + start;
+    let target = &link[start..end];
+    let upstream_query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut query: Vec<&str> = upstream_query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(ns) = client_query.split('&').find(|kv| kv.starts_with("ns=")) {
+        query.push(ns);
+    }
+    Some(format!("<{path}?{}>{}", query.join("&"), &link[end + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_link;
+
+    #[test]
+    fn link_rewrite() {
+        assert_eq!(
+            rewrite_link(
+                r#"</v2/library/nginx/tags/list?last=b&n=2>; rel="next""#,
+                "/v2/nginx/tags/list",
+                "n=2&ns=docker.io"
+            )
+            .unwrap(),
+            r#"</v2/nginx/tags/list?last=b&n=2&ns=docker.io>; rel="next""#
+        );
+        assert_eq!(
+            rewrite_link(
+                r#"<https://h/v2/x/tags/list?n=1&last=a>; rel="next""#,
+                "/v2/p/x/tags/list",
+                ""
+            )
+            .unwrap(),
+            r#"</v2/p/x/tags/list?n=1&last=a>; rel="next""#
+        );
+        assert!(rewrite_link("garbage", "/p", "").is_none());
+    }
+}

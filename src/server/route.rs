@@ -1,0 +1,259 @@
+//! Request routing: which registry operation a path names, and which upstream serves it —
+//! containerd's `?ns=<registry>`, a path prefix alias (`/v2/<alias>/<repo>/…`), or the default.
+
+use crate::oci::{ErrorCode, RegistryError, RepoName};
+use crate::registry::Target;
+use crate::upstream::Upstream;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The registry operation a request path names (the name and reference still unparsed).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    /// `/v2/`
+    Base,
+    /// `/v2/_catalog`
+    Catalog,
+    /// `/v2/<name>/manifests/<reference>`
+    Manifest {
+        /// Repository path as requested.
+        name: &'a str,
+        /// Tag or digest.
+        reference: &'a str,
+    },
+    /// `/v2/<name>/blobs/<digest>`
+    Blob {
+        /// Repository path as requested.
+        name: &'a str,
+        /// Digest.
+        digest: &'a str,
+    },
+    /// `/v2/<name>/tags/list`
+    Tags {
+        /// Repository path as requested.
+        name: &'a str,
+    },
+    /// `/v2/<name>/referrers/<digest>`
+    Referrers,
+    /// A push or delete endpoint: the cache is read-only.
+    Write,
+    /// Anything else.
+    Unknown,
+}
+
+/// Splits a request path into an endpoint.
+pub fn parse_path(path: &str) -> Endpoint<'_> {
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return if path == "/v2" {
+            Endpoint::Base
+        } else {
+            Endpoint::Unknown
+        };
+    };
+    if rest.is_empty() {
+        return Endpoint::Base;
+    }
+    if rest == "_catalog" {
+        return Endpoint::Catalog;
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Endpoint::Tags { name };
+    }
+    if rest.contains("/blobs/uploads") {
+        return Endpoint::Write;
+    }
+    if let Some((name, tail)) = rest.rsplit_once("/manifests/") {
+        if !tail.contains('/') {
+            return Endpoint::Manifest {
+                name,
+                reference: tail,
+            };
+        }
+    }
+    if let Some((name, tail)) = rest.rsplit_once("/blobs/") {
+        if !tail.contains('/') {
+            return Endpoint::Blob { name, digest: tail };
+        }
+    }
+    if rest.contains("/referrers/") {
+        return Endpoint::Referrers;
+    }
+    Endpoint::Unknown
+}
+
+/// Chooses the upstream for a request.
+pub struct Router {
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    by_alias: HashMap<String, String>,
+    by_host: HashMap<String, String>,
+    default: String,
+}
+
+impl Router {
+    /// Builds the routing tables from the configured upstreams.
+    pub fn new(upstreams: &BTreeMap<String, Arc<Upstream>>, default: &str) -> Self {
+        let mut by_alias = HashMap::new();
+        let mut by_host = HashMap::new();
+        for (name, u) in upstreams {
+            for a in &u.settings.aliases {
+                by_alias.insert(a.clone(), name.clone());
+            }
+            for h in &u.settings.hosts {
+                by_host.insert(h.to_ascii_lowercase(), name.clone());
+            }
+        }
+        Router {
+            upstreams: upstreams.clone(),
+            by_alias,
+            by_host,
+            default: default.to_string(),
+        }
+    }
+
+    /// Resolves a requested repository path (and optional `ns`) to an upstream and repository.
+    pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target, RegistryError> {
+        let (upstream, repo) = if let Some(ns) = ns {
+            let host = ns.to_ascii_lowercase();
+            let u = self.by_host.get(&host).ok_or_else(|| {
+                RegistryError::new(
+                    ErrorCode::NameUnknown,
+                    format!("no upstream is configured for registry {ns:?} (ns parameter)"),
+                )
+            })?;
+            (u.as_str(), name)
+        } else {
+            match name.split_once('/') {
+                Some((first, rest)) if self.by_alias.contains_key(first) => {
+                    (self.by_alias[first].as_str(), rest)
+                }
+                _ => (self.default.as_str(), name),
+            }
+        };
+        let upstream = self.upstreams[upstream].clone();
+        let mut repo = RepoName::parse(repo)
+            .map_err(|e| RegistryError::new(ErrorCode::NameInvalid, e.to_string()))?;
+        if upstream.settings.library_namespace {
+            repo = repo.with_library_namespace();
+        }
+        Ok(Target { upstream, repo })
+    }
+}
+
+/// The value of query parameter `key`, percent-decoded.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::metrics::Metrics;
+
+    fn router() -> Router {
+        let s = Settings::parse(
+            r#"
+            [upstreams.local]
+            url = "http://127.0.0.1:5999"
+            aliases = ["mine"]
+            "#,
+        )
+        .unwrap();
+        let m = Arc::new(Metrics::new());
+        let ups = s
+            .upstreams
+            .iter()
+            .map(|(n, u)| (n.clone(), Arc::new(Upstream::new(n, u.clone(), m.clone()))))
+            .collect();
+        Router::new(&ups, &s.default_upstream)
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(parse_path("/v2/"), Endpoint::Base);
+        assert_eq!(parse_path("/v2"), Endpoint::Base);
+        assert_eq!(parse_path("/v2/_catalog"), Endpoint::Catalog);
+        assert_eq!(
+            parse_path("/v2/a/b/manifests/latest"),
+            Endpoint::Manifest {
+                name: "a/b",
+                reference: "latest"
+            }
+        );
+        assert_eq!(
+            parse_path("/v2/manifests/manifests/x"),
+            Endpoint::Manifest {
+                name: "manifests",
+                reference: "x"
+            }
+        );
+        assert_eq!(
+            parse_path("/v2/a/blobs/sha256:1"),
+            Endpoint::Blob {
+                name: "a",
+                digest: "sha256:1"
+            }
+        );
+        assert_eq!(parse_path("/v2/a/tags/list"), Endpoint::Tags { name: "a" });
+        assert_eq!(parse_path("/v2/a/blobs/uploads/"), Endpoint::Write);
+        assert_eq!(parse_path("/v2/a/referrers/sha256:1"), Endpoint::Referrers);
+        assert_eq!(parse_path("/v2/a/manifests/x/y"), Endpoint::Unknown);
+        assert_eq!(parse_path("/other"), Endpoint::Unknown);
+    }
+
+    #[test]
+    fn three_routing_modes() {
+        let r = router();
+        // Default upstream (Docker Hub) with the implicit library/ namespace.
+        let t = r.resolve("nginx", None).unwrap();
+        assert_eq!(
+            (t.upstream.name.as_str(), t.repo.as_str()),
+            ("docker.io", "library/nginx")
+        );
+        // Prefix alias.
+        let t = r.resolve("mine/team/app", None).unwrap();
+        assert_eq!(
+            (t.upstream.name.as_str(), t.repo.as_str()),
+            ("local", "team/app")
+        );
+        let t = r.resolve("quay.io/coreos/etcd", None).unwrap();
+        assert_eq!(
+            (t.upstream.name.as_str(), t.repo.as_str()),
+            ("quay.io", "coreos/etcd")
+        );
+        let t = r.resolve("docker.io/redis", None).unwrap();
+        assert_eq!(t.repo.as_str(), "library/redis");
+        // containerd's ns wins over any prefix.
+        let t = r.resolve("team/app", Some("127.0.0.1:5999")).unwrap();
+        assert_eq!(
+            (t.upstream.name.as_str(), t.repo.as_str()),
+            ("local", "team/app")
+        );
+        let t = r.resolve("library/alpine", Some("docker.io")).unwrap();
+        assert_eq!(t.repo.as_str(), "library/alpine");
+        let e = r.resolve("x", Some("evil.example")).err().unwrap();
+        assert_eq!(e.code, ErrorCode::NameUnknown);
+        assert!(e.message.contains("evil.example"));
+        let e = r.resolve("Bad/Name", None).err().unwrap();
+        assert_eq!(e.code, ErrorCode::NameInvalid);
+        let e = r.resolve("a/../../etc", None).err().unwrap();
+        assert_eq!(e.code, ErrorCode::NameInvalid);
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(
+            query_param("ns=127.0.0.1%3A5000&x=1", "ns").as_deref(),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(query_param("n=10&last=a", "last").as_deref(), Some("a"));
+        assert_eq!(query_param("n=10", "ns"), None);
+    }
+}
