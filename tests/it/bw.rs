@@ -1,0 +1,174 @@
+//! Runs the real `breakwater` binary for a test: generated config, free loopback ports, killed on
+#![allow(dead_code)] // not every suite uses every helper
+//! drop. Restartable over the same store (crash tests) and scrapeable (metrics).
+
+use super::support::{free_port, wait_for_port, TempDir};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running breakwater.
+pub struct Breakwater {
+    child: Option<Child>,
+    port: u16,
+    admin_port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    root: PathBuf,
+    _dir: Option<TempDir>,
+}
+
+/// Config for one loopback upstream named `local`, also the default route, with `library/` for
+/// single-component names and the given tag TTL.
+pub fn local_upstream(url: &str, ttl: &str, extra: &str) -> String {
+    format!(
+        "[routing]\ndefault_upstream = \"local\"\npresets = false\n\n[upstreams.local]\nurl = \"{url}\"\naliases = [\"local\"]\nlibrary_namespace = true\ntag_ttl = \"{ttl}\"\nconnect_timeout = \"1s\"\nfirst_byte_timeout = \"3s\"\nidle_timeout = \"3s\"\n{extra}\n"
+    )
+}
+
+impl Breakwater {
+    /// Starts with a fresh store and `body` (routing + upstream sections).
+    pub async fn start(body: &str) -> Breakwater {
+        let dir = TempDir::new("breakwater");
+        let root = dir.path().join("store");
+        let mut bw = Breakwater::launch(&root, body).await;
+        bw._dir = Some(dir);
+        bw
+    }
+
+    /// Starts over an existing store root (kept by the caller).
+    pub async fn launch(root: &Path, body: &str) -> Breakwater {
+        std::fs::create_dir_all(root).expect("create store root");
+        let port = free_port();
+        let admin_port = free_port();
+        let config = root.with_extension("toml");
+        let log = root.with_extension("log");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\n\n[storage]\nroot = \"{}\"\n\n{body}",
+            root.display()
+        );
+        std::fs::write(&config, text).expect("write breakwater config");
+        let mut bw = Breakwater {
+            child: None,
+            port,
+            admin_port,
+            config,
+            log,
+            root: root.to_path_buf(),
+            _dir: None,
+        };
+        bw.spawn().await;
+        bw
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open breakwater log");
+        let child = Command::new(env!("CARGO_BIN_EXE_breakwater"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("BREAKWATER_LOG", "info,breakwater=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn breakwater");
+        self.child = Some(child);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(20)).await,
+            "breakwater did not start listening; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Kills the process without any chance to clean up (SIGKILL).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same ports, config and store.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// `127.0.0.1:PORT` of the registry listener.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The config file path (for offline subcommands).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The process log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The Prometheus text from the admin listener.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
+            .await
+            .expect("scrape metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Sum of a metric's samples whose line contains every `labels` fragment.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Whether the store holds a committed blob for `digest` (`sha256:<hex>`).
+    pub fn has_blob(&self, digest: &str) -> bool {
+        let hex = digest.trim_start_matches("sha256:");
+        self.root
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .exists()
+    }
+
+    /// Files left in the store's staging directory.
+    pub fn temp_files(&self) -> usize {
+        std::fs::read_dir(self.root.join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Breakwater {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- breakwater log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real breakwater binary between real clients (skopeo, reqwest speaking
+//! as containerd) and a real upstream (Debian's docker-registry, plain and token-auth), plus a
+//! small fake upstream for faults a real registry cannot produce.
+
+mod bw;
+mod faults;
+mod pull_path;
+mod support;
+mod support_selftest;
