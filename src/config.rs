@@ -421,6 +421,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_default_config_equals_the_embedded_default() {
+        let text = include_str!("../config/breakwater.toml");
+        let file = Settings::parse(text).expect("config/breakwater.toml parses");
+        let embedded = Settings::embedded_default();
+        assert_eq!(format!("{file:?}"), format!("{embedded:?}"));
+    }
+
+    #[test]
     fn custom_upstream_and_errors() {
         let s = Settings::parse(
             r#"

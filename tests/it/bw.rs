@@ -29,22 +29,31 @@ pub fn local_upstream(url: &str, ttl: &str, extra: &str) -> String {
 impl Breakwater {
     /// Starts with a fresh store and `body` (routing + upstream sections).
     pub async fn start(body: &str) -> Breakwater {
+        Breakwater::start_with("", body).await
+    }
+
+    /// Like `start`, with extra `[server]` keys (e.g. the TLS listener).
+    pub async fn start_with(server_extra: &str, body: &str) -> Breakwater {
         let dir = TempDir::new("breakwater");
         let root = dir.path().join("store");
-        let mut bw = Breakwater::launch(&root, body).await;
+        let mut bw = Breakwater::launch_with(&root, server_extra, body).await;
         bw._dir = Some(dir);
         bw
     }
 
     /// Starts over an existing store root (kept by the caller).
     pub async fn launch(root: &Path, body: &str) -> Breakwater {
+        Breakwater::launch_with(root, "", body).await
+    }
+
+    async fn launch_with(root: &Path, server_extra: &str, body: &str) -> Breakwater {
         std::fs::create_dir_all(root).expect("create store root");
         let port = free_port();
         let admin_port = free_port();
         let config = root.with_extension("toml");
         let log = root.with_extension("log");
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\n\n[storage]\nroot = \"{}\"\n\n{body}",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\n{server_extra}\n\n[storage]\nroot = \"{}\"\n\n{body}",
             root.display()
         );
         std::fs::write(&config, text).expect("write breakwater config");

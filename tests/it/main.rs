@@ -3,6 +3,7 @@
 //! small fake upstream for faults a real registry cannot produce.
 
 mod bw;
+mod clients;
 mod faults;
 mod pull_path;
 mod support;

@@ -1,0 +1,137 @@
+//! The shipped client snippets and listeners, exercised for real: skopeo reading
+//! `config/clients/registries.conf`, and the TLS listener over HTTP/2 and HTTP/1.1.
+
+use super::bw::Breakwater;
+use super::support::image::{Format, Image};
+use super::support::registry::Registry;
+use super::support::{free_port, sha256_digest, TempDir};
+use std::process::Command;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_uses_breakwater_through_the_shipped_registries_conf() {
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Docker, 51);
+    let digest = reg
+        .pusher()
+        .push_image("library/alpine", "3.20", &img)
+        .await;
+    // breakwater's docker.io upstream points at the loopback registry for this test.
+    let bw = Breakwater::start(&format!(
+        "[upstreams.\"docker.io\"]\nurl = \"{}\"\nhosts = [\"docker.io\"]\n",
+        reg.url()
+    ))
+    .await;
+    // The shipped snippet, with the mirror address filled in and the real registries replaced by a
+    // refusing loopback port: if the mirror failed, skopeo's fallback could not leave the machine.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let conf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/clients/registries.conf"
+    ))
+    .expect("shipped registries.conf")
+    .replace("breakwater.example.internal:5000", &bw.host())
+    .replace(
+        "location = \"registry-1.docker.io\"",
+        &format!("location = \"{dead}\""),
+    )
+    .replace("location = \"quay.io\"", &format!("location = \"{dead}\""))
+    .replace("location = \"ghcr.io\"", &format!("location = \"{dead}\""));
+    let tmp = TempDir::new("regconf");
+    let conf_path = tmp.path().join("registries.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = Command::new("skopeo")
+        .arg("--registries-conf")
+        .arg(&conf_path)
+        .args(["copy", "docker://docker.io/library/alpine:3.20"])
+        .arg(format!("dir:{}", tmp.path().join("out").display()))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = std::fs::read(tmp.path().join("out/manifest.json")).unwrap();
+    assert_eq!(sha256_digest(&m), digest);
+    reg.settle().await;
+    assert_eq!(
+        reg.blob_gets(&img.layers[0].digest),
+        1,
+        "the pull went through breakwater"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_speaks_http2_and_http1() {
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 52);
+    reg.pusher().push_image("team/app", "v1", &img).await;
+    let tmp = TempDir::new("tls");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let (cert_path, key_path) = (tmp.path().join("tls.crt"), tmp.path().join("tls.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls_port = free_port();
+    let bw = Breakwater::start_with(
+        &format!(
+            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            cert_path.display(),
+            key_path.display()
+        ),
+        &super::bw::local_upstream(&reg.url(), "10m", ""),
+    )
+    .await;
+    assert!(super::support::wait_for_port(tls_port, std::time::Duration::from_secs(10)).await);
+    let base = format!("https://127.0.0.1:{tls_port}");
+    let layer = &img.layers[1];
+    for (proto, client) in [
+        (
+            "h2",
+            reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap(),
+        ),
+        (
+            "h1",
+            reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .http1_only()
+                .build()
+                .unwrap(),
+        ),
+    ] {
+        let r = client.get(format!("{base}/v2/")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{proto}");
+        let want = if proto == "h2" {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(r.version(), want);
+        let r = client
+            .get(format!("{base}/v2/local/team/app/blobs/{}", layer.digest))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{proto}");
+        assert_eq!(
+            sha256_digest(&r.bytes().await.unwrap()),
+            layer.digest,
+            "{proto}"
+        );
+        let r = client
+            .head(format!("{base}/v2/local/team/app/manifests/v1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["docker-content-digest"].to_str().unwrap(),
+            img.manifest.digest,
+            "{proto}"
+        );
+    }
+    drop(bw);
+}
