@@ -1,6 +1,7 @@
 //! Settings: the TOML file (or the embedded default) turned into one typed model that the rest of
 //! breakwater reads. Raw TOML never leaks past this module.
 
+use crate::lifecycle::pattern::{RepoPattern, TagPattern};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -72,6 +73,72 @@ pub struct UpstreamSettings {
     pub first_byte_timeout: Duration,
     /// Longest silence allowed while a body streams.
     pub idle_timeout: Duration,
+    /// Per repository/tag pattern freshness rules; the first match wins.
+    pub tag_policies: Vec<TagPolicy>,
+    /// How long a request holding a cached tag waits for revalidation before it is answered stale.
+    pub revalidate_grace: Duration,
+    /// Consecutive failures (connect, timeout, 5xx) that mark the upstream down.
+    pub breaker_failures: u32,
+    /// First down period; it doubles while probes fail, up to a minute.
+    pub breaker_backoff: Duration,
+    /// Start fills for an image's config and layers when its manifest is served.
+    pub prefetch: bool,
+    /// For an index, the platforms (`os/arch[/variant]`) whose images are prefetched.
+    pub prefetch_platforms: Vec<String>,
+}
+
+/// Freshness rules for the tags matching a repository and tag pattern.
+#[derive(Debug, Clone)]
+pub struct TagPolicy {
+    /// Repositories (as the upstream names them) this applies to, e.g. `library/*`.
+    pub repositories: RepoPattern,
+    /// Tags this applies to (`*` wildcards); empty = every tag.
+    pub tags: Vec<TagPattern>,
+    /// TTL for these tags (else the upstream's `tag_ttl`).
+    pub ttl: Option<Duration>,
+    /// Answer with the cached digest at once and revalidate in the background.
+    pub stale_while_revalidate: bool,
+    /// How long past the TTL a cached tag may still be served when upstream fails.
+    pub max_stale: Option<Duration>,
+    /// Once cached, never revalidated on the request path (moves are detected and reported).
+    pub immutable: bool,
+}
+
+/// The rules in force for one tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRules {
+    /// Served without asking upstream for this long.
+    pub ttl: Duration,
+    /// Serve cached at once after the TTL and revalidate in the background.
+    pub stale_while_revalidate: bool,
+    /// Limit on serving stale past the TTL; `None` = no limit.
+    pub max_stale: Option<Duration>,
+    /// Never revalidated on the request path.
+    pub immutable: bool,
+}
+
+impl UpstreamSettings {
+    /// The rules for `tag` of `repo` (upstream's naming): first matching policy, else defaults.
+    pub fn tag_rules(&self, repo: &str, tag: &str) -> TagRules {
+        let policy = self.tag_policies.iter().find(|p| {
+            p.repositories.matches(repo)
+                && (p.tags.is_empty() || p.tags.iter().any(|t| t.matches(tag)))
+        });
+        match policy {
+            Some(p) => TagRules {
+                ttl: p.ttl.unwrap_or(self.tag_ttl),
+                stale_while_revalidate: p.stale_while_revalidate,
+                max_stale: p.max_stale,
+                immutable: p.immutable,
+            },
+            None => TagRules {
+                ttl: self.tag_ttl,
+                stale_while_revalidate: false,
+                max_stale: None,
+                immutable: false,
+            },
+        }
+    }
 }
 
 /// Upstream credentials. Never logged: `Debug` hides the secret.
@@ -180,6 +247,27 @@ struct RawUpstream {
     token: Option<String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    tag_policies: Option<Vec<RawTagPolicy>>,
+    #[serde(default, with = "humantime_serde")]
+    revalidate_grace: Option<Duration>,
+    breaker_failures: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    breaker_backoff: Option<Duration>,
+    prefetch: Option<bool>,
+    prefetch_platforms: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTagPolicy {
+    repositories: Option<String>,
+    tags: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    ttl: Option<Duration>,
+    stale_while_revalidate: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    max_stale: Option<Duration>,
+    immutable: Option<bool>,
 }
 
 /// Default tag TTL: long enough to absorb pull storms, short enough that `latest` moves soon.
@@ -196,6 +284,12 @@ fn preset(url: &str, aliases: &[&str], hosts: &[&str], library: bool) -> Upstrea
         connect_timeout: Duration::from_secs(3),
         first_byte_timeout: Duration::from_secs(15),
         idle_timeout: Duration::from_secs(30),
+        tag_policies: Vec::new(),
+        revalidate_grace: Duration::from_secs(1),
+        breaker_failures: 3,
+        breaker_backoff: Duration::from_secs(2),
+        prefetch: false,
+        prefetch_platforms: Vec::new(),
     }
 }
 
@@ -374,6 +468,46 @@ fn merge_upstream(
     if let Some(t) = ru.idle_timeout {
         u.idle_timeout = t;
     }
+    if let Some(t) = ru.revalidate_grace {
+        u.revalidate_grace = t;
+    }
+    if let Some(n) = ru.breaker_failures {
+        u.breaker_failures = n.max(1);
+    }
+    if let Some(t) = ru.breaker_backoff {
+        u.breaker_backoff = t;
+    }
+    if let Some(p) = ru.prefetch {
+        u.prefetch = p;
+    }
+    if let Some(p) = ru.prefetch_platforms {
+        u.prefetch_platforms = p;
+    }
+    if let Some(policies) = ru.tag_policies {
+        u.tag_policies = policies
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let at = |what: String| invalid(format!("tag_policies[{i}]: {what}"));
+                let repositories = RepoPattern::new(p.repositories.as_deref().unwrap_or("**"))
+                    .map_err(|e| at(format!("repositories: {e}")))?;
+                let tags = p
+                    .tags
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| TagPattern::new(t).map_err(|e| at(format!("tags {t:?}: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(TagPolicy {
+                    repositories,
+                    tags,
+                    ttl: p.ttl,
+                    stale_while_revalidate: p.stale_while_revalidate.unwrap_or(false),
+                    max_stale: p.max_stale,
+                    immutable: p.immutable.unwrap_or(false),
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+    }
     let secret =
         |inline: Option<String>, env: Option<String>, file: Option<PathBuf>, what: &str| {
             if let Some(s) = inline {
@@ -426,6 +560,44 @@ mod tests {
         let file = Settings::parse(text).expect("config/breakwater.toml parses");
         let embedded = Settings::embedded_default();
         assert_eq!(format!("{file:?}"), format!("{embedded:?}"));
+    }
+
+    #[test]
+    fn tag_policies_first_match_wins() {
+        let s = Settings::parse(
+            r#"
+            [upstreams.local]
+            url = "http://127.0.0.1:5555"
+            tag_ttl = "1m"
+            [[upstreams.local.tag_policies]]
+            repositories = "library/*"
+            tags = ["v*.*.*"]
+            immutable = true
+            [[upstreams.local.tag_policies]]
+            tags = ["latest"]
+            ttl = "10s"
+            stale_while_revalidate = true
+            max_stale = "1h"
+            "#,
+        )
+        .unwrap();
+        let u = &s.upstreams["local"];
+        let r = u.tag_rules("library/nginx", "v1.2.3");
+        assert!(r.immutable && r.ttl == Duration::from_secs(60));
+        assert!(
+            !u.tag_rules("team/app", "v1.2.3").immutable,
+            "repository pattern applies"
+        );
+        let r = u.tag_rules("team/app", "latest");
+        assert_eq!(r.ttl, Duration::from_secs(10));
+        assert!(r.stale_while_revalidate);
+        assert_eq!(r.max_stale, Some(Duration::from_secs(3600)));
+        assert_eq!(u.tag_rules("team/app", "dev").ttl, Duration::from_secs(60));
+        let e = Settings::parse(
+            "[upstreams.x]\nurl=\"http://h\"\n[[upstreams.x.tag_policies]]\ntags=[\"a b\"]",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("tag_policies[0]: tags"), "{e}");
     }
 
     #[test]

@@ -9,9 +9,11 @@ pub mod background;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod lifecycle;
 pub mod metrics;
 pub mod oci;
 pub mod registry;
+pub mod scan;
 pub mod server;
 pub mod upstream;
 

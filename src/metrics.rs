@@ -20,6 +20,14 @@ pub struct Metrics {
     pub ratelimit_remaining: IntGaugeVec,
     /// Tags served stale because upstream failed, by upstream.
     pub stale_served: IntCounterVec,
+    /// 1 while an upstream is marked down by its circuit breaker.
+    pub breaker_open: IntGaugeVec,
+    /// Tags declared immutable that upstream moved (a supply-chain warning), by upstream.
+    pub immutable_tag_moved: IntCounterVec,
+    /// Store writes that failed (disk full, I/O error); the fill went on without caching.
+    pub store_write_errors: IntCounter,
+    /// Prefetch fills started because a manifest was served.
+    pub prefetches: IntCounter,
     /// Blob fills that failed verification (digest or size mismatch).
     pub verification_failures: IntCounter,
     /// Bytes held in the blob store.
@@ -63,7 +71,40 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(verification_failures.clone()))
             .expect("unique metric");
+        let breaker_open = IntGaugeVec::new(
+            Opts::new(
+                "breakwater_upstream_breaker_open",
+                "1 while the upstream is marked down by its circuit breaker",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(breaker_open.clone()))
+            .expect("unique metric");
+        let store_write_errors = IntCounter::new(
+            "breakwater_store_write_errors_total",
+            "Store writes that failed; the fill kept streaming to clients without caching",
+        )
+        .expect("valid metric");
+        r.register(Box::new(store_write_errors.clone()))
+            .expect("unique metric");
+        let prefetches = IntCounter::new(
+            "breakwater_prefetch_fills_total",
+            "Blob fills started ahead of the client because a manifest was served",
+        )
+        .expect("valid metric");
+        r.register(Box::new(prefetches.clone()))
+            .expect("unique metric");
         Metrics {
+            breaker_open,
+            store_write_errors,
+            prefetches,
+            immutable_tag_moved: counter_vec(
+                &r,
+                "breakwater_immutable_tag_moved_total",
+                "Tags declared immutable that the upstream moved; the cached digest is still served",
+                &["upstream"],
+            ),
             requests: counter_vec(
                 &r,
                 "breakwater_requests_total",

@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(ix.repositories().unwrap(), vec![repo.clone()]);
         ix.remove_tag(&repo, "latest").unwrap();
         assert_eq!(ix.tag(&repo, "latest").unwrap(), None);
-        ix.forget_blobs(&[d.clone()]).unwrap();
+        ix.forget_blobs(std::slice::from_ref(&d)).unwrap();
         assert_eq!(ix.manifest(&d).unwrap(), None);
         assert!(ix.repositories().unwrap().is_empty());
     }

@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex};
 
 type Outcome<V> = Result<V, RegistryError>;
 type Flight<V> = Shared<BoxFuture<'static, Outcome<V>>>;
+/// Flights by key, each with the id of the run that owns the entry.
+type Running<K, V> = Arc<Mutex<HashMap<K, (u64, Flight<V>)>>>;
 
 /// Computations in flight, by key.
 pub struct Flights<K, V> {
-    running: Arc<Mutex<HashMap<K, (u64, Flight<V>)>>>,
+    running: Running<K, V>,
     next_id: std::sync::atomic::AtomicU64,
 }
 

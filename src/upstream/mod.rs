@@ -3,6 +3,7 @@
 //! host changes, which reqwest does), enforces connect / first-byte / idle timeouts, and records
 //! what upstream said (status, rate-limit headers) in metrics.
 
+pub mod breaker;
 pub mod challenge;
 pub mod token;
 
@@ -107,6 +108,8 @@ pub struct Upstream {
     bearer: RwLock<Option<Challenge>>,
     basic: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Marks the upstream down after repeated failures so requests fail fast.
+    pub breaker: breaker::Breaker,
 }
 
 impl Upstream {
@@ -121,11 +124,16 @@ impl Upstream {
             .expect("reqwest client builds with static settings");
         Upstream {
             name: name.to_string(),
-            settings,
             http,
             tokens: TokenCache::default(),
             bearer: RwLock::new(None),
             basic: AtomicBool::new(false),
+            breaker: breaker::Breaker::new(
+                settings.breaker_failures,
+                settings.breaker_backoff,
+                Duration::from_secs(60),
+            ),
+            settings,
             metrics,
         }
     }
@@ -194,6 +202,13 @@ impl Upstream {
         repo: &RepoName,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut challenged = false;
+        if let breaker::Admission::Open(wait) = self.breaker.admit() {
+            self.count(op, "breaker_open");
+            return Err(self.unreachable(format!(
+                "marked down after repeated failures (circuit open; next probe in {:.1}s)",
+                wait.as_secs_f32()
+            )));
+        }
         loop {
             let scope = self.scope_for(repo);
             let mut req = self.http.request(method.clone(), url);
@@ -207,6 +222,7 @@ impl Upstream {
             let resp = match sent {
                 Err(_) => {
                     self.count(op, "timeout");
+                    self.note_failure();
                     return Err(self.unreachable(format!(
                         "no response within {:?}",
                         self.settings.first_byte_timeout
@@ -214,11 +230,28 @@ impl Upstream {
                 }
                 Ok(Err(e)) => {
                     self.count(op, if e.is_timeout() { "timeout" } else { "error" });
+                    self.note_failure();
                     return Err(self.unreachable(token::describe(&e)));
                 }
                 Ok(Ok(r)) => r,
             };
             self.count(op, resp.status().as_str());
+            let status = resp.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let wait = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after)
+                    .unwrap_or(Duration::from_secs(10));
+                self.breaker.rate_limited(wait);
+                self.set_breaker_gauge();
+            } else if status.is_server_error() {
+                self.note_failure();
+            } else {
+                self.breaker.success();
+                self.set_breaker_gauge();
+            }
             if resp.status() == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
                 if self.learn_challenge(resp.headers(), &scope).await {
@@ -253,6 +286,20 @@ impl Upstream {
             return true;
         }
         false
+    }
+
+    fn note_failure(&self) {
+        if self.breaker.failure() {
+            tracing::warn!(upstream = %self.name, "upstream marked down after repeated failures");
+        }
+        self.set_breaker_gauge();
+    }
+
+    fn set_breaker_gauge(&self) {
+        self.metrics
+            .breaker_open
+            .with_label_values(&[&self.name])
+            .set(self.breaker.is_open() as i64);
     }
 
     fn count(&self, op: &str, status: &str) {

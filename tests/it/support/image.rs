@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 use flate2::{write::GzEncoder, Compression};
@@ -127,7 +127,24 @@ pub struct Layer {
 impl Layer {
     /// A layer holding `payload_len` incompressible pseudo-random bytes derived from `seed`.
     /// Built in one streaming pass (generator → tar → hash → gzip), so only the result is held.
+    /// Layers of 1 MiB and more are memoised for the life of the test process: several tests share
+    /// the same big layers and building one takes seconds in a debug build.
     pub fn random(seed: u64, payload_len: u64) -> Layer {
+        static BIG: OnceLock<Mutex<HashMap<(u64, u64), Layer>>> = OnceLock::new();
+        if payload_len < 1 << 20 {
+            return Layer::build_random(seed, payload_len);
+        }
+        // Held while building, so concurrent tests wanting the same layer build it once.
+        let mut big = BIG
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        big.entry((seed, payload_len))
+            .or_insert_with(|| Layer::build_random(seed, payload_len))
+            .clone()
+    }
+
+    fn build_random(seed: u64, payload_len: u64) -> Layer {
         let label = format!("breakwater test layer, seed {seed}, {payload_len} random bytes\n");
         let mut tar = LayerWriter::new(payload_len as usize, Compression::none());
         tar.append(
@@ -165,21 +182,35 @@ struct SeededBytes {
     remaining: u64,
 }
 
+impl SeededBytes {
+    fn word(&self, index: u64) -> [u8; 8] {
+        mix64(
+            self.seed
+                .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        )
+        .to_le_bytes()
+    }
+}
+
 impl Read for SeededBytes {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.remaining as usize);
-        let word_at = |position: u64| {
-            mix64(
-                self.seed
-                    .wrapping_add((position / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            )
-        };
-        let mut word = word_at(self.position).to_le_bytes();
-        for byte in &mut buf[..n] {
-            if self.position % 8 == 0 {
-                word = word_at(self.position).to_le_bytes();
-            }
-            *byte = word[(self.position % 8) as usize];
+        let n = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let mut out = &mut buf[..n];
+        // Byte-wise until word-aligned, then whole words: fast enough even in debug builds.
+        while !out.is_empty() && (!self.position.is_multiple_of(8) || out.len() < 8) {
+            out[0] = self.word(self.position / 8)[(self.position % 8) as usize];
+            out = &mut out[1..];
+            self.position += 1;
+        }
+        let mut words = out.chunks_exact_mut(8);
+        for chunk in &mut words {
+            chunk.copy_from_slice(&self.word(self.position / 8));
+            self.position += 8;
+        }
+        for byte in words.into_remainder() {
+            *byte = self.word(self.position / 8)[(self.position % 8) as usize];
             self.position += 1;
         }
         self.remaining -= n as u64;
@@ -910,4 +941,34 @@ async fn text(resp: reqwest::Response) -> String {
     resp.text()
         .await
         .unwrap_or_else(|e| format!("<unreadable body: {e}>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeededBytes;
+    use std::io::Read;
+
+    #[test]
+    fn seeded_bytes_do_not_depend_on_read_sizes() {
+        let read_all = |chunk: usize| {
+            let mut source = SeededBytes {
+                seed: 9,
+                position: 0,
+                remaining: 1000,
+            };
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; chunk];
+            loop {
+                let n = source.read(&mut buf).expect("read");
+                if n == 0 {
+                    return out;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+        };
+        let whole = read_all(4096);
+        assert_eq!(whole.len(), 1000);
+        assert_eq!(read_all(7), whole);
+        assert_eq!(read_all(13), whole);
+    }
 }
