@@ -6,6 +6,7 @@
 //! blocking pool. The index is written only after the content it describes is committed to the
 //! store, so after any crash it may miss an entry but never points at a missing blob.
 
+use super::events::{Event, EventQuery};
 use crate::oci::manifest::Reference as ManifestRef;
 use crate::oci::Digest;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -62,6 +63,13 @@ pub struct IndexError {
     source: rusqlite::Error,
 }
 
+impl IndexError {
+    /// Wraps a database error for operation `op`.
+    pub fn new(op: &'static str, source: rusqlite::Error) -> Self {
+        IndexError { op, source }
+    }
+}
+
 type Result<T> = std::result::Result<T, IndexError>;
 
 /// The operations the request path needs from an index.
@@ -93,6 +101,10 @@ pub trait Index: Send + Sync + 'static {
     fn repositories(&self) -> Result<Vec<RepoKey>>;
     /// Removes blob records whose files are gone (scrub repair); returns how many.
     fn forget_blobs(&self, digests: &[Digest]) -> Result<usize>;
+    /// Records (and logs) events.
+    fn record_events(&self, events: &[Event]) -> Result<()>;
+    /// Lists events, newest first.
+    fn events(&self, q: &EventQuery) -> Result<Vec<Event>>;
 }
 
 /// The embedded SQLite index.
@@ -158,6 +170,8 @@ impl SqliteIndex {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(wrap("open"))?;
         conn.execute_batch(SCHEMA).map_err(wrap("create schema"))?;
+        conn.execute_batch(super::events::SCHEMA)
+            .map_err(wrap("create schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
         })
@@ -167,6 +181,8 @@ impl SqliteIndex {
     pub fn in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(wrap("open"))?;
         conn.execute_batch(SCHEMA).map_err(wrap("create schema"))?;
+        conn.execute_batch(super::events::SCHEMA)
+            .map_err(wrap("create schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
         })
@@ -370,6 +386,14 @@ impl Index for SqliteIndex {
             Ok(n)
         })
         .map_err(wrap("forget blobs"))
+    }
+
+    fn record_events(&self, events: &[Event]) -> Result<()> {
+        self.insert_events(events)
+    }
+
+    fn events(&self, q: &EventQuery) -> Result<Vec<Event>> {
+        self.query_events(q)
     }
 }
 

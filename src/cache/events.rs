@@ -1,0 +1,189 @@
+//! The event stream: every expiry, eviction, GC deletion, supply-chain warning and scan change is
+//! recorded as a structured event in the index (and logged), queryable through the admin API.
+
+use super::index::{IndexError, SqliteIndex};
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Row id (0 before it is stored).
+    #[serde(default)]
+    pub id: i64,
+    /// When it happened (unix ms).
+    pub at_ms: i64,
+    /// What happened: `expire`, `transition`, `evict`, `gc_delete`, `immutable_tag_moved`, …
+    pub kind: String,
+    /// Why: the rule, policy or condition responsible.
+    pub reason: String,
+    /// Upstream name, when it concerns a repository.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Repository, when it concerns one.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// Digest of the image or blob.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Tags involved.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Bytes freed or involved.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Extra detail as free text (e.g. the new digest of a moved tag).
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl Event {
+    /// A new event of `kind` for `reason`, now.
+    pub fn new(kind: &str, reason: impl Into<String>) -> Self {
+        Event {
+            id: 0,
+            at_ms: crate::now_ms(),
+            kind: kind.to_string(),
+            reason: reason.into(),
+            upstream: None,
+            repository: None,
+            digest: None,
+            tags: Vec::new(),
+            bytes: 0,
+            detail: None,
+        }
+    }
+
+    /// Logs the event at a level fitting its kind.
+    pub fn log(&self) {
+        let line = serde_json::to_string(self).unwrap_or_default();
+        if self.kind.contains("moved") || self.kind.contains("critical") {
+            tracing::warn!(target: "breakwater::events", "{line}");
+        } else {
+            tracing::info!(target: "breakwater::events", "{line}");
+        }
+    }
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventQuery {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this repository (`name` as the upstream names it).
+    pub repository: Option<String>,
+    /// Only events at or after this time (unix ms).
+    pub since_ms: Option<i64>,
+    /// At most this many, newest first (default 100, max 10,000).
+    pub limit: Option<usize>,
+}
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    upstream TEXT,
+    repository TEXT,
+    digest TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    bytes INTEGER NOT NULL DEFAULT 0,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_at ON events (at_ms);
+";
+
+fn wrap(op: &'static str) -> impl FnOnce(rusqlite::Error) -> IndexError {
+    move |source| IndexError::new(op, source)
+}
+
+impl SqliteIndex {
+    /// Stores (and logs) events.
+    pub fn insert_events(&self, events: &[Event]) -> Result<(), IndexError> {
+        for e in events {
+            e.log();
+        }
+        self.with_conn(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO events (at_ms, kind, reason, upstream, repository, digest, tags, bytes, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for e in events {
+                    st.execute(params![
+                        e.at_ms,
+                        e.kind,
+                        e.reason,
+                        e.upstream,
+                        e.repository,
+                        e.digest,
+                        serde_json::to_string(&e.tags).unwrap_or_else(|_| "[]".into()),
+                        e.bytes as i64,
+                        e.detail
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .map_err(wrap("record events"))
+    }
+
+    /// Lists events, newest first.
+    pub fn query_events(&self, q: &EventQuery) -> Result<Vec<Event>, IndexError> {
+        let limit = q.limit.unwrap_or(100).min(10_000) as i64;
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT id, at_ms, kind, reason, upstream, repository, digest, tags, bytes, detail FROM events
+                 WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR repository = ?2) AND (?3 IS NULL OR at_ms >= ?3)
+                 ORDER BY id DESC LIMIT ?4",
+            )?;
+            let rows = st.query_map(params![q.kind, q.repository, q.since_ms, limit], |r| {
+                let tags: String = r.get(7)?;
+                Ok(Event {
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    kind: r.get(2)?,
+                    reason: r.get(3)?,
+                    upstream: r.get(4)?,
+                    repository: r.get(5)?,
+                    digest: r.get(6)?,
+                    tags: serde_json::from_str(&tags).unwrap_or_default(),
+                    bytes: r.get::<_, i64>(8)? as u64,
+                    detail: r.get(9)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<Event>>>()
+        })
+        .map_err(wrap("list events"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_newest_first() {
+        let ix = SqliteIndex::in_memory().unwrap();
+        let mut a = Event::new("expire", "rule 1");
+        a.repository = Some("library/nginx".into());
+        a.tags = vec!["v1".into()];
+        a.bytes = 42;
+        let b = Event::new("gc_delete", "unreferenced");
+        ix.insert_events(&[a.clone(), b]).unwrap();
+        let all = ix.query_events(&EventQuery::default()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].kind, "gc_delete");
+        let only = ix
+            .query_events(&EventQuery {
+                kind: Some("expire".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].tags, vec!["v1".to_string()]);
+        assert_eq!(only[0].bytes, 42);
+    }
+}
