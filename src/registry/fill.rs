@@ -23,6 +23,54 @@ use tokio::sync::watch;
 const WRITE_CHUNK: usize = 512 * 1024;
 /// Upstream attempts for one fill (the first plus resumes).
 const MAX_ATTEMPTS: u32 = 4;
+/// When the store cannot be written, bytes past the last good write are relayed to readers from
+/// memory; this bounds that window (a reader that falls further behind is cut).
+const SPILL_WINDOW: usize = 64 * 1024 * 1024;
+
+/// Set once the first store write error has been logged, so a full disk logs once, not per fill.
+static WRITE_ERROR_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Bytes that could not be written to the store, kept for readers (disk full, I/O error).
+#[derive(Default)]
+struct Spill {
+    /// Where the staging file stops holding good bytes; `None` while writes succeed.
+    file_end: Option<u64>,
+    /// Chunks from `file_end` on, by offset.
+    chunks: std::collections::VecDeque<(u64, bytes::Bytes)>,
+    /// Bytes held in `chunks`.
+    held: usize,
+    /// Offsets below this were dropped from the window.
+    dropped_to: u64,
+}
+
+impl Spill {
+    fn push(&mut self, offset: u64, data: bytes::Bytes) {
+        self.held += data.len();
+        self.chunks.push_back((offset, data));
+        while self.held > SPILL_WINDOW {
+            let Some((off, c)) = self.chunks.pop_front() else {
+                break;
+            };
+            self.held -= c.len();
+            self.dropped_to = off + c.len() as u64;
+        }
+    }
+
+    fn read(&self, pos: u64, len: usize) -> std::io::Result<bytes::Bytes> {
+        if pos < self.dropped_to {
+            return Err(std::io::Error::other("reader fell behind an uncached fill"));
+        }
+        for (off, c) in &self.chunks {
+            let end = off + c.len() as u64;
+            if pos >= *off && pos < end {
+                let from = (pos - off) as usize;
+                return Ok(c.slice(from..(from + len).min(c.len())));
+            }
+        }
+        Err(std::io::Error::other("bytes not yet received"))
+    }
+}
 
 /// Where a fill is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +112,7 @@ pub struct Fill {
     pub digest: Digest,
     progress: watch::Receiver<Progress>,
     file: Arc<File>,
+    spill: Arc<Mutex<Spill>>,
 }
 
 impl Fill {
@@ -72,9 +121,25 @@ impl Fill {
         self.progress.clone()
     }
 
-    /// The staging file, readable with positional reads; valid after commit too.
-    pub fn file(&self) -> Arc<File> {
-        self.file.clone()
+    /// Reads up to `len` bytes at `pos` (from the staging file, or from memory for bytes the
+    /// store could not take). Callers only ask for bytes `Progress` says are there.
+    pub async fn read(&self, pos: u64, len: usize) -> std::io::Result<bytes::Bytes> {
+        let len = {
+            let spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+            match spill.file_end {
+                Some(end) if pos >= end => return spill.read(pos, len),
+                Some(end) => len.min((end - pos) as usize),
+                None => len,
+            }
+        };
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(len);
+            file.read_exact_at(&mut buf, pos)?;
+            Ok(buf.freeze())
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Waits until the size is known or the fill ended.
@@ -129,10 +194,12 @@ impl Fills {
             total: None,
             phase: Phase::Connecting,
         });
+        let spill = Arc::new(Mutex::new(Spill::default()));
         let fill = Arc::new(Fill {
             digest: digest.clone(),
             progress: rx,
             file: file.clone(),
+            spill: spill.clone(),
         });
         running.insert(digest.clone(), fill.clone());
         let job = FillJob {
@@ -142,6 +209,7 @@ impl Fills {
             digest: digest.clone(),
             temp,
             file,
+            spill,
             tx,
             running: self.running.clone(),
         };
@@ -168,6 +236,7 @@ struct FillJob {
     digest: Digest,
     temp: TempBlob,
     file: Arc<File>,
+    spill: Arc<Mutex<Spill>>,
     tx: watch::Sender<Progress>,
     running: Arc<Mutex<HashMap<Digest, Arc<Fill>>>>,
 }
@@ -181,11 +250,23 @@ impl FillJob {
             digest,
             temp,
             file,
+            spill,
             tx,
             running,
         } = self;
-        let outcome = download(&ctx, &upstream, &repo, &digest, &file, &tx).await;
+        let sink = Sink {
+            file,
+            spill: spill.clone(),
+            metrics: ctx.metrics.clone(),
+        };
+        let outcome = download(&ctx, &upstream, &repo, &digest, &sink, &tx).await;
+        let uncached = spill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file_end
+            .is_some();
         let result = match outcome {
+            Ok(size) if uncached => Ok(size),
             Ok(size) => {
                 let store = ctx.store.clone();
                 let d = digest.clone();
@@ -199,11 +280,14 @@ impl FillJob {
                         .await;
                         ctx.metrics.store_bytes.add(size as i64);
                         ctx.metrics.store_blobs.inc();
-                        Ok(size)
                     }
-                    Ok(Err(e)) => Err(format!("committing {digest} to the store failed: {e}")),
-                    Err(e) => Err(format!("commit task failed: {e}")),
+                    // The bytes are verified and in hand: clients still get them, uncached.
+                    Ok(Err(e)) => {
+                        write_error(&ctx.metrics, &format!("committing {digest} failed: {e}"))
+                    }
+                    Err(e) => write_error(&ctx.metrics, &format!("commit task failed: {e}")),
                 }
+                Ok(size)
             }
             Err(e) => Err(e),
         };
@@ -226,13 +310,27 @@ impl FillJob {
     }
 }
 
+fn write_error(metrics: &Metrics, msg: &str) {
+    metrics.store_write_errors.inc();
+    if !WRITE_ERROR_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("store write failed, serving fills uncached until space returns: {msg}");
+    }
+}
+
+/// Where a fill's bytes go: the staging file, or memory once the store refuses writes.
+struct Sink {
+    file: Arc<File>,
+    spill: Arc<Mutex<Spill>>,
+    metrics: Arc<Metrics>,
+}
+
 /// Streams the blob into the staging file, resuming on breaks; returns the verified size.
 async fn download(
     ctx: &FillContext,
     upstream: &Upstream,
     repo: &RepoName,
     digest: &Digest,
-    file: &Arc<File>,
+    sink: &Sink,
     tx: &watch::Sender<Progress>,
 ) -> Result<u64, String> {
     let mut hasher = Hasher::new(digest.algorithm());
@@ -290,7 +388,7 @@ async fn download(
                     fetched.inc_by(chunk.len() as u64);
                     buf.extend_from_slice(&chunk);
                     if buf.len() >= WRITE_CHUNK {
-                        offset = flush(file, &mut buf, offset, tx).await?;
+                        offset = flush(sink, &mut buf, offset, tx).await?;
                     }
                 }
                 Some(Err(e)) => {
@@ -300,7 +398,7 @@ async fn download(
                 None => break,
             }
         }
-        offset = flush(file, &mut buf, offset, tx).await?;
+        offset = flush(sink, &mut buf, offset, tx).await?;
         match broken {
             None if total.is_none_or(|t| t == offset) => break,
             None => {
@@ -338,7 +436,7 @@ async fn backoff(attempt: u32) {
 }
 
 async fn flush(
-    file: &Arc<File>,
+    sink: &Sink,
     buf: &mut BytesMut,
     offset: u64,
     tx: &watch::Sender<Progress>,
@@ -347,12 +445,34 @@ async fn flush(
         return Ok(offset);
     }
     let data = buf.split().freeze();
-    let f = file.clone();
     let n = data.len() as u64;
-    tokio::task::spawn_blocking(move || f.write_all_at(&data, offset))
-        .await
-        .map_err(|e| format!("write task failed: {e}"))?
-        .map_err(|e| format!("writing the staging file failed: {e}"))?;
+    let spilling = sink
+        .spill
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .file_end
+        .is_some();
+    if spilling {
+        sink.spill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(offset, data);
+    } else {
+        let (f, d) = (sink.file.clone(), data.clone());
+        let written = tokio::task::spawn_blocking(move || f.write_all_at(&d, offset))
+            .await
+            .map_err(|e| format!("write task failed: {e}"))?;
+        if let Err(e) = written {
+            // Disk full or failing: keep relaying from memory, commit nothing.
+            write_error(
+                &sink.metrics,
+                &format!("writing the staging file at byte {offset}: {e}"),
+            );
+            let mut spill = sink.spill.lock().unwrap_or_else(|p| p.into_inner());
+            spill.file_end = Some(offset);
+            spill.push(offset, data);
+        }
+    }
     let end = offset + n;
     tx.send_modify(|p| p.written = p.written.max(end));
     Ok(end)

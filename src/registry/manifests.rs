@@ -4,10 +4,11 @@
 use super::flight::Flights;
 use super::{blocking, internal, upstream_error, CacheStatus, Registry, Target};
 use crate::cache::store::{put_bytes, read_bytes};
+use crate::cache::Event;
 use crate::cache::{ManifestRecord, TagRecord};
+use crate::config::TagRules;
 use crate::oci::manifest::{self, Accept};
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError, Tag};
-use crate::upstream::UpstreamError;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -31,13 +32,14 @@ pub struct ManifestAnswer {
 }
 
 type TagKey = (String, String, String);
-type Resolved = (Arc<CachedManifest>, CacheStatus);
+pub(super) type Resolved = (Arc<CachedManifest>, CacheStatus);
 
 /// In-memory manifest and tag caches in front of the index, plus the in-flight upstream work.
 pub struct ManifestCache {
     by_digest: moka::sync::Cache<Digest, Arc<CachedManifest>>,
     tags: moka::sync::Cache<TagKey, TagRecord>,
     flights: Flights<TagKey, Resolved>,
+    checks: Flights<TagKey, ()>,
 }
 
 impl ManifestCache {
@@ -50,6 +52,7 @@ impl ManifestCache {
                 .build(),
             tags: moka::sync::Cache::new(100_000),
             flights: Flights::default(),
+            checks: Flights::default(),
         }
     }
 }
@@ -86,7 +89,7 @@ impl Registry {
         Ok(ManifestAnswer { manifest, status })
     }
 
-    async fn manifest_by_digest(
+    pub(super) async fn manifest_by_digest(
         self: &Arc<Self>,
         t: &Target,
         d: &Digest,
@@ -127,14 +130,56 @@ impl Registry {
                 r
             }
         };
-        let ttl_ms = t.upstream.settings.tag_ttl.as_millis() as i64;
+        let rules = t.upstream.settings.tag_rules(t.repo.as_str(), tag.as_str());
+        let ttl_ms = rules.ttl.as_millis() as i64;
+        let now = crate::now_ms();
         if let Some(rec) = &cached {
-            if crate::now_ms() - rec.confirmed_at_ms < ttl_ms {
+            let age = now - rec.confirmed_at_ms;
+            if age < ttl_ms || rules.immutable {
                 if let Some(m) = self.local_manifest(&rec.digest).await? {
+                    if age >= ttl_ms {
+                        // Immutable: never revalidated on the request path, only checked aside.
+                        self.check_immutable(t, tag, rec, key);
+                    }
                     return Ok((m, CacheStatus::Hit));
+                }
+            } else if rules.stale_while_revalidate && within_max_stale(&rules, age) {
+                if let Some(m) = self.local_manifest(&rec.digest).await? {
+                    let this = self.clone();
+                    let (t2, tag2, rec2) = (t.clone(), tag.clone(), rec.clone());
+                    tokio::spawn(async move {
+                        let _ = this.revalidate(&t2, &tag2, Some(rec2), key).await;
+                    });
+                    return Ok((m, CacheStatus::Revalidating));
                 }
             }
         }
+        let grace = t.upstream.settings.revalidate_grace;
+        match &cached {
+            // Holding a servable answer: wait for upstream only briefly. The revalidation keeps
+            // running detached, so a slow upstream still gets its answer recorded.
+            Some(rec) if within_max_stale(&rules, now - rec.confirmed_at_ms) => {
+                let flight = self.revalidate(t, tag, cached.clone(), key);
+                match tokio::time::timeout(grace, flight).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let why = format!("no answer from upstream within {grace:?}");
+                        self.serve_stale(t, rec, &why).await
+                    }
+                }
+            }
+            _ => self.revalidate(t, tag, cached, key).await,
+        }
+    }
+
+    /// Joins or starts the single revalidation (or first fetch) of a tag.
+    async fn revalidate(
+        self: &Arc<Self>,
+        t: &Target,
+        tag: &Tag,
+        cached: Option<TagRecord>,
+        key: TagKey,
+    ) -> Result<Resolved, RegistryError> {
         let this = self.clone();
         let (t2, tag2, k2) = (t.clone(), tag.clone(), key.clone());
         self.manifests
@@ -143,6 +188,56 @@ impl Registry {
                 this.refresh_tag(&t2, &tag2, cached, k2).await
             })
             .await
+    }
+
+    /// Checks an immutable tag upstream in the background; a move is a supply-chain warning:
+    /// recorded as an event and a metric, while the cached digest keeps being served.
+    fn check_immutable(self: &Arc<Self>, t: &Target, tag: &Tag, rec: &TagRecord, key: TagKey) {
+        let this = self.clone();
+        let (t, tag, rec) = (t.clone(), tag.clone(), rec.clone());
+        let k2 = key.clone();
+        tokio::spawn(async move {
+            let registry = this.clone();
+            let _ = this
+                .manifests
+                .checks
+                .run(key, move || async move {
+                    let reference = Reference::Tag(tag.clone());
+                    if let Ok(head) = t.upstream.manifest(&t.repo, &reference, true).await {
+                        if let Some(d) = head.digest.filter(|d| d != &rec.digest) {
+                            registry
+                                .metrics
+                                .immutable_tag_moved
+                                .with_label_values(&[&t.upstream.name])
+                                .inc();
+                            let mut e = Event::new(
+                                "immutable_tag_moved",
+                                "upstream moved a tag declared immutable; the cached digest is still served",
+                            );
+                            e.upstream = Some(t.upstream.name.clone());
+                            e.repository = Some(t.repo.to_string());
+                            e.digest = Some(rec.digest.to_string());
+                            e.tags = vec![tag.to_string()];
+                            e.detail = Some(format!("upstream now points {tag} at {d}"));
+                            let index = registry.index.clone();
+                            let _ = blocking(move || index.record_events(&[e])).await;
+                        }
+                    }
+                    // Checked (whatever the outcome): next check after another TTL.
+                    let now = crate::now_ms();
+                    let (index, k, tg) = (registry.index.clone(), t.key(), tag.to_string());
+                    let _ = blocking(move || index.confirm_tag(&k, &tg, now)).await;
+                    registry.manifests.tags.insert(
+                        k2,
+                        TagRecord {
+                            digest: rec.digest.clone(),
+                            confirmed_at_ms: now,
+                        },
+                    );
+                    Ok(())
+                })
+                .await;
+        });
     }
 
     /// Revalidates (HEAD) or fetches a tag; serves the cached answer when upstream is down.
@@ -186,7 +281,14 @@ impl Registry {
                 let m = self.fetch_manifest(t, &by, Some(tag)).await?;
                 Ok((m, CacheStatus::Miss))
             }
-            Err(e) if e.is_outage() => self.serve_stale(t, &rec, &e).await,
+            Err(e) if e.is_outage() => {
+                let rules = t.upstream.settings.tag_rules(t.repo.as_str(), tag.as_str());
+                if within_max_stale(&rules, crate::now_ms() - rec.confirmed_at_ms) {
+                    self.serve_stale(t, &rec, &e).await
+                } else {
+                    Err(upstream_error(&e, ErrorCode::ManifestUnknown))
+                }
+            }
             Err(e) if e.status() == Some(404) => {
                 let (index, k, tg) = (self.index.clone(), t.key(), tag.to_string());
                 blocking(move || index.remove_tag(&k, &tg))
@@ -203,18 +305,24 @@ impl Registry {
         &self,
         t: &Target,
         rec: &TagRecord,
-        e: &UpstreamError,
+        why: &(dyn std::fmt::Display + Sync),
     ) -> Result<Resolved, RegistryError> {
         match self.local_manifest(&rec.digest).await? {
             Some(m) => {
-                tracing::warn!(upstream = %t.upstream.name, repo = %t.repo, "serving stale tag: {e}");
+                tracing::warn!(upstream = %t.upstream.name, repo = %t.repo, "serving stale tag: {why}");
                 self.metrics
                     .stale_served
                     .with_label_values(&[&t.upstream.name])
                     .inc();
                 Ok((m, CacheStatus::Stale))
             }
-            None => Err(upstream_error(e, ErrorCode::ManifestUnknown)),
+            None => Err(RegistryError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "upstream {}: {why}; the cached manifest is gone",
+                    t.upstream.name
+                ),
+            )),
         }
     }
 
@@ -340,5 +448,13 @@ impl Registry {
         });
         self.manifests.by_digest.insert(digest, m.clone());
         Ok(m)
+    }
+}
+
+/// Whether a tag confirmed `age_ms` ago may still be served when upstream cannot confirm it.
+fn within_max_stale(rules: &TagRules, age_ms: i64) -> bool {
+    match rules.max_stale {
+        Some(max) => age_ms <= (rules.ttl + max).as_millis() as i64,
+        None => true,
     }
 }

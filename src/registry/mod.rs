@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod fill;
 pub mod flight;
 pub mod manifests;
+pub mod prefetch;
 pub mod pulls;
 pub mod tags;
 
@@ -45,8 +46,10 @@ pub enum CacheStatus {
     Miss,
     /// Upstream confirmed the cached answer.
     Revalidated,
-    /// Upstream failed; the cached answer was served anyway.
+    /// Upstream failed or was too slow; the cached answer was served anyway.
     Stale,
+    /// Served from cache at once; revalidation runs in the background (stale-while-revalidate).
+    Revalidating,
 }
 
 impl CacheStatus {
@@ -57,6 +60,7 @@ impl CacheStatus {
             CacheStatus::Miss => "miss",
             CacheStatus::Revalidated => "revalidated",
             CacheStatus::Stale => "stale",
+            CacheStatus::Revalidating => "revalidating",
         }
     }
 }

@@ -196,6 +196,7 @@ impl RegistryApp {
             .request("manifest", answer.status.as_str());
         if !head {
             self.registry.pulls.record(target.key(), m.digest.clone());
+            self.registry.prefetch(&target, m);
         }
         let mut h = header(200);
         set(&mut h, "Content-Type", &m.media_type);

@@ -105,7 +105,6 @@ pub async fn send_fill_range(
     end: Option<u64>,
 ) -> Result<u64, String> {
     let mut rx = fill.watch();
-    let file = fill.file();
     let mut pos = start;
     loop {
         let p = rx.borrow_and_update().clone();
@@ -115,10 +114,11 @@ pub async fn send_fill_range(
         let stop = end.map_or(p.readable(), |e| e.min(p.readable()));
         if pos < stop {
             let len = (stop - pos).min(CHUNK as u64) as usize;
-            let chunk = read_chunk(file.clone(), pos, len)
+            let chunk = fill
+                .read(pos, len)
                 .await
-                .map_err(|e| format!("reading the staging file failed: {e}"))?;
-            pos += len as u64;
+                .map_err(|e| format!("reading the fill failed: {e}"))?;
+            pos += chunk.len() as u64;
             let finished = match end {
                 Some(e) => pos >= e,
                 None => p.phase == Phase::Done && pos >= p.written,

@@ -59,13 +59,12 @@ impl Request {
         self.method.eq_ignore_ascii_case("HEAD")
     }
 
-    fn wants_close(&self, version: &str) -> bool {
-        let conn = self.header("connection").map(str::to_ascii_lowercase);
-        match conn.as_deref() {
-            Some("close") => true,
-            Some("keep-alive") => false,
-            _ => version == "HTTP/1.0",
-        }
+    /// False when the client asked to close the connection after this request (`Connection:
+    /// close`, or HTTP/1.0 without keep-alive: the parser normalises both to the header).
+    pub fn keep_alive(&self) -> bool {
+        !self
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -226,7 +225,7 @@ impl TestServer {
             let handler = handler.clone();
             async move {
                 let head_only = req.is_head();
-                let close = req.wants_close("HTTP/1.1");
+                let close = !req.keep_alive();
                 let mut resp = handler(req).await;
                 if close {
                     resp = resp.header("Connection", "close");
@@ -406,7 +405,12 @@ async fn read_request(
         }
     }
     req.body = Bytes::from(buf.drain(..len).collect::<Vec<u8>>());
-    let close = req.wants_close(version);
+    let connection = req.header("connection").map(str::to_ascii_lowercase);
+    let close = match connection.as_deref() {
+        Some("close") => true,
+        Some("keep-alive") => false,
+        _ => version == "HTTP/1.0",
+    };
     if close {
         // Normalise so handlers see one signal regardless of HTTP version.
         req.headers

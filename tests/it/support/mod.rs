@@ -1,12 +1,15 @@
-//! Integration-test harness: real `docker-registry` processes (plain, token-auth, proxy), a Docker
-//! token server, in-memory test images with a pusher, and a tiny HTTP server for fake upstreams.
+//! Integration-test harness: real `docker-registry` processes (`registry`), a Docker token server
+//! (`token_server`), in-memory test images (`image`, `schema1`) with an uploader (`pusher`), and a
+//! tiny HTTP server for fake upstreams (`http`).
 //!
 //! Not every test binary uses every helper, hence the module-wide `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod http;
 pub mod image;
+pub mod pusher;
 pub mod registry;
+pub mod schema1;
 pub mod token_server;
 
 use std::net::{SocketAddr, TcpListener};

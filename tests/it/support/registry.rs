@@ -16,6 +16,16 @@ use super::image::Pusher;
 use super::token_server::TokenServer;
 use super::{free_port, http_client, TempDir};
 
+/// Runs the registry under `sh`, which kills it once our end of its stdin closes: on drop, and also
+/// when the test process dies without unwinding (SIGKILL, abort), so no registry is left behind.
+/// The shell exits with the registry's status, so an early exit (port clash) is still visible.
+const WATCHDOG: &str = r#"exec 3<&0
+command -v docker-registry >/dev/null || { echo "docker-registry not installed (apt-get install docker-registry)" >&2; exit 127; }
+docker-registry serve "$1" </dev/null &
+registry=$!
+(read -r _ <&3; kill "$registry" 2>/dev/null) &
+wait "$registry""#;
+
 /// How long a registry may take to answer `/v2/` after spawning.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -176,14 +186,16 @@ impl Registry {
         let log_start = std::fs::metadata(&self.app_log)
             .map(|m| m.len() as usize)
             .unwrap_or(0);
-        let child = Command::new("docker-registry")
-            .arg("serve")
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("registry-watchdog")
             .arg(&self.config_path)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(append(&self.access_log))
             .stderr(append(&self.app_log))
             .spawn()
-            .expect("spawn docker-registry (is Debian's docker-registry package installed?)");
+            .expect("spawn sh running docker-registry");
         self.child = Some(child);
 
         let client = http_client();
@@ -227,8 +239,17 @@ impl Registry {
         Ok(())
     }
 
+    /// Closing the watchdog's stdin makes it stop the registry and exit; SIGKILL is the fallback.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -389,17 +410,18 @@ impl Drop for Registry {
         self.kill();
         if std::thread::panicking() {
             // The registry's view is usually what explains a failing test.
-            let tail = |path: &Path| {
+            // Successful requests are already in the access log; keep the app log to what went wrong.
+            let tail = |path: &Path, keep: fn(&str) -> bool| {
                 let text = std::fs::read_to_string(path).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
+                let lines: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
                 lines[lines.len().saturating_sub(15)..].join("\n")
             };
             eprintln!(
-                "--- registry {} ({}) access log tail:\n{}\n--- registry log tail:\n{}",
+                "--- registry {} ({}) access log tail:\n{}\n--- registry warnings/errors:\n{}",
                 self.host(),
                 self.dir().display(),
-                tail(&self.access_log),
-                tail(&self.app_log)
+                tail(&self.access_log, |_| true),
+                tail(&self.app_log, |l| !l.contains("level=info"))
             );
         }
     }

@@ -20,7 +20,11 @@ fn write(dir: &std::path::Path, rel: &str, body: &str) {
 
 #[test]
 fn go_binary_matches_go_version_m() {
-    if !Command::new("go").arg("version").output().is_ok_and(|o| o.status.success()) {
+    if !Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         eprintln!("SKIPPED: no Go toolchain (apt-get install golang-go)");
         return;
     }
