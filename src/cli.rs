@@ -22,6 +22,18 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Re-hash every stored blob, quarantine mismatches, repair the index, and report.
+    /// Exits 2 when bad blobs were found (and moved aside).
+    Scrub {
+        /// Config file (TOML), for the store location.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    #[command(flatten)]
+    Admin(crate::admin::cli::AdminCommand),
     /// Check a config file and print the resulting upstreams.
     CheckConfig {
         /// Config file (TOML).

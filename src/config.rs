@@ -19,6 +19,8 @@ pub struct Settings {
     pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// Name of the upstream for requests with neither `ns` nor a known prefix.
     pub default_upstream: String,
+    /// Lifecycle policies from the file, their schedule, and GC.
+    pub lifecycle: crate::lifecycle::settings::LifecycleSettings,
 }
 
 /// Listener settings.
@@ -50,6 +52,8 @@ pub struct TlsSettings {
 pub struct StorageSettings {
     /// Root directory: `blobs/`, `tmp/` and `index.sqlite` live under it.
     pub root: PathBuf,
+    /// Byte quota with its high/low water marks; `None`: unlimited.
+    pub quota: Option<crate::lifecycle::settings::Quota>,
 }
 
 /// One upstream registry.
@@ -199,6 +203,10 @@ struct RawFile {
     routing: RawRouting,
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    lifecycle: crate::lifecycle::settings::RawLifecycle,
+    #[serde(default)]
+    gc: crate::lifecycle::settings::RawGc,
 }
 
 #[derive(Deserialize, Default)]
@@ -216,6 +224,9 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     root: Option<PathBuf>,
+    max_bytes: Option<crate::lifecycle::settings::ByteSize>,
+    high_water: Option<f64>,
+    low_water: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -413,7 +424,18 @@ impl Settings {
             },
             storage: StorageSettings {
                 root: raw.storage.root.unwrap_or_else(|| PathBuf::from("./data")),
+                quota: crate::lifecycle::settings::quota(
+                    raw.storage.max_bytes,
+                    raw.storage.high_water,
+                    raw.storage.low_water,
+                )
+                .map_err(ConfigError::Invalid)?,
             },
+            lifecycle: crate::lifecycle::settings::LifecycleSettings::from_raw(
+                raw.lifecycle,
+                raw.gc,
+            )
+            .map_err(ConfigError::Invalid)?,
             upstreams,
             default_upstream,
         })

@@ -4,6 +4,8 @@ use breakwater::admin::AdminApp;
 use breakwater::background::PullStatsFlusher;
 use breakwater::cli::{load_settings, Cli, Command};
 use breakwater::config::Settings;
+use breakwater::lifecycle::runner::LifecycleRunner;
+use breakwater::lifecycle::Lifecycle;
 use breakwater::metrics::Metrics;
 use breakwater::registry::Registry;
 use breakwater::server::RegistryApp;
@@ -28,6 +30,38 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => load_settings(config.as_ref()).and_then(serve),
+        Command::Scrub { config, json } => {
+            return load_settings(config.as_ref())
+                .and_then(|s| breakwater::cache::scrub::scrub(&s.storage.root))
+                .map(|report| {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    } else {
+                        println!(
+                            "checked {} blobs ({} bytes): {} bad, index records dropped {}, added {}, staging files removed {}",
+                            report.checked,
+                            report.bytes,
+                            report.bad.len(),
+                            report.index_records_dropped,
+                            report.index_records_added,
+                            report.temp_files_removed
+                        );
+                        for d in &report.bad {
+                            println!("quarantined {d}");
+                        }
+                    }
+                    if report.bad.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    }
+                })
+                .unwrap_or_else(|e| {
+                    eprintln!("breakwater: {e}");
+                    ExitCode::FAILURE
+                });
+        }
+        Command::Admin(cmd) => breakwater::admin::cli::run(cmd),
         Command::CheckConfig { config } => load_settings(config.as_ref()).map(|s| {
             for (name, u) in &s.upstreams {
                 println!(
@@ -87,9 +121,14 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
     registry_service.threads = Some(settings.server.threads);
 
+    let lifecycle = Arc::new(Lifecycle::new(
+        registry.clone(),
+        settings.lifecycle.clone(),
+        settings.storage.quota.clone(),
+    ));
     let mut admin_service = Service::new(
         "admin".to_string(),
-        HttpServer::new_app(AdminApp::new(registry.clone())),
+        HttpServer::new_app(AdminApp::new(registry.clone(), lifecycle.clone())),
     );
     admin_service.add_tcp(&settings.server.admin_listen.to_string());
     admin_service.threads = Some(1);
@@ -101,6 +140,10 @@ fn serve(settings: Settings) -> Result<(), String> {
         PullStatsFlusher {
             registry: registry.clone(),
         },
+    ));
+    server.add_service(background_service(
+        "lifecycle",
+        LifecycleRunner { lifecycle },
     ));
     tracing::info!(
         listen = %settings.server.listen,

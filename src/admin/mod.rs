@@ -1,5 +1,16 @@
-//! The admin listener, apart from the registry port: Prometheus metrics and a health check.
+//! The admin listener, apart from the registry port: Prometheus metrics, a health check, and the
+//! admin API (`/api/v1/...`, JSON) over lifecycle policies, images, pins, GC and the audit trail.
+//! The `breakwater images|lifecycle|gc|pin|events` commands are clients of that API.
 
+pub mod api;
+pub mod cli;
+mod client;
+pub mod http;
+mod images;
+mod lifecycle;
+pub mod table;
+
+use crate::lifecycle::Lifecycle;
 use crate::registry::Registry;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
@@ -9,42 +20,38 @@ use std::sync::Arc;
 /// The admin HTTP app.
 pub struct AdminApp {
     registry: Arc<Registry>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl AdminApp {
-    /// An admin app over `registry`.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        AdminApp { registry }
+    /// An admin app over `registry` and its lifecycle.
+    pub fn new(registry: Arc<Registry>, lifecycle: Arc<Lifecycle>) -> Self {
+        AdminApp {
+            registry,
+            lifecycle,
+        }
     }
-}
-
-fn response(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
-    http::Response::builder()
-        .status(status)
-        .header("Content-Type", content_type)
-        .header("Content-Length", body.len())
-        .body(body)
-        .expect("static response parts are valid")
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
-    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+    async fn response(&self, session: &mut ServerSession) -> ::http::Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/metrics" => response(
+            "/metrics" => http::response(
                 200,
                 "text/plain; version=0.0.4",
                 self.registry.metrics.render(),
             ),
-            "/healthz" => response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
-            _ => response(
+            "/healthz" => http::response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            p if p == "/api" || p.starts_with("/api/") => match http::read(session).await {
+                Ok(req) => api::handle(&self.lifecycle, req).await,
+                Err(e) => http::error(&e),
+            },
+            _ => http::error(&http::ApiError::new(
                 404,
-                "application/json",
-                serde_json::json!({"error": format!("no admin endpoint {path}")})
-                    .to_string()
-                    .into_bytes(),
-            ),
+                format!("no admin endpoint {path}"),
+            )),
         }
     }
 }

@@ -101,10 +101,14 @@ pub trait Index: Send + Sync + 'static {
     fn repositories(&self) -> Result<Vec<RepoKey>>;
     /// Removes blob records whose files are gone (scrub repair); returns how many.
     fn forget_blobs(&self, digests: &[Digest]) -> Result<usize>;
+    /// Every blob record (digest, size).
+    fn blob_records(&self) -> Result<Vec<(Digest, u64)>>;
     /// Records (and logs) events.
     fn record_events(&self, events: &[Event]) -> Result<()>;
     /// Lists events, newest first.
     fn events(&self, q: &EventQuery) -> Result<Vec<Event>>;
+    /// Lifecycle, quota and GC operations (see `cache::images`).
+    fn lifecycle(&self) -> &dyn super::images::LifecycleIndex;
 }
 
 /// The embedded SQLite index.
@@ -172,6 +176,7 @@ impl SqliteIndex {
         conn.execute_batch(SCHEMA).map_err(wrap("create schema"))?;
         conn.execute_batch(super::events::SCHEMA)
             .map_err(wrap("create schema"))?;
+        super::images::migrate(&conn).map_err(wrap("migrate schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
         })
@@ -183,6 +188,7 @@ impl SqliteIndex {
         conn.execute_batch(SCHEMA).map_err(wrap("create schema"))?;
         conn.execute_batch(super::events::SCHEMA)
             .map_err(wrap("create schema"))?;
+        super::images::migrate(&conn).map_err(wrap("migrate schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
         })
@@ -388,12 +394,27 @@ impl Index for SqliteIndex {
         .map_err(wrap("forget blobs"))
     }
 
+    fn blob_records(&self) -> Result<Vec<(Digest, u64)>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare("SELECT digest, size FROM blobs")?;
+            let rows = st.query_map([], |r| {
+                Ok((parse_digest(r.get(0)?)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(wrap("list blobs"))
+    }
+
     fn record_events(&self, events: &[Event]) -> Result<()> {
         self.insert_events(events)
     }
 
     fn events(&self, q: &EventQuery) -> Result<Vec<Event>> {
         self.query_events(q)
+    }
+
+    fn lifecycle(&self) -> &dyn super::images::LifecycleIndex {
+        self
     }
 }
 

@@ -1,7 +1,9 @@
 //! What the cache holds: the blob store (bytes) and the index (what those bytes mean).
 
 pub mod events;
+pub mod images;
 pub mod index;
+pub mod scrub;
 pub mod store;
 
 pub use events::{Event, EventQuery};

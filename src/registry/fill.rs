@@ -227,6 +227,14 @@ impl Fills {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether a fill of `digest` is running (GC never deletes such a blob).
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.running
+            .lock()
+            .map(|m| m.contains_key(digest))
+            .unwrap_or(true)
+    }
 }
 
 struct FillJob {

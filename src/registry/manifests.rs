@@ -63,6 +63,19 @@ impl Default for ManifestCache {
     }
 }
 
+impl ManifestCache {
+    /// Drops manifests and tags the lifecycle removed from the index, so they are answered
+    /// from the index (or upstream) again instead of from memory.
+    pub(super) fn forget(&self, digests: &[Digest], tags: &[(String, String, String)]) {
+        for d in digests {
+            self.by_digest.invalidate(d);
+        }
+        for t in tags {
+            self.tags.invalidate(t);
+        }
+    }
+}
+
 impl Registry {
     /// Answers a manifest request by tag or digest, for a client with `accept`.
     pub async fn manifest(

@@ -115,6 +115,20 @@ impl Registry {
         })
     }
 
+    /// Whether a fill of `digest` is running now.
+    pub fn is_filling(&self, digest: &crate::oci::Digest) -> bool {
+        self.blobs.contains(digest)
+    }
+
+    /// Forgets expired manifests and removed tags (repository, tag) held in memory.
+    pub fn forget_cached(&self, digests: &[crate::oci::Digest], tags: &[(RepoKey, String)]) {
+        let keys: Vec<(String, String, String)> = tags
+            .iter()
+            .map(|(r, t)| (r.upstream.clone(), r.name.clone(), t.clone()))
+            .collect();
+        self.manifests.forget(digests, &keys);
+    }
+
     fn fill_context(&self) -> fill::FillContext {
         fill::FillContext {
             store: self.store.clone(),

@@ -288,7 +288,7 @@ impl State {
             }
             None if mode & 0o111 != 0 => {
                 // Too small to be a Go or Rust binary, but it still replaces one below.
-                self.shadows.insert(path);
+                self.shadow(path);
                 Ok(())
             }
             None => Ok(()),
@@ -322,15 +322,7 @@ impl State {
             let data = read_all(entry, size)?;
             run_catalog(kind, &path, &data)
         };
-        self.files.insert(
-            path.clone(),
-            FileRecord {
-                path,
-                kind,
-                size,
-                outcome,
-            },
-        );
+        self.record(path, kind, size, outcome);
         Ok(())
     }
 
@@ -353,22 +345,26 @@ impl State {
             stream_go_buildinfo(entry, &path, &magic)?
         };
         match outcome {
-            Some(Outcome::Packages(p)) if p.is_empty() => self.shadows.insert(path),
-            None => self.shadows.insert(path),
-            Some(outcome) => {
-                self.files.insert(
-                    path.clone(),
-                    FileRecord {
-                        path,
-                        kind: FileKind::Binary,
-                        size,
-                        outcome,
-                    },
-                );
-                true
-            }
-        };
+            Some(Outcome::Packages(p)) if p.is_empty() => self.shadow(path),
+            Some(outcome) => self.record(path, FileKind::Binary, size, outcome),
+            // Not a Go or Rust binary, but it still replaces one at this path below.
+            None => self.shadow(path),
+        }
         Ok(())
+    }
+
+    fn record(&mut self, path: String, kind: FileKind, size: u64, outcome: Outcome) {
+        let rec = FileRecord {
+            path: path.clone(),
+            kind,
+            size,
+            outcome,
+        };
+        self.files.insert(path, rec);
+    }
+
+    fn shadow(&mut self, path: String) {
+        self.shadows.insert(path);
     }
 
     /// A hard link shares its target's content, which this layer already cataloged (or not).
@@ -392,19 +388,9 @@ impl State {
                     let outcome = Outcome::Skipped(format!(
                         "hard link to {target}, whose content was not cataloged"
                     ));
-                    self.files.insert(
-                        path.clone(),
-                        FileRecord {
-                            path,
-                            kind,
-                            size: 0,
-                            outcome,
-                        },
-                    );
+                    self.record(path, kind, 0, outcome);
                 }
-                None => {
-                    self.shadows.insert(path);
-                }
+                None => self.shadow(path),
             },
         }
     }

@@ -6,5 +6,6 @@ mod bw;
 mod clients;
 mod faults;
 mod pull_path;
+mod resilience;
 mod support;
 mod support_selftest;

@@ -299,8 +299,9 @@ async fn token_registry_serves_a_64_mib_layer() {
         .send()
         .await
         .expect("token request")
-        .json_value()
-        .await;
+        .json::<Value>()
+        .await
+        .expect("token response is JSON");
     let token = body["token"].as_str().expect("token");
     assert_eq!(
         jwt_claims(token)["access"][0]["actions"],
@@ -352,7 +353,7 @@ async fn token_server_grants_by_credentials() {
         async move {
             let resp = req.send().await.expect("token request");
             let status = resp.status().as_u16();
-            (status, resp.json_value().await)
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
     let (status, body) = ask(Some(("tester", "s3cret"))).await;
@@ -462,6 +463,40 @@ async fn proxy_registry_pulls_through() {
 }
 
 #[tokio::test]
+async fn proxy_registry_logs_in_to_a_private_upstream() {
+    let config = TokenServerConfig {
+        anonymous_pull: false,
+        ..TokenServerConfig::default()
+    };
+    let tokens = TokenServer::start(config).await;
+    let upstream = Registry::start_token(&tokens).await;
+    let image = Image::small(Format::Oci, 45);
+    upstream
+        .pusher()
+        .push_image("private/thing", "v1", &image)
+        .await;
+    let anonymous = Pusher::new(&upstream.url())
+        .get_manifest("private/thing", "v1", OCI_MANIFEST)
+        .await;
+    assert_eq!(anonymous.status, 401, "anonymous pull must be refused");
+
+    let (user, pass) = upstream.credentials().expect("credentials");
+    let proxy = Registry::start_proxy_with_credentials(&upstream.url(), &user, &pass).await;
+    assert_round_trip(
+        &proxy.pusher(),
+        "private/thing",
+        "v1",
+        &image.manifest,
+        OCI_MANIFEST,
+    )
+    .await;
+    assert!(tokens
+        .token_log()
+        .iter()
+        .any(|t| t.user.as_deref() == Some(user.as_str())));
+}
+
+#[tokio::test]
 async fn registry_restart_keeps_content() {
     let mut registry = Registry::start_plain().await;
     let image = Image::small(Format::Oci, 51);
@@ -524,16 +559,4 @@ async fn test_server_normal_and_raw_modes() {
         resp.bytes().await.is_err(),
         "truncated body must be an error"
     );
-}
-
-/// Small helper so the token test reads plainly without reqwest's `json` feature.
-trait JsonValue {
-    async fn json_value(self) -> Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> Value {
-        let bytes = self.bytes().await.expect("response body");
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    }
 }

@@ -1,0 +1,208 @@
+//! Online garbage collection: mark every digest a retained image keeps (index → child
+//! manifests → config and layers; archived images keep their manifests only), then sweep the
+//! store of everything else.
+//!
+//! Safe against the request path running alongside:
+//! * a blob whose fill is running is skipped (its bytes are not even in the store yet);
+//! * a blob committed within the grace period is skipped (a client may fetch blobs right before
+//!   the manifest that references them is recorded);
+//! * just before each delete, one index transaction re-checks that no manifest or image listing
+//!   the blob was recorded since GC began and forgets the blob's record; the file goes after.
+//!   A manifest recorded between that transaction and the unlink costs a refetch, never a
+//!   broken pull: a client that already opened the file keeps reading it (Linux keeps unlinked
+//!   open files), and a missing blob is filled from upstream again.
+
+use super::quota;
+use super::service::{Lifecycle, OpError};
+use super::views::GcReport;
+use crate::cache::images::{Claim, ClaimLimits};
+use crate::cache::Event;
+use crate::oci::Digest;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Manifests recorded this long before GC began still count as recorded during it: the request
+/// path takes its timestamp a moment before it writes.
+const RECORD_SLACK: Duration = Duration::from_secs(60);
+/// Events are written in batches of this many.
+const EVENT_BATCH: usize = 1000;
+
+/// Options of a GC run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcRequest {
+    /// Report what would be evicted and deleted without changing anything.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Lifecycle {
+    /// Enforces the quota, then marks and sweeps the store.
+    pub fn gc(&self, req: &GcRequest) -> Result<GcReport, OpError> {
+        let _w = self.writer();
+        let t0 = Instant::now();
+        let started_ms = crate::now_ms();
+        let dry_run = req.dry_run;
+        let reg = &self.registry;
+        reg.pulls.flush(reg.index.as_ref());
+        let listing = reg
+            .store
+            .list()
+            .map_err(|e| OpError::Internal(format!("cannot list the blob store: {e}")))?;
+        let listing: Vec<(String, u64)> = listing
+            .into_iter()
+            .map(|(d, s)| (d.to_string(), s))
+            .collect();
+        let usage: u64 = listing.iter().map(|(_, s)| s).sum();
+        reg.metrics.store_bytes.set(usage as i64);
+        reg.metrics.store_blobs.set(listing.len() as i64);
+        let mut report = GcReport {
+            dry_run,
+            started_ms,
+            store_blobs_before: listing.len(),
+            store_bytes_before: usage,
+            ..GcReport::default()
+        };
+        let grace = self.settings.gc_grace;
+        let committed_after_ms = started_ms - grace.as_millis() as i64;
+
+        let mut c = self.catalog()?;
+        if !dry_run {
+            report.restored_images = self.restore_pulled(&c)?;
+            if report.restored_images > 0 {
+                c = self.catalog()?;
+            }
+        }
+        c.graph.set_store_listing(&listing);
+        let mut evicted = HashSet::new();
+        if let Some(q) = &self.quota {
+            let plan = quota::plan(&c, q, usage, committed_after_ms, |d| {
+                Digest::parse(d).is_ok_and(|d| reg.is_filling(&d))
+            });
+            evicted = plan.victims.iter().map(|(g, _)| *g).collect();
+            if !dry_run && !plan.victims.is_empty() {
+                let high = q.high_water_bytes();
+                let victims: Vec<usize> = plan.victims.iter().map(|(g, _)| *g).collect();
+                self.remove_groups(&c, &victims, |g| {
+                    let when = humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + Duration::from_millis(quota::last_used_ms(&c, g).max(0) as u64),
+                    );
+                    super::apply::group_event(
+                        &c,
+                        g,
+                        "evict",
+                        format!(
+                            "storage quota: store holds {usage} bytes, above the high-water mark of {high}; least recently used first (last used {when})"
+                        ),
+                    )
+                })?;
+            }
+            report.quota = Some(plan.report);
+        }
+        if !evicted.is_empty() && !dry_run {
+            c = self.catalog()?;
+            c.graph.set_store_listing(&listing);
+            evicted.clear();
+        }
+        let marks = c.mark(|g| (!evicted.contains(&g)).then(|| c.keep(g)));
+        report.live_blobs = marks.count();
+        report.mark_ms = t0.elapsed().as_millis() as u64;
+
+        let limits = ClaimLimits {
+            now_ms: crate::now_ms(),
+            committed_after_ms,
+            recorded_since_ms: started_ms - grace.max(RECORD_SLACK).as_millis() as i64,
+        };
+        let mut events = Vec::new();
+        for (digest, size) in &listing {
+            let node = c.graph.id(digest);
+            if node.is_some_and(|n| marks.is_marked(n)) {
+                continue;
+            }
+            report.unreferenced_blobs += 1;
+            let Ok(d) = Digest::parse(digest) else {
+                continue;
+            };
+            if reg.is_filling(&d) {
+                report.kept_in_flight += 1;
+                continue;
+            }
+            let claim = if dry_run {
+                match node.and_then(|n| c.graph.committed_ms(n)) {
+                    None => Claim::Adopted,
+                    Some(t) if t > committed_after_ms => Claim::Recent,
+                    Some(_) => Claim::Forgotten { manifest: false },
+                }
+            } else {
+                self.index().claim_for_deletion(digest, *size, &limits)?
+            };
+            match claim {
+                Claim::Adopted => report.adopted += 1,
+                Claim::Recent => report.kept_recent += 1,
+                Claim::Referenced => report.kept_referenced += 1,
+                Claim::Forgotten { manifest } => {
+                    if !dry_run {
+                        if let Err(e) = reg.store.delete(&d) {
+                            tracing::error!(%digest, "GC could not delete the blob: {e}");
+                            continue;
+                        }
+                        let mut e = Event::new("gc_delete", "unreferenced by any retained image");
+                        e.digest = Some(digest.clone());
+                        e.bytes = *size;
+                        if manifest {
+                            e.detail = Some("manifest record removed too".into());
+                        }
+                        events.push(e);
+                        if events.len() >= EVENT_BATCH {
+                            self.record(&std::mem::take(&mut events));
+                        }
+                    }
+                    report.deleted_blobs += 1;
+                    report.freed_bytes += size;
+                }
+            }
+        }
+        self.record(&events);
+        if !dry_run {
+            report.forgotten_records = self.forget_missing(&c, started_ms)?;
+            reg.metrics.store_bytes.sub(report.freed_bytes as i64);
+            reg.metrics.store_blobs.sub(report.deleted_blobs as i64);
+        }
+        report.store_blobs_after = report.store_blobs_before - report.deleted_blobs;
+        report.store_bytes_after = report.store_bytes_before - report.freed_bytes;
+        report.duration_ms = t0.elapsed().as_millis() as u64;
+        if !dry_run {
+            self.note_gc(&report);
+        }
+        tracing::info!(
+            deleted = report.deleted_blobs,
+            freed_bytes = report.freed_bytes,
+            kept_recent = report.kept_recent,
+            kept_in_flight = report.kept_in_flight,
+            kept_referenced = report.kept_referenced,
+            mark_ms = report.mark_ms,
+            duration_ms = report.duration_ms,
+            dry_run,
+            "GC finished"
+        );
+        Ok(report)
+    }
+
+    /// Drops blob records whose bytes were not in the store listing (removed by hand, or lost).
+    fn forget_missing(
+        &self,
+        c: &super::catalog::Catalog,
+        started_ms: i64,
+    ) -> Result<usize, OpError> {
+        let before = started_ms - RECORD_SLACK.as_millis() as i64;
+        let missing: Vec<String> = (0..c.graph.len() as u32)
+            .filter(|&n| c.graph.stored(n).is_none())
+            .filter(|&n| c.graph.committed_ms(n).is_some_and(|t| t < before))
+            .map(|n| c.graph.name(n).to_string())
+            .filter(|d| !Digest::parse(d).is_ok_and(|d| self.registry.is_filling(&d)))
+            .collect();
+        Ok(self.index().forget_missing_blobs(&missing, before)?)
+    }
+}

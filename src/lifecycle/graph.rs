@@ -1,0 +1,306 @@
+//! The reference graph GC marks over: every digest the index or the store knows, interned to a
+//! small integer, with manifest → child edges in compressed-row form. Marking is an iterative
+//! depth-first walk with one byte of state per digest, so a million references mark in
+//! milliseconds and memory stays proportional to the index.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A digest's position in the graph.
+pub type NodeId = u32;
+
+/// The role of a reference, as `manifest_refs.kind` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeKind {
+    /// A child manifest of an index.
+    Manifest,
+    /// An image config.
+    Config,
+    /// A layer.
+    Layer,
+}
+
+impl EdgeKind {
+    /// Parses the index's spelling; anything unknown is treated as a layer (kept with its image).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "manifest" => EdgeKind::Manifest,
+            "config" => EdgeKind::Config,
+            _ => EdgeKind::Layer,
+        }
+    }
+}
+
+/// How much of what a root references is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The manifest, its child manifests, configs and layers: a pullable image.
+    Full,
+    /// Manifests only (the root and child manifests): an archived image's record.
+    ManifestsOnly,
+}
+
+const UNMARKED: u8 = 0;
+const MANIFESTS: u8 = 1;
+const FULL: u8 = 2;
+
+/// Result of a mark: which digests are kept.
+#[derive(Debug, Clone)]
+pub struct Marks {
+    state: Vec<u8>,
+}
+
+impl Marks {
+    /// True when `node`'s bytes must be kept.
+    pub fn is_marked(&self, node: NodeId) -> bool {
+        self.state
+            .get(node as usize)
+            .is_some_and(|s| *s != UNMARKED)
+    }
+
+    /// Number of digests kept.
+    pub fn count(&self) -> usize {
+        self.state.iter().filter(|s| **s != UNMARKED).count()
+    }
+}
+
+/// Interned digests and their references.
+#[derive(Debug, Default)]
+pub struct Graph {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, NodeId>,
+    /// Size of the stored bytes, when the node is a committed blob.
+    stored: Vec<Option<u64>>,
+    /// When the blob was committed (unix ms), from its index record.
+    committed_ms: Vec<Option<i64>>,
+    /// Size a referencing manifest declared.
+    declared: Vec<Option<u64>>,
+    pending: Vec<(NodeId, NodeId, EdgeKind)>,
+    offsets: Vec<u32>,
+    targets: Vec<(NodeId, EdgeKind)>,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The id of `digest`, adding it if new.
+    pub fn intern(&mut self, digest: &str) -> NodeId {
+        if let Some(&id) = self.ids.get(digest) {
+            return id;
+        }
+        let id = self.names.len() as NodeId;
+        let name: Arc<str> = Arc::from(digest);
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        self.stored.push(None);
+        self.committed_ms.push(None);
+        self.declared.push(None);
+        id
+    }
+
+    /// The id of `digest`, if known.
+    pub fn id(&self, digest: &str) -> Option<NodeId> {
+        self.ids.get(digest).copied()
+    }
+
+    /// The digest of `node`.
+    pub fn name(&self, node: NodeId) -> &str {
+        &self.names[node as usize]
+    }
+
+    /// Number of digests.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when no digest is known.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Adds a reference; call [`Graph::finish`] before walking.
+    pub fn add_edge(&mut self, from: NodeId, to: NodeId, kind: EdgeKind) {
+        self.pending.push((from, to, kind));
+    }
+
+    /// Records a committed blob's size and commit time.
+    pub fn set_stored(&mut self, node: NodeId, size: u64, committed_ms: Option<i64>) {
+        self.stored[node as usize] = Some(size);
+        self.committed_ms[node as usize] = committed_ms;
+    }
+
+    /// Replaces what is stored with a listing of the store itself (GC): a record without bytes
+    /// no longer counts as stored, bytes without a record become stored without a commit time.
+    pub fn set_store_listing(&mut self, listing: &[(String, u64)]) {
+        let mut present = vec![None; self.names.len()];
+        for (digest, size) in listing {
+            let id = self.intern(digest) as usize;
+            present.resize(self.names.len(), None);
+            present[id] = Some(*size);
+        }
+        self.stored = present;
+    }
+
+    /// Notes a size a manifest declares for `node`, unless one is known.
+    pub fn declare_size(&mut self, node: NodeId, size: u64) {
+        self.declared[node as usize].get_or_insert(size);
+    }
+
+    /// Stored size of `node`, if its bytes are in the store.
+    pub fn stored(&self, node: NodeId) -> Option<u64> {
+        self.stored[node as usize]
+    }
+
+    /// Commit time of `node` (unix ms), if recorded.
+    pub fn committed_ms(&self, node: NodeId) -> Option<i64> {
+        self.committed_ms[node as usize]
+    }
+
+    /// Best known size of `node`: stored, else declared.
+    pub fn size(&self, node: NodeId) -> Option<u64> {
+        self.stored[node as usize].or(self.declared[node as usize])
+    }
+
+    /// Builds the compressed adjacency from the edges added so far.
+    pub fn finish(&mut self) {
+        let n = self.names.len();
+        let mut pending = std::mem::take(&mut self.pending);
+        // Re-finishing keeps earlier edges.
+        for from in 0..self.offsets.len().saturating_sub(1) {
+            for &(to, kind) in self.children(from as NodeId) {
+                pending.push((from as NodeId, to, kind));
+            }
+        }
+        pending.sort_unstable_by_key(|e| (e.0, e.1));
+        pending.dedup_by_key(|e| (e.0, e.1));
+        let mut offsets = vec![0u32; n + 1];
+        for &(from, _, _) in &pending {
+            offsets[from as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        self.targets = pending.into_iter().map(|(_, to, k)| (to, k)).collect();
+        self.offsets = offsets;
+    }
+
+    /// What `node` references (empty for blobs and before [`Graph::finish`]).
+    pub fn children(&self, node: NodeId) -> &[(NodeId, EdgeKind)] {
+        let i = node as usize;
+        match (self.offsets.get(i), self.offsets.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.targets[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// Marks everything the roots keep.
+    pub fn mark(&self, roots: impl IntoIterator<Item = (NodeId, Keep)>) -> Marks {
+        let mut state = vec![UNMARKED; self.names.len()];
+        let mut stack: Vec<(NodeId, u8)> = Vec::new();
+        for (root, keep) in roots {
+            let want = match keep {
+                Keep::Full => FULL,
+                Keep::ManifestsOnly => MANIFESTS,
+            };
+            stack.push((root, want));
+            while let Some((node, want)) = stack.pop() {
+                let s = &mut state[node as usize];
+                // Already kept at least this much: its children were (or are being) walked.
+                if *s >= want {
+                    continue;
+                }
+                *s = want;
+                for &(child, kind) in self.children(node) {
+                    if want == FULL || kind == EdgeKind::Manifest {
+                        stack.push((child, want));
+                    }
+                }
+            }
+        }
+        Marks { state }
+    }
+
+    /// Visits every digest `root` reaches with `keep` once, using `seen` (sized to the graph,
+    /// values below `stamp` meaning unvisited) so repeated walks cost no allocation.
+    pub fn reach(
+        &self,
+        root: NodeId,
+        keep: Keep,
+        seen: &mut [u32],
+        stamp: u32,
+        mut visit: impl FnMut(NodeId),
+    ) {
+        let mut stack = vec![root];
+        while let Some(node) = stack.pop() {
+            let s = &mut seen[node as usize];
+            if *s == stamp {
+                continue;
+            }
+            *s = stamp;
+            visit(node);
+            for &(child, kind) in self.children(node) {
+                if keep == Keep::Full || kind == EdgeKind::Manifest {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_manifest_only_marks() {
+        let mut g = Graph::new();
+        let [index, child, config, layer, shared, loose] =
+            ["i", "c", "cfg", "l", "s", "x"].map(|d| g.intern(d));
+        let other = g.intern("o");
+        g.add_edge(index, child, EdgeKind::Manifest);
+        g.add_edge(child, config, EdgeKind::Config);
+        g.add_edge(child, layer, EdgeKind::Layer);
+        g.add_edge(child, shared, EdgeKind::Layer);
+        g.add_edge(other, shared, EdgeKind::Layer);
+        g.finish();
+
+        let m = g.mark([(index, Keep::ManifestsOnly)]);
+        assert!(m.is_marked(index) && m.is_marked(child));
+        assert!(!m.is_marked(config) && !m.is_marked(layer) && !m.is_marked(shared));
+
+        let m = g.mark([(index, Keep::ManifestsOnly), (other, Keep::Full)]);
+        assert!(m.is_marked(shared) && !m.is_marked(layer));
+
+        // A node first reached as manifest-only is upgraded when a full root reaches it.
+        let m = g.mark([(index, Keep::ManifestsOnly), (index, Keep::Full)]);
+        assert!(m.is_marked(layer) && m.is_marked(config));
+        assert!(!m.is_marked(loose));
+        assert_eq!(m.count(), 5);
+    }
+
+    #[test]
+    fn listing_replaces_records_and_finish_is_repeatable() {
+        let mut g = Graph::new();
+        let a = g.intern("a");
+        let b = g.intern("b");
+        g.set_stored(a, 10, Some(1));
+        g.add_edge(a, b, EdgeKind::Layer);
+        g.finish();
+        g.set_store_listing(&[("b".into(), 5), ("new".into(), 7)]);
+        assert_eq!(g.stored(a), None);
+        assert_eq!(g.stored(b), Some(5));
+        assert_eq!(g.stored(g.id("new").unwrap()), Some(7));
+        let c = g.intern("c");
+        g.add_edge(a, c, EdgeKind::Config);
+        g.finish();
+        assert_eq!(g.children(a).len(), 2);
+        let mut seen = vec![0; g.len()];
+        let mut got = Vec::new();
+        g.reach(a, Keep::Full, &mut seen, 1, |n| got.push(n));
+        got.sort();
+        assert_eq!(got, vec![a, b, c]);
+    }
+}
