@@ -530,3 +530,52 @@ impl LifecycleIndex for SqliteIndex {
         .map_err(wrap("remove lifecycle policy"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Index;
+
+    #[test]
+    fn an_index_from_before_lifecycle_opens_and_gains_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        {
+            // The images table as the first release created it, with a row.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE repositories (id INTEGER PRIMARY KEY, upstream TEXT NOT NULL,
+                   name TEXT NOT NULL, UNIQUE (upstream, name));
+                 CREATE TABLE manifests (digest TEXT PRIMARY KEY, media_type TEXT NOT NULL,
+                   size INTEGER NOT NULL, cached_at INTEGER NOT NULL);
+                 CREATE TABLE images (repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+                   digest TEXT NOT NULL REFERENCES manifests(digest) ON DELETE CASCADE,
+                   first_cached INTEGER NOT NULL, last_pulled INTEGER,
+                   pull_count INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (repo_id, digest));
+                 INSERT INTO repositories VALUES (1, 'docker.io', 'library/nginx');
+                 INSERT INTO manifests VALUES ('sha256:aa', 'x', 1, 5);
+                 INSERT INTO images VALUES (1, 'sha256:aa', 5, NULL, 0);",
+            )
+            .unwrap();
+        }
+        let ix = SqliteIndex::open(&path).unwrap();
+        struct Rows(Vec<(String, Option<i64>)>);
+        impl SnapshotSink for Rows {
+            fn repository(&mut self, _: i64, _: &str, _: &str) {}
+            fn manifest(&mut self, _: &str, _: &str, _: u64, _: i64) {}
+            fn reference(&mut self, _: &str, _: &str, _: &str, _: Option<u64>, _: Option<&str>) {}
+            fn blob(&mut self, _: &str, _: u64, _: i64) {}
+            fn image(&mut self, r: &ImageRow<'_>) {
+                self.0
+                    .push((r.storage_class.to_string(), r.transitioned_at_ms));
+            }
+            fn tag(&mut self, _: i64, _: &str, _: &str) {}
+        }
+        let mut rows = Rows(Vec::new());
+        ix.lifecycle().snapshot(&mut rows).unwrap();
+        assert_eq!(rows.0, vec![("standard".to_string(), None)]);
+        // Opening again is a no-op.
+        drop(ix);
+        SqliteIndex::open(&path).unwrap();
+    }
+}

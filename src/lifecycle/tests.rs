@@ -1,6 +1,11 @@
-//! Unit tests for the lifecycle engine, grouped by topic.
+//! Unit tests for the lifecycle engine, grouped by topic, and for lifecycle, quota and GC over a
+//! real store and index.
 
 mod ecr_examples;
+mod fixture;
+mod gc;
+mod ops;
+mod quota;
 mod semantics;
 mod support;
 mod validation;

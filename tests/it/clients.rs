@@ -135,3 +135,118 @@ async fn tls_listener_speaks_http2_and_http1() {
     }
     drop(bw);
 }
+
+/// A containerd daemon of the test's own (temp root, state and socket), killed on drop.
+struct Containerd {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Containerd {
+    async fn start(dir: &std::path::Path) -> Containerd {
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("containerd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{1}\"\n",
+                dir.display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is installed (.ci/run installs it)");
+        let s = socket.clone();
+        assert!(
+            super::support::wait_until(std::time::Duration::from_secs(20), || s.exists()).await,
+            "containerd did not start: {}",
+            std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+        );
+        Containerd { child, socket }
+    }
+
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run ctr")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pulls_through_the_shipped_hosts_toml() {
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 53);
+    reg.pusher()
+        .push_image("library/alpine", "3.21", &img)
+        .await;
+    let bw = Breakwater::start(&format!(
+        "[upstreams.\"docker.io\"]\nurl = \"{}\"\nhosts = [\"docker.io\"]\n",
+        reg.url()
+    ))
+    .await;
+    let tmp = TempDir::new("containerd");
+    // The shipped hosts.toml, with the mirror filled in and Docker Hub replaced by a refusing
+    // loopback port: the fetch can only succeed through breakwater, and nothing leaves the machine.
+    let hosts_dir = tmp.path().join("certs.d");
+    std::fs::create_dir_all(hosts_dir.join("docker.io")).unwrap();
+    let hosts = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/clients/containerd-hosts.toml"
+    ))
+    .unwrap()
+    .replace("breakwater.example.internal:5000", &bw.host())
+    .replace(
+        "https://registry-1.docker.io",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(hosts_dir.join("docker.io/hosts.toml"), hosts).unwrap();
+    let ctrd = Containerd::start(tmp.path()).await;
+    let out = ctrd.ctr(&[
+        "content",
+        "fetch",
+        "--hosts-dir",
+        hosts_dir.to_str().unwrap(),
+        "docker.io/library/alpine:3.21",
+    ]);
+    assert!(
+        out.status.success(),
+        "ctr content fetch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&ctrd.ctr(&["content", "ls"]).stdout).to_string();
+    for b in img.blobs() {
+        assert!(
+            listed.contains(&b.digest),
+            "{} missing from containerd's store:\n{listed}",
+            b.digest
+        );
+    }
+    assert!(listed.contains(&img.manifest.digest));
+    // containerd resolved with ?ns=docker.io through breakwater, which fetched each blob once.
+    reg.settle().await;
+    for b in img.blobs() {
+        assert_eq!(reg.blob_gets(&b.digest), 1);
+    }
+    assert!(
+        bw.metric("breakwater_requests_total", &["kind=\"manifest\""])
+            .await
+            >= 1.0
+    );
+}

@@ -25,7 +25,7 @@ fn go_binary_matches_go_version_m() {
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        eprintln!("SKIPPED: no Go toolchain (apt-get install golang-go)");
+        super::skip("no Go toolchain (apt-get install golang-go)");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -57,7 +57,7 @@ fn append_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path, dir: &Path) {
 #[test]
 fn debootstrap_bookworm_matches_dpkg_query() {
     let Some(root) = rootfs() else {
-        eprintln!("SKIPPED: no Debian rootfs; run load-tests/make-debian-rootfs.sh (or set BREAKWATER_DEBIAN_ROOTFS)");
+        super::skip("no Debian rootfs; run load-tests/make-debian-rootfs.sh (or set BREAKWATER_DEBIAN_ROOTFS)");
         return;
     };
     // Stream the layer through a pipe so the test also shows nothing needs the whole blob.

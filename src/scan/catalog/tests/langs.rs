@@ -67,7 +67,9 @@ fn python_tree() -> Option<PathBuf> {
 #[test]
 fn python_tree_matches_pip_list() {
     let Some(tree) = python_tree().filter(|t| t.is_dir()) else {
-        eprintln!("SKIPPED: no python3 site-packages (set BREAKWATER_PY_TREE to a `pip install --target` dir)");
+        super::skip(
+            "no python3 site-packages (set BREAKWATER_PY_TREE to a `pip install --target` dir)",
+        );
         return;
     };
     let out = Command::new("python3")
@@ -75,7 +77,7 @@ fn python_tree_matches_pip_list() {
         .arg(&tree)
         .output();
     let Some(out) = out.ok().filter(|o| o.status.success()) else {
-        eprintln!("SKIPPED: pip not runnable");
+        super::skip("pip not runnable");
         return;
     };
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -116,10 +118,10 @@ fn npm_tree_matches_npm_ls() {
     let prefix = std::env::var("BREAKWATER_NPM_TREE").unwrap_or_else(|_| "/usr/lib".to_string());
     let tree = PathBuf::from(&prefix).join("node_modules");
     if !tree.is_dir() || !super::have("npm") {
-        eprintln!(
-            "SKIPPED: no npm or no {} (set BREAKWATER_NPM_TREE to an `npm install --prefix` dir)",
+        super::skip(&format!(
+            "no npm or no {} (set BREAKWATER_NPM_TREE to an `npm install --prefix` dir)",
             tree.display()
-        );
+        ));
         return;
     }
     let global = std::env::var("BREAKWATER_NPM_TREE").is_err();
@@ -169,7 +171,7 @@ fn npm_tree_matches_npm_ls() {
 fn cargo_lock_of_this_crate() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock");
     let Ok(data) = std::fs::read(path) else {
-        eprintln!("SKIPPED: no Cargo.lock at {path}");
+        super::skip(&format!("no Cargo.lock at {path}"));
         return;
     };
     let pkgs = rust::parse_cargo_lock("/src/Cargo.lock", &data).unwrap();

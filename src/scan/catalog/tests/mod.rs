@@ -29,6 +29,15 @@ pub(super) fn sample(rel: &str) -> Vec<u8> {
     })
 }
 
+/// Reports a test that cannot run here. Where the tools are required (CI sets
+/// `BREAKWATER_REQUIRE_TEST_TOOLS=1`), that is a failure, so a missing install never passes quietly.
+pub(super) fn skip(why: &str) {
+    if std::env::var_os("BREAKWATER_REQUIRE_TEST_TOOLS").is_some() {
+        panic!("required test tool or data missing: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
 /// True if `cmd` can be run (for comparisons against reference tools).
 pub(super) fn have(cmd: &str) -> bool {
     std::process::Command::new(cmd)
