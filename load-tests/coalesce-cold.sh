@@ -98,6 +98,12 @@ for r in $(seq "$SINGLE_ROUNDS"); do
     rm -rf "$BW_DIR"
 done
 R[bw_single]=$(median $singles)
+# one more single cold fetch: how long the final byte waits after the rest
+start_breakwater bw-lastbyte "$UP_PORT"
+read -r lb_status lb_bytes lb_total lb_ttfb lb_wait <<<"$(python3 "$LT_DIR/lastbyte.py" "http://127.0.0.1:$BW_PORT/v2/local/$REPO/blobs/$DIGEST")"
+[ "$lb_status $lb_bytes" = "200 $SIZE" ] || die "last-byte probe: $lb_status $lb_bytes"
+stop_pid "$BW_PID"
+rm -rf "$BW_DIR"
 start_breakwater bw-conc "$UP_PORT"
 R[bw_idle_rss]=$(rss_now_kib "$BW_PID")
 l0=$(log_lines "$UP_LOG")
@@ -172,6 +178,7 @@ read -r bw_gets bw_bytes <<<"${R[bw_up]}"
     echo "breakwater: idle RSS before the burst $((R[bw_idle_rss] / 1024)) MiB, peak RSS of a single cold fetch $((R[bw_single_rss] / 1024)) MiB;" \
         "its own metrics: upstream bytes $(fmt .2f "$(calc "${R[bw_metric_fetched]}/$SIZE")")× blob size, blob requests hit ${R[bw_metric_hit]} / miss ${R[bw_metric_miss]};" \
         "WARN/ERROR lines in its logs: $bw_problems."
+    echo "An extra single cold fetch with a Python client got its final bytes $(fmt .3f "$lb_wait") s after the rest, of $(fmt .3f "$lb_total") s in total (the fill's commit before the last byte is released)."
     echo "Wall against the floor (the same $CLIENTS GETs straight from the upstream): $(ratio "$bw_wall" "$(echo "${R[direct_conc]}" | cut -d' ' -f1)")." \
         "On $(nproc) cores the $CLIENTS receiving curl processes share the CPUs with the servers, so the floor bounds what any cache can reach."
     echo

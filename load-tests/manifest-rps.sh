@@ -5,14 +5,16 @@
 # Reports req/s, p99 latency, server CPU, non-2xx answers, and the upstream manifest requests seen
 # while breakwater was measured (its tag TTL should make that 0).
 #
-# Env: DURATION (10s)  CONNECTIONS (64)  WRK_THREADS (2)  THREADS (2: breakwater threads, nginx
-#      workers)  PEER (1)  QUICK=1 (3s)  RESULTS_FILE (load-tests/results/manifest-rps.md)
+# Env: DURATION (10s)  ROUNDS (1; median of interleaved rounds)  CONNECTIONS (64)  WRK_THREADS (2)
+#      THREADS (2: breakwater threads, nginx workers)  PEER (1)  QUICK=1 (3s)
+#      RESULTS_FILE (load-tests/results/manifest-rps.md)
 source "$(dirname "$0")/lib.sh"
 
 if [ "$QUICK" = 1 ]; then
     DURATION="${DURATION:-3s}"
 fi
 DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-1}"
 CONNECTIONS="${CONNECTIONS:-64}"
 WRK_THREADS="${WRK_THREADS:-2}"
 THREADS="${THREADS:-2}"
@@ -92,26 +94,39 @@ print(f"{rps:.0f} {p99:.2f} {p50:.2f} {non2xx.group(1) if non2xx else 0} {sum(ma
 EOF
 }
 
-declare -A R
-UPM=()
-for ref in tag digest; do
-    [ "$ref" = tag ] && r="$TAG" || r="$MDIGEST"
-    log "by $ref: nginx, breakwater$([ "$PEER" = 1 ] && echo ", distribution proxy"), $DURATION each"
-    R[nginx_$ref]=$(bench "http://127.0.0.1:$NGX_PORT/v2/local/$REPO/manifests/$r" "nginx-$ref" $(tree_pids "$NGX_PID"))
-    sleep 1
-    l0=$(log_lines "$UP_LOG")
-    R[bw_$ref]=$(bench "http://127.0.0.1:$BW_PORT/v2/local/$REPO/manifests/$r" "bw-$ref" "$BW_PID")
-    sleep 1
-    n=$(log_stats "$UP_LOG" "$l0" "/manifests/" "GET|HEAD")
-    R[bw_up_$ref]=${n% *}
-    if [ "$PEER" = 1 ]; then
+declare -A R RAW
+for round in $(seq "$ROUNDS"); do
+    for ref in tag digest; do
+        [ "$ref" = tag ] && r="$TAG" || r="$MDIGEST"
+        log "round $round/$ROUNDS by $ref: nginx, breakwater$([ "$PEER" = 1 ] && echo ", distribution proxy"), $DURATION each"
+        RAW[nginx_$ref]+="$(bench "http://127.0.0.1:$NGX_PORT/v2/local/$REPO/manifests/$r" "nginx-$ref-$round" $(tree_pids "$NGX_PID"));"
         sleep 1
         l0=$(log_lines "$UP_LOG")
-        R[px_$ref]=$(bench "http://127.0.0.1:$PX_PORT/v2/$REPO/manifests/$r" "px-$ref" "$PX_PID")
-        wait_log_quiet "$UP_LOG" 1 20
+        RAW[bw_$ref]+="$(bench "http://127.0.0.1:$BW_PORT/v2/local/$REPO/manifests/$r" "bw-$ref-$round" "$BW_PID");"
+        sleep 1
         n=$(log_stats "$UP_LOG" "$l0" "/manifests/" "GET|HEAD")
-        R[px_up_$ref]=${n% *}
-    fi
+        R[bw_up_$ref]=$((${R[bw_up_$ref]:-0} + ${n% *}))
+        if [ "$PEER" = 1 ]; then
+            sleep 1
+            l0=$(log_lines "$UP_LOG")
+            RAW[px_$ref]+="$(bench "http://127.0.0.1:$PX_PORT/v2/$REPO/manifests/$r" "px-$ref-$round" "$PX_PID");"
+            wait_log_quiet "$UP_LOG" 1 20
+            n=$(log_stats "$UP_LOG" "$l0" "/manifests/" "GET|HEAD")
+            R[px_up_$ref]=$((${R[px_up_$ref]:-0} + ${n% *}))
+        fi
+    done
+done
+# medians over rounds (req/s, p99, p50, CPU, requests); errors summed
+median_rows() {
+    python3 - "$1" <<'EOF'
+import statistics, sys
+rows = [r.split() for r in sys.argv[1].split(";") if r.strip()]
+med = lambda i: statistics.median(float(r[i]) for r in rows)
+print(f"{med(0):.0f} {med(1):.2f} {med(2):.2f} {sum(int(r[3]) for r in rows)} {sum(int(r[4]) for r in rows)} {med(5):.3f} {med(6):.0f}")
+EOF
+}
+for k in "${!RAW[@]}"; do
+    R[$k]=$(median_rows "${RAW[$k]}")
 done
 BW_RSS=$(rss_peak_kib "$BW_PID")
 stop_pid "$BW_PID"
@@ -131,9 +146,9 @@ read -r nd_rps _ <<<"${R[nginx_digest]}"
 {
     echo "## manifest-rps: one OCI manifest ($MSIZE bytes), $CONNECTIONS connections, $DURATION"
     echo
-    echo "$(context); wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION with the full Accept list; breakwater warm (tag TTL 10m), threads = nginx workers = $THREADS; wrk shares the $(nproc) CPUs."
+    echo "$(context); wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION with the full Accept list, median of $ROUNDS interleaved round(s); breakwater warm (tag TTL 10m), threads = nginx workers = $THREADS; wrk shares the $(nproc) CPUs."
     echo
-    echo "| server, reference | req/s | vs nginx | p99 | p50 | non-2xx / socket errors | server CPU per 100k req | upstream manifest requests during the run |"
+    echo "| server, reference | req/s | vs nginx | p99 | p50 | non-2xx / socket errors | server CPU per 100k req | upstream manifest requests during the runs |"
     echo "|---|---|---|---|---|---|---|---|"
     row "nginx static file, by tag" nginx_tag nginx_tag "—"
     row "breakwater, by tag" bw_tag nginx_tag "${R[bw_up_tag]}"

@@ -21,6 +21,8 @@ pub struct Settings {
     pub default_upstream: String,
     /// Lifecycle policies from the file, their schedule, and GC.
     pub lifecycle: crate::lifecycle::settings::LifecycleSettings,
+    /// Vulnerability scanning: data sources, scan on cache, pull gates.
+    pub scan: crate::scan::settings::ScanSettings,
 }
 
 /// Listener settings.
@@ -207,6 +209,8 @@ struct RawFile {
     lifecycle: crate::lifecycle::settings::RawLifecycle,
     #[serde(default)]
     gc: crate::lifecycle::settings::RawGc,
+    #[serde(default)]
+    scan: crate::scan::settings::RawScan,
 }
 
 #[derive(Deserialize, Default)]
@@ -436,6 +440,8 @@ impl Settings {
                 raw.gc,
             )
             .map_err(ConfigError::Invalid)?,
+            scan: crate::scan::settings::ScanSettings::from_raw(raw.scan)
+                .map_err(ConfigError::Invalid)?,
             upstreams,
             default_upstream,
         })

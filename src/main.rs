@@ -16,6 +16,11 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::process::ExitCode;
+
+// Many short-lived 256 KiB-512 KiB buffers cross between worker and blocking threads; glibc's
+// per-thread arenas hold on to them (RSS grew to ~50 MiB serving 8 clients), mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
@@ -138,6 +143,12 @@ fn serve(settings: Settings) -> Result<(), String> {
     server.add_service(background_service(
         "pull-stats",
         PullStatsFlusher {
+            registry: registry.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "scan",
+        breakwater::scan::service::ScanService {
             registry: registry.clone(),
         },
     ));

@@ -151,6 +151,11 @@ impl Metrics {
         buf
     }
 
+    /// Registers a metric defined elsewhere (e.g. the scanner's) for `/metrics`.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
     /// Counts one registry request.
     pub fn request(&self, kind: &str, result: &str) {
         self.requests.with_label_values(&[kind, result]).inc();

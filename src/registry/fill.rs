@@ -79,7 +79,8 @@ pub enum Phase {
     Connecting,
     /// Bytes are arriving.
     Streaming,
-    /// Verified and committed to the store.
+    /// Verified: every byte may be read. The commit to the store follows (or was skipped when
+    /// the store could not be written); the fill leaves the running map once that is settled.
     Done,
     /// Failed; the message says why. Readers must cut their responses.
     Failed(String),
@@ -273,38 +274,37 @@ impl FillJob {
             .unwrap_or_else(|p| p.into_inner())
             .file_end
             .is_some();
-        let result = match outcome {
-            Ok(size) if uncached => Ok(size),
+        match outcome {
             Ok(size) => {
-                let store = ctx.store.clone();
-                let d = digest.clone();
-                match tokio::task::spawn_blocking(move || store.commit(temp, &d)).await {
-                    Ok(Ok(())) => {
-                        let index = ctx.index.clone();
-                        let d = digest.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            index.record_blob(&d, size, crate::now_ms())
-                        })
-                        .await;
-                        ctx.metrics.store_bytes.add(size as i64);
-                        ctx.metrics.store_blobs.inc();
+                // Verified: release the last byte now. Durability (fsync + rename) follows while
+                // the fill stays joinable, so clients never wait on the disk flush.
+                tx.send_modify(|p| {
+                    p.written = size;
+                    p.total = Some(size);
+                    p.phase = Phase::Done;
+                });
+                if !uncached {
+                    let store = ctx.store.clone();
+                    let d = digest.clone();
+                    match tokio::task::spawn_blocking(move || store.commit(temp, &d)).await {
+                        Ok(Ok(())) => {
+                            let index = ctx.index.clone();
+                            let d = digest.clone();
+                            let _ = tokio::task::spawn_blocking(move || {
+                                index.record_blob(&d, size, crate::now_ms())
+                            })
+                            .await;
+                            ctx.metrics.store_bytes.add(size as i64);
+                            ctx.metrics.store_blobs.inc();
+                        }
+                        // The verified bytes already reached every client; only caching failed.
+                        Ok(Err(e)) => {
+                            write_error(&ctx.metrics, &format!("committing {digest} failed: {e}"))
+                        }
+                        Err(e) => write_error(&ctx.metrics, &format!("commit task failed: {e}")),
                     }
-                    // The bytes are verified and in hand: clients still get them, uncached.
-                    Ok(Err(e)) => {
-                        write_error(&ctx.metrics, &format!("committing {digest} failed: {e}"))
-                    }
-                    Err(e) => write_error(&ctx.metrics, &format!("commit task failed: {e}")),
                 }
-                Ok(size)
             }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(size) => tx.send_modify(|p| {
-                p.written = size;
-                p.total = Some(size);
-                p.phase = Phase::Done;
-            }),
             Err(msg) => {
                 tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {msg}");
                 tx.send_modify(|p| p.phase = Phase::Failed(msg));

@@ -373,7 +373,7 @@ impl Registry {
 
     /// GETs a manifest from upstream, verifies it, stores it and records it (and the tag).
     async fn fetch_manifest(
-        &self,
+        self: &Arc<Self>,
         t: &Target,
         reference: &Reference,
         tag: Option<&Tag>,
@@ -460,6 +460,8 @@ impl Registry {
             bytes: fetched.bytes,
         });
         self.manifests.by_digest.insert(digest, m.clone());
+        // Scan on cache (the scan-on-push equivalent), in the background when configured.
+        self.scanner.on_cached(self, t, &m);
         Ok(m)
     }
 }

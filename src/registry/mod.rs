@@ -79,6 +79,8 @@ pub struct Registry {
     blobs: fill::Fills,
     /// Pull statistics waiting to be written.
     pub pulls: pulls::PullRecorder,
+    /// Vulnerability scanner (scan on cache, pull gate, stored findings).
+    pub scanner: Arc<crate::scan::Scanner>,
 }
 
 impl Registry {
@@ -89,6 +91,14 @@ impl Registry {
             .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
         let index = SqliteIndex::open(&root.join("index.sqlite"))
             .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?;
+        let index: Arc<dyn Index> = Arc::new(index);
+        let scanner = crate::scan::Scanner::open(
+            &settings.scan,
+            &root.join("index.sqlite"),
+            index.clone(),
+            &metrics,
+        )
+        .map_err(|e| format!("cannot open scan tables at {}: {e}", root.display()))?;
         let stored = store.list().unwrap_or_default();
         metrics.store_blobs.set(stored.len() as i64);
         metrics
@@ -107,7 +117,8 @@ impl Registry {
         Ok(Registry {
             upstreams,
             store: Arc::new(store),
-            index: Arc::new(index),
+            index,
+            scanner: Arc::new(scanner),
             metrics,
             manifests: manifests::ManifestCache::new(),
             blobs: fill::Fills::default(),

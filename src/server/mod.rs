@@ -191,6 +191,14 @@ impl RegistryApp {
             Err(e) => return self.fail(session, "manifest", &e, head).await,
         };
         let m = &answer.manifest;
+        // The vulnerability scan gate (scan/gate.rs) may scan now, pulling layers via the cache.
+        let scan_warning = match self.registry.scanner.gate(&self.registry, &target, m).await {
+            crate::scan::gate::Verdict::Allow => None,
+            crate::scan::gate::Verdict::Warn(w) => Some(w),
+            crate::scan::gate::Verdict::Deny(e) => {
+                return self.fail(session, "manifest", &e, head).await
+            }
+        };
         self.registry
             .metrics
             .request("manifest", answer.status.as_str());
@@ -203,6 +211,9 @@ impl RegistryApp {
         set(&mut h, "Docker-Content-Digest", &m.digest);
         set(&mut h, "ETag", format!("\"{}\"", m.digest));
         set(&mut h, "X-Breakwater-Cache", answer.status.as_str());
+        if let Some(w) = &scan_warning {
+            set(&mut h, "X-Breakwater-Scan", w);
+        }
         if answer.status == CacheStatus::Stale {
             set(
                 &mut h,

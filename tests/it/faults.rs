@@ -194,7 +194,10 @@ async fn redirect_to_another_host_drops_authorization() {
         "Authorization was sent to the CDN host"
     );
     assert_eq!(cdn_hits.load(Ordering::SeqCst), 1);
-    assert!(bw.has_blob(&digest));
+    assert!(
+        super::support::wait_until(Duration::from_secs(5), || bw.has_blob(&digest)).await,
+        "verified blob was not committed"
+    );
     // The redirect itself is not cached: the registry saw the authenticated request.
     assert!(fake.count("GET", "/token") >= 1);
 }
@@ -247,7 +250,10 @@ async fn connection_cut_mid_blob_is_resumed_with_range() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0], None);
     assert_eq!(seen[1].as_deref(), Some("bytes=1572864-"));
-    assert!(bw.has_blob(&digest));
+    assert!(
+        super::support::wait_until(Duration::from_secs(5), || bw.has_blob(&digest)).await,
+        "verified blob was not committed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 mod bw;
 mod clients;
 mod faults;
+mod lifecycle;
 mod pull_path;
 mod resilience;
 mod support;

@@ -167,7 +167,10 @@ async fn thirty_two_clients_late_joiners_too_share_one_upstream_fetch() {
         bw.metric("breakwater_upstream_bytes_total", &[]).await,
         blob.data.len() as f64
     );
-    assert!(bw.has_blob(&blob.digest));
+    assert!(
+        super::support::wait_until(Duration::from_secs(5), || bw.has_blob(&blob.digest)).await,
+        "verified blob was not committed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +251,10 @@ async fn ranges_on_in_flight_and_cached_blobs() {
         r.bytes().await.unwrap(),
         blob.data.slice(blob.data.len() - 100..)
     );
-    assert!(bw.has_blob(&blob.digest));
+    assert!(
+        super::support::wait_until(Duration::from_secs(5), || bw.has_blob(&blob.digest)).await,
+        "verified blob was not committed"
+    );
     assert_eq!(full.await.unwrap().unwrap().1, blob.digest);
     // Cached: suffix and open-ended forms, and a partial object is never stored.
     let r = client
@@ -280,7 +286,10 @@ async fn upstream_that_ignores_range_on_resume_restarts_cleanly() {
         ranges[1].as_deref().unwrap().starts_with("bytes="),
         "the retry asked to resume"
     );
-    assert!(bw.has_blob(&blob.digest));
+    assert!(
+        super::support::wait_until(Duration::from_secs(5), || bw.has_blob(&blob.digest)).await,
+        "verified blob was not committed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

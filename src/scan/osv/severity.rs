@@ -9,7 +9,9 @@ use serde_json::Value;
 use super::model::{Affected, Record, SeverityEntry};
 
 /// A qualitative severity, ordered from `Undefined` (lowest) to `Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
     /// No rating and no usable CVSS vector (e.g. every Go advisory).

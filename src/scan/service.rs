@@ -1,0 +1,66 @@
+//! The scanner's background work: load the vulnerability data after start-up (the listeners do
+//! not wait for it), then check the sources every `rescan_interval` and rematch every stored
+//! inventory when the data changed.
+
+use crate::registry::Registry;
+use crate::scan::rematch::RematchReport;
+use crate::scan::scanner::Scanner;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Runs the data watch.
+pub struct ScanService {
+    /// The cache whose scanner this drives.
+    pub registry: Arc<Registry>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// True when different data was swapped in.
+    pub changed: bool,
+    /// The rematch that followed (empty when nothing changed).
+    pub rematch: RematchReport,
+}
+
+impl Scanner {
+    /// Checks the sources now; reloads and rematches when they changed.
+    pub async fn reload(self: &Arc<Self>) -> Result<ReloadReport, String> {
+        let this = self.clone();
+        let changed = tokio::task::spawn_blocking(move || this.db.refresh())
+            .await
+            .map_err(|e| format!("reload task failed: {e}"))??;
+        self.refresh_db_gauges();
+        // Rows left unmatched by an earlier failed rematch are picked up here too.
+        let rematch = self.rematch_all().await?;
+        Ok(ReloadReport {
+            changed: changed.is_some(),
+            rematch,
+        })
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ScanService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let scanner = self.registry.scanner.clone();
+        scanner.refresh_gauge();
+        if !scanner.db().configured() {
+            return;
+        }
+        let mut tick = tokio::time::interval(scanner.settings().rescan_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = scanner.reload().await {
+                tracing::warn!("vulnerability data check failed: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Where scan results live: tables of their own in the index database, reached through a
+//! connection of their own (SQLite in WAL mode lets it work beside the index's).
+//!
+//! - `scan_layers`: one analysis per (layer digest, analyzer version), so a layer shared by
+//!   many images is read once, and a new analyzer redoes it.
+//! - `scan_images`: per image manifest digest, the merged inventory and its latest findings with
+//!   the hash of the vulnerability data they were matched against. A rescan after the data
+//!   changed reads only this table. Rows go when the index drops the manifest (foreign key
+//!   cascade, e.g. lifecycle expiry or scrub).
+
+use crate::scan::findings::{severity_counts, VulnFinding};
+use crate::scan::inventory::Inventory;
+use crate::scan::layer::{LayerAnalysis, ANALYZER_VERSION};
+use crate::scan::osv::Severity;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS scan_layers (
+    digest TEXT NOT NULL,
+    analyzer_version INTEGER NOT NULL,
+    analysis TEXT NOT NULL,
+    analyzed_at INTEGER NOT NULL,
+    PRIMARY KEY (digest, analyzer_version)
+);
+CREATE TABLE IF NOT EXISTS scan_images (
+    digest TEXT PRIMARY KEY REFERENCES manifests(digest) ON DELETE CASCADE,
+    upstream TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    status TEXT NOT NULL,
+    description TEXT NOT NULL,
+    layers TEXT NOT NULL,
+    inventory TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    critical INTEGER NOT NULL DEFAULT 0,
+    high INTEGER NOT NULL DEFAULT 0,
+    medium INTEGER NOT NULL DEFAULT 0,
+    low INTEGER NOT NULL DEFAULT 0,
+    undefined INTEGER NOT NULL DEFAULT 0,
+    scanned_at INTEGER NOT NULL,
+    matched_at INTEGER NOT NULL,
+    db_hash TEXT,
+    db_updated_at INTEGER
+);
+";
+
+/// ECR's scan statuses that breakwater produces.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScanStatus {
+    /// Every layer was analysed and matched.
+    Complete,
+    /// A layer could not be read or analysed; findings cover the other layers only.
+    Failed,
+    /// Not a container image (an artifact, a signature, …): nothing to scan.
+    UnsupportedImage,
+    /// The inventory is known but no vulnerability data is loaded to match it against.
+    FindingsUnavailable,
+}
+
+impl ScanStatus {
+    /// The ECR spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Complete => "COMPLETE",
+            ScanStatus::Failed => "FAILED",
+            ScanStatus::UnsupportedImage => "UNSUPPORTED_IMAGE",
+            ScanStatus::FindingsUnavailable => "FINDINGS_UNAVAILABLE",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "COMPLETE" => ScanStatus::Complete,
+            "UNSUPPORTED_IMAGE" => ScanStatus::UnsupportedImage,
+            "FINDINGS_UNAVAILABLE" => ScanStatus::FindingsUnavailable,
+            _ => ScanStatus::Failed,
+        }
+    }
+}
+
+/// The stored scan of one image manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ImageScan {
+    /// Image manifest digest.
+    pub digest: String,
+    /// Upstream of the repository it was first scanned for (events name it).
+    pub upstream: String,
+    /// That repository, as the upstream names it.
+    pub repository: String,
+    /// Outcome.
+    pub status: ScanStatus,
+    /// What the status means for this image (which layer failed, why nothing was matched).
+    pub description: String,
+    /// Layer digests, base first.
+    pub layers: Vec<String>,
+    /// The merged inventory.
+    pub inventory: Inventory,
+    /// Findings, worst first.
+    pub findings: Vec<VulnFinding>,
+    /// When the layers were analysed and merged (unix ms).
+    pub scanned_at_ms: i64,
+    /// When the findings were last matched (unix ms).
+    pub matched_at_ms: i64,
+    /// Content hash of the vulnerability data matched against; `None`: never matched.
+    pub db_hash: Option<String>,
+    /// When that data was last updated (newest record, else load time; unix ms).
+    pub db_updated_at_ms: Option<i64>,
+}
+
+/// New findings for a stored image after a rematch.
+pub struct Rematched {
+    /// Image digest.
+    pub digest: String,
+    /// The findings now.
+    pub findings: Vec<VulnFinding>,
+    /// Status now (a data-less scan becomes complete once data is matched).
+    pub status: ScanStatus,
+    /// Description now.
+    pub description: String,
+}
+
+/// The scan tables.
+pub struct ScanStore {
+    conn: Mutex<Connection>,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn err(op: &'static str) -> impl Fn(rusqlite::Error) -> String {
+    move |e| format!("scan store {op} failed: {e}")
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| format!("cannot encode scan data: {e}"))
+}
+
+const IMAGE_COLUMNS: &str = "digest, upstream, repository, status, description, layers, inventory, \
+     findings, scanned_at, matched_at, db_hash, db_updated_at";
+
+fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageScan> {
+    let decode = |i: usize, text: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, text.into())
+    };
+    let layers: String = r.get(5)?;
+    let inventory: String = r.get(6)?;
+    let findings: String = r.get(7)?;
+    Ok(ImageScan {
+        digest: r.get(0)?,
+        upstream: r.get(1)?,
+        repository: r.get(2)?,
+        status: ScanStatus::parse(&r.get::<_, String>(3)?),
+        description: r.get(4)?,
+        layers: serde_json::from_str(&layers).map_err(|e| decode(5, e.to_string()))?,
+        inventory: serde_json::from_str(&inventory).map_err(|e| decode(6, e.to_string()))?,
+        findings: serde_json::from_str(&findings).map_err(|e| decode(7, e.to_string()))?,
+        scanned_at_ms: r.get(8)?,
+        matched_at_ms: r.get(9)?,
+        db_hash: r.get(10)?,
+        db_updated_at_ms: r.get(11)?,
+    })
+}
+
+impl ScanStore {
+    /// Opens the index database at `path` and creates the scan tables if missing.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(err("open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err("open"))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(err("open"))?;
+        conn.execute_batch(SCHEMA).map_err(err("create schema"))?;
+        Ok(ScanStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    }
+
+    /// The current analyzer's analysis of a layer, if stored (unreadable rows count as absent).
+    pub fn layer(&self, digest: &str) -> Result<Option<LayerAnalysis>> {
+        let text: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT analysis FROM scan_layers WHERE digest = ?1 AND analyzer_version = ?2",
+                params![digest, ANALYZER_VERSION],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err("layer lookup"))
+        })?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Stores a layer's analysis.
+    pub fn put_layer(&self, digest: &str, a: &LayerAnalysis, now_ms: i64) -> Result<()> {
+        let text = json(a)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO scan_layers (digest, analyzer_version, analysis, analyzed_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![digest, a.analyzer_version, text, now_ms],
+            )
+            .map(|_| ())
+            .map_err(err("store layer"))
+        })
+    }
+
+    /// The stored scan of an image manifest.
+    pub fn image(&self, digest: &str) -> Result<Option<ImageScan>> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {IMAGE_COLUMNS} FROM scan_images WHERE digest = ?1"),
+                params![digest],
+                image_row,
+            )
+            .optional()
+            .map_err(err("image lookup"))
+        })
+    }
+
+    /// Stores (replacing) an image's scan.
+    pub fn put_image(&self, s: &ImageScan) -> Result<()> {
+        let (layers, inventory, findings) = (json(&s.layers)?, json(&s.inventory)?, json(&s.findings)?);
+        let n = severity_counts(&s.findings);
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO scan_images (digest, upstream, repository, status, description,
+                   layers, inventory, findings, critical, high, medium, low, undefined,
+                   scanned_at, matched_at, db_hash, db_updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                params![
+                    s.digest, s.upstream, s.repository, s.status.as_str(), s.description,
+                    layers, inventory, findings,
+                    n[&Severity::Critical] as i64, n[&Severity::High] as i64,
+                    n[&Severity::Medium] as i64, n[&Severity::Low] as i64,
+                    n[&Severity::Undefined] as i64,
+                    s.scanned_at_ms, s.matched_at_ms, s.db_hash, s.db_updated_at_ms
+                ],
+            )
+            .map(|_| ())
+            .map_err(err("store image scan"))
+        })
+    }
+
+    /// Up to `limit` stored scans not yet matched against data with `hash`, in digest order
+    /// after `after` (paging keeps memory bounded however many images are cached).
+    pub fn unmatched(&self, hash: &str, after: &str, limit: usize) -> Result<Vec<ImageScan>> {
+        self.with(|c| {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {IMAGE_COLUMNS} FROM scan_images
+                     WHERE (db_hash IS NULL OR db_hash != ?1) AND digest > ?2
+                     ORDER BY digest LIMIT ?3"
+                ))
+                .map_err(err("list unmatched"))?;
+            let rows = st
+                .query_map(params![hash, after, limit as i64], image_row)
+                .map_err(err("list unmatched"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err("list unmatched"))
+        })
+    }
+
+    /// Records rematched findings for many images in one transaction.
+    pub fn update_matches(
+        &self,
+        updates: &[Rematched],
+        db_hash: &str,
+        db_updated_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let encoded = updates
+            .iter()
+            .map(|u| Ok((u, json(&u.findings)?, severity_counts(&u.findings))))
+            .collect::<Result<Vec<_>>>()?;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "UPDATE scan_images SET findings = ?2, status = ?3, description = ?4,
+                       critical = ?5, high = ?6, medium = ?7, low = ?8, undefined = ?9,
+                       matched_at = ?10, db_hash = ?11, db_updated_at = ?12
+                     WHERE digest = ?1",
+                )?;
+                for (u, findings, n) in &encoded {
+                    st.execute(params![
+                        u.digest, findings, u.status.as_str(), u.description,
+                        n[&Severity::Critical] as i64, n[&Severity::High] as i64,
+                        n[&Severity::Medium] as i64, n[&Severity::Low] as i64,
+                        n[&Severity::Undefined] as i64,
+                        now_ms, db_hash, db_updated_at_ms
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .map_err(err("update findings"))
+    }
+
+    /// Findings per severity over every stored image (for the gauge).
+    pub fn totals(&self) -> Result<[(Severity, i64); 5]> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(critical),0), COALESCE(SUM(high),0), COALESCE(SUM(medium),0),
+                        COALESCE(SUM(low),0), COALESCE(SUM(undefined),0) FROM scan_images",
+                [],
+                |r| {
+                    Ok([
+                        (Severity::Critical, r.get(0)?),
+                        (Severity::High, r.get(1)?),
+                        (Severity::Medium, r.get(2)?),
+                        (Severity::Low, r.get(3)?),
+                        (Severity::Undefined, r.get(4)?),
+                    ])
+                },
+            )
+            .map_err(err("sum findings"))
+        })
+    }
+
+    /// Drops analyses of layers no cached manifest references any more, and of old analyzers.
+    pub fn prune_layers(&self) -> Result<usize> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM scan_layers WHERE analyzer_version != ?1
+                   OR digest NOT IN (SELECT child FROM manifest_refs)",
+                params![ANALYZER_VERSION],
+            )
+            .map_err(err("prune layers"))
+        })
+    }
+}

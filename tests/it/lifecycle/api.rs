@@ -1,0 +1,232 @@
+//! The admin API's answers to bad input: JSON errors with the right status and a message naming
+//! the cause; and the CLI passing them on.
+
+use super::{admin_url, api, cli, ON_DEMAND};
+use crate::bw::{local_upstream, Breakwater};
+use crate::support::registry::Registry;
+use crate::support::TempDir;
+use reqwest::Method;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_json_errors() {
+    let reg = Registry::start_plain().await;
+    let bw = Breakwater::start(&(local_upstream(&reg.url(), "10m", "") + ON_DEMAND)).await;
+    let admin = admin_url(&bw);
+    let url = |p: &str| format!("{admin}{p}");
+    let check = |got: (u16, serde_json::Value), status: u16, needles: &[&str]| {
+        assert_eq!(got.0, status, "{}", got.1);
+        let msg = got.1["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {}", got.1));
+        for n in needles {
+            assert!(msg.contains(n), "{msg:?} should mention {n:?}");
+        }
+    };
+
+    check(
+        api(Method::GET, &url("/api/v1/nope"), None).await,
+        404,
+        &["/api/v1/nope"],
+    );
+    check(
+        api(Method::GET, &url("/api/v1/gc"), None).await,
+        405,
+        &["use POST"],
+    );
+    check(
+        api(Method::POST, &url("/api/v1/images"), None).await,
+        405,
+        &["use GET"],
+    );
+    // ECR-style validation: the rule and the field are named.
+    let tagged_without_list = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":3},"action":{"type":"expire"}}]}"#;
+    check(
+        api(
+            Method::PUT,
+            &url("/api/v1/lifecycle/policy?scope=default"),
+            Some(tagged_without_list.into()),
+        )
+        .await,
+        400,
+        &["rule 1", "tagPrefixList"],
+    );
+    check(
+        api(
+            Method::PUT,
+            &url("/api/v1/lifecycle/policy?scope=default"),
+            Some("{not json".into()),
+        )
+        .await,
+        400,
+        &["not valid JSON"],
+    );
+    check(
+        api(
+            Method::PUT,
+            &url("/api/v1/lifecycle/policy"),
+            Some("{}".into()),
+        )
+        .await,
+        400,
+        &["\"scope\""],
+    );
+    check(
+        api(
+            Method::PUT,
+            &url("/api/v1/lifecycle/policy?scope=a//b"),
+            Some(tagged_without_list.into()),
+        )
+        .await,
+        400,
+        &["a//b", "empty path segment"],
+    );
+    check(
+        api(
+            Method::POST,
+            &url("/api/v1/lifecycle/preview"),
+            Some(r#"{"bogus":1}"#.into()),
+        )
+        .await,
+        400,
+        &["bogus"],
+    );
+    check(
+        api(
+            Method::POST,
+            &url("/api/v1/lifecycle/preview"),
+            Some(r#"{"policy":{"rules":[]}}"#.into()),
+        )
+        .await,
+        400,
+        &["at least one rule"],
+    );
+    check(
+        api(
+            Method::POST,
+            &url("/api/v1/gc"),
+            Some("x".repeat(2 * 1024 * 1024)),
+        )
+        .await,
+        413,
+        &["larger than"],
+    );
+    check(
+        api(
+            Method::GET,
+            &url(&format!(
+                "/api/v1/images/local/none@sha256:{}",
+                "0".repeat(64)
+            )),
+            None,
+        )
+        .await,
+        404,
+        &["no cached repository local/none"],
+    );
+    check(
+        api(Method::GET, &url("/api/v1/images/justaname"), None).await,
+        400,
+        &["names no image"],
+    );
+    check(
+        api(
+            Method::DELETE,
+            &url("/api/v1/lifecycle/policy?scope=default"),
+            None,
+        )
+        .await,
+        404,
+        &["no lifecycle policy for default"],
+    );
+    check(
+        api(
+            Method::POST,
+            &url("/api/v1/pins"),
+            Some(r#"{"target":"a//b"}"#.into()),
+        )
+        .await,
+        400,
+        &["a//b"],
+    );
+    check(
+        api(Method::POST, &url("/api/v1/pins"), Some("{}".into())).await,
+        400,
+        &["target"],
+    );
+    check(
+        api(Method::DELETE, &url("/api/v1/pins/nothing"), None).await,
+        404,
+        &["no pin"],
+    );
+    check(
+        api(Method::GET, &url("/api/v1/events?limit=lots"), None).await,
+        400,
+        &["limit"],
+    );
+
+    // What works: a valid policy round-trips in ECR's shape, and the old endpoints remain.
+    let good = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}]}"#;
+    let (s, v) = api(
+        Method::PUT,
+        &url("/api/v1/lifecycle/policy?scope=local/**"),
+        Some(good.into()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api(
+        Method::GET,
+        &url("/api/v1/lifecycle/policy?repository=local/team/app"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["scope"], "local/**");
+    assert_eq!(
+        v["policy"],
+        serde_json::from_str::<serde_json::Value>(good).unwrap()
+    );
+    let (s, v) = api(Method::GET, &url("/api/v1/storage"), None).await;
+    assert_eq!((s, v["gc_grace_s"].clone()), (200, 0.into()), "{v}");
+    let health = reqwest::get(url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(bw.metrics().await.contains("breakwater_store_bytes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reports_api_errors_and_unreachable_servers() {
+    let reg = Registry::start_plain().await;
+    let bw = Breakwater::start(&(local_upstream(&reg.url(), "10m", "") + ON_DEMAND)).await;
+    let admin = admin_url(&bw);
+    let tmp = TempDir::new("cli");
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countNumber":7},"action":{"type":"expire"}}]}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&["lifecycle", "put", "--admin", &admin, bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("rule 1") && err.contains("countUnit") && err.contains("400"),
+        "{err}"
+    );
+
+    let (ok, _, err) = cli(&["images", "--admin", "http://127.0.0.1:9"]);
+    assert!(!ok && err.contains("cannot reach the admin API"), "{err}");
+
+    let (ok, out, err) = cli(&["lifecycle", "get", "--admin", &admin]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("SCOPE"), "{out}");
+    let (ok, _, err) = cli(&[
+        "lifecycle",
+        "get",
+        "--admin",
+        &admin,
+        "--repository",
+        "local/x/y",
+    ]);
+    assert!(
+        !ok && err.contains("no lifecycle policy applies to repository local/x/y"),
+        "{err}"
+    );
+}
