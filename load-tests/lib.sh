@@ -248,6 +248,23 @@ bw_metric() {
         awk -v re="$1" '$0 !~ /^#/ && $1 ~ re { s += $NF } END { printf "%.0f\n", s }'
 }
 
+# bw_stored_path DIGEST: where breakwater's filesystem store keeps a committed blob.
+bw_stored_path() { echo "$BW_DIR/store/blobs/sha256/${1:7:2}/${1#sha256:}"; }
+
+# bw_wait_committed DIGEST [SECONDS]: breakwater may release the last byte before the blob is
+# committed (fsync + rename); wait until the blob is in the store and no fill runs, so "warm"
+# measurements read the stored file rather than join a fill.
+bw_wait_committed() {
+    local d="$1" deadline=$(($(date +%s) + ${2:-120}))
+    while [ "$(date +%s)" -le "$deadline" ]; do
+        if [ -f "$(bw_stored_path "$d")" ] && [ "$(bw_metric '^breakwater_fills_in_flight$')" = 0 ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "blob $d not committed to breakwater's store within ${2:-120} s"
+}
+
 # bw_log_problems LOGFILE: "N" warnings/errors, first few printed to stderr.
 bw_log_problems() {
     local f="$1" n

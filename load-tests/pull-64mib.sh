@@ -116,7 +116,9 @@ log "breakwater warm: $ROUNDS GETs, $ROUNDS skopeo copies"
 start_breakwater bw-warm "$UP_PORT"
 BW_URL="http://127.0.0.1:$BW_PORT/v2/local/$REPO/blobs/$BIG"
 get "$BW_URL" >/dev/null
+bw_wait_committed "$BIG"
 pull "127.0.0.1:$BW_PORT" "local/$REPO" >/dev/null
+bw_wait_committed "$BIG"
 sleep 0.3
 l0=$(log_lines "$UP_LOG")
 for r in $(seq "$ROUNDS"); do

@@ -4,7 +4,8 @@
 # the tail of its output) and the others still run.
 #
 # Env: everything the scripts take (QUICK=1, BREAKWATER_BIN, ...); ONLY="pull-64mib manifest-rps"
-#      to run a subset; RESULTS_MD (load-tests/RESULTS.md).
+#      to run a subset; RESULTS_MD (load-tests/RESULTS.md); RUN_NOTE (a line for the header, e.g.
+#      what the binary was built from).
 set -uo pipefail
 LT_DIR="$(cd "$(dirname "$0")" && pwd)"
 REPO_DIR="$(cd "$LT_DIR/.." && pwd)"
@@ -28,6 +29,7 @@ trap 'rm -f "$tmp" "$tmp".*' EXIT
     echo "- CPUs (nproc): $(nproc); memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
     echo "- commit: $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet HEAD 2>/dev/null || echo ' (working tree has uncommitted changes)')"
     echo "- binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
+    if [ -n "${RUN_NOTE:-}" ]; then echo "- note: $RUN_NOTE"; fi
     echo "- QUICK=${QUICK:-0}; peers: $(docker-registry --version 2>/dev/null | head -1), $(nginx -v 2>&1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo
     echo "Ratios compare against references measured in the same run; absolute numbers drift between runs and machines."

@@ -44,9 +44,9 @@ start_breakwater bw "$UP_PORT" "$THREADS"
 BW_URL="http://127.0.0.1:$BW_PORT/v2/local/$REPO/blobs/$DIGEST"
 got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "$BW_URL")
 [ "$got" = "200 $SIZE" ] || die "warming breakwater: $got"
+bw_wait_committed "$DIGEST"
 BW_FILL_RSS=$(rss_peak_kib "$BW_PID")
-STORED="$BW_DIR/store/blobs/sha256/${DIGEST:7:2}/${DIGEST#sha256:}"
-[ -f "$STORED" ] || die "no stored blob at $STORED"
+STORED=$(bw_stored_path "$DIGEST")
 
 # --- nginx on the same bytes (same inode, so the same page cache)
 mkdir -p "$WORK/www"

@@ -34,6 +34,8 @@ pub enum Command {
     },
     #[command(flatten)]
     Admin(crate::admin::cli::AdminCommand),
+    #[command(flatten)]
+    Scan(crate::admin::scan_cli::ScanCommand),
     /// Check a config file and print the resulting upstreams.
     CheckConfig {
         /// Config file (TOML).

@@ -629,6 +629,30 @@ mod tests {
     }
 
     #[test]
+    fn credentials_from_a_file_or_environment_are_hidden_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "file-secret\n").unwrap();
+        let s = Settings::parse(&format!(
+            "[upstreams.x]\nurl = \"http://h\"\nusername = \"u\"\npassword_file = \"{}\"\n",
+            file.display()
+        ))
+        .unwrap();
+        match &s.upstreams["x"].credentials {
+            Some(Credentials::Basic { username, password }) => {
+                assert_eq!((username.as_str(), password.as_str()), ("u", "file-secret"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{:?}", s.upstreams["x"]).contains("file-secret"));
+        let e = Settings::parse(
+            "[upstreams.x]\nurl = \"http://h\"\ntoken_env = \"BW_SURELY_UNSET_VAR\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("BW_SURELY_UNSET_VAR"), "{e}");
+    }
+
+    #[test]
     fn custom_upstream_and_errors() {
         let s = Settings::parse(
             r#"

@@ -67,6 +67,7 @@ fn main() -> ExitCode {
                 });
         }
         Command::Admin(cmd) => breakwater::admin::cli::run(cmd),
+        Command::Scan(cmd) => breakwater::admin::scan_cli::run(cmd),
         Command::CheckConfig { config } => load_settings(config.as_ref()).map(|s| {
             for (name, u) in &s.upstreams {
                 println!(

@@ -4,9 +4,7 @@
 use super::client::{Body, Client};
 use super::table;
 use crate::cache::Event;
-use crate::lifecycle::views::{
-    GcReport, ImageView, LifecycleReport, PinView, PolicyView, RepositoryView,
-};
+use crate::lifecycle::views::{ImageView, LifecycleReport, PinView, PolicyView, RepositoryView};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -151,7 +149,7 @@ fn read_file(path: &PathBuf) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn connect(conn: &Conn) -> Result<Client, String> {
+pub(super) fn connect(conn: &Conn) -> Result<Client, String> {
     let base = match &conn.admin {
         Some(a) => a.clone(),
         None => {
@@ -258,7 +256,7 @@ pub fn run(cmd: AdminCommand) -> Result<(), String> {
 }
 
 /// Percent-encodes a path segment that may hold `/`, `@`, `:` and `*`.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 

@@ -8,6 +8,8 @@ mod client;
 pub mod http;
 mod images;
 mod lifecycle;
+mod scan;
+pub mod scan_cli;
 pub mod table;
 
 use crate::lifecycle::Lifecycle;
@@ -44,6 +46,10 @@ impl ServeHttp for AdminApp {
                 self.registry.metrics.render(),
             ),
             "/healthz" => http::response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            p if scan::handles(p) => match http::read(session).await {
+                Ok(req) => scan::handle(&self.registry, req).await,
+                Err(e) => http::error(&e),
+            },
             p if p == "/api" || p.starts_with("/api/") => match http::read(session).await {
                 Ok(req) => api::handle(&self.lifecycle, req).await,
                 Err(e) => http::error(&e),

@@ -71,6 +71,15 @@ pub fn short_digest(d: &str) -> String {
     }
 }
 
+/// `1 image`, `2 images`, `3 repositories`.
+pub fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 fn tags(t: &[String]) -> String {
     if t.is_empty() {
         "<untagged>".into()
@@ -113,7 +122,7 @@ pub fn images(list: &[ImageView]) -> String {
         ],
         &rows,
     );
-    let _ = writeln!(out, "{} images", list.len());
+    let _ = writeln!(out, "{}", count(list.len(), "image"));
     out
 }
 
@@ -175,10 +184,10 @@ pub fn lifecycle(r: &LifecycleReport) -> String {
     };
     let _ = writeln!(
         out,
-        "{} images {verb_e}, {} {verb_t} ({} repositories with a policy); GC {} {}",
-        r.expiring_images,
+        "{} {verb_e}, {} {verb_t} ({} with a policy); GC {} {}",
+        count(r.expiring_images, "image"),
         r.transitioning_images,
-        r.repositories.len(),
+        count(r.repositories.len(), "repository"),
         if r.applied {
             "can reclaim"
         } else {
@@ -195,12 +204,12 @@ pub fn gc(r: &GcReport) -> String {
     if let Some(q) = &r.quota {
         let _ = writeln!(
             out,
-            "quota: {} of {} (high water {}, low water {}); {} images evicted{}",
+            "quota: {} of {} (high water {}, low water {}); {} evicted{}",
             bytes(q.usage_bytes),
             bytes(q.max_bytes),
             bytes(q.high_water_bytes),
             bytes(q.low_water_bytes),
-            q.evicted.len(),
+            count(q.evicted.len(), "image"),
             if q.low_water_reachable {
                 ""
             } else {
@@ -323,6 +332,9 @@ mod tests {
         assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
         assert_eq!(time(Some(0)), "1970-01-01 00:00:00");
         assert_eq!(time(None), "-");
+        assert_eq!(count(1, "image"), "1 image");
+        assert_eq!(count(0, "image"), "0 images");
+        assert_eq!(count(3, "repository"), "3 repositories");
         assert_eq!(
             short_digest(&format!("sha256:{}", "ab".repeat(32))),
             "sha256:abababababab"

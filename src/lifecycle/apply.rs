@@ -286,6 +286,7 @@ impl Lifecycle {
             )),
             None => None,
         };
+        self.flush_pulls();
         let c = self.catalog()?;
         let policies = self.policies()?;
         let at_ms = req.at_ms.unwrap_or_else(crate::now_ms);
@@ -309,6 +310,7 @@ impl Lifecycle {
     pub fn apply(&self, repository: Option<&str>) -> Result<LifecycleReport, OpError> {
         let filter = repository.map(repo_filter).transpose()?;
         let _w = self.writer();
+        self.flush_pulls();
         let mut c = self.catalog()?;
         if self.restore_pulled(&c)? > 0 {
             c = self.catalog()?;

@@ -45,7 +45,7 @@ impl Lifecycle {
         let started_ms = crate::now_ms();
         let dry_run = req.dry_run;
         let reg = &self.registry;
-        reg.pulls.flush(reg.index.as_ref());
+        self.flush_pulls();
         let listing = reg
             .store
             .list()

@@ -71,8 +71,9 @@ pub fn plan(
                 c.digest(g).to_string(),
             )
         });
-        let mut stamp = c.groups.len() as u32 + 1;
-        for g in candidates {
+        // Stamps after those the reference count used, one per walk.
+        let first_stamp = c.groups.len() as u32 + 1;
+        for (stamp, g) in (first_stamp..).zip(candidates) {
             if projected <= low {
                 break;
             }
@@ -85,7 +86,6 @@ pub fn plan(
                     freed += c.graph.stored(n).unwrap_or(0);
                 }
             });
-            stamp += 1;
             projected = projected.saturating_sub(freed);
             victims.push((g, freed));
         }

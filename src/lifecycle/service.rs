@@ -121,6 +121,11 @@ impl Lifecycle {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Writes pull statistics still gathered in memory, so "last pulled" is current.
+    pub fn flush_pulls(&self) {
+        self.registry.pulls.flush(self.registry.index.as_ref());
+    }
+
     /// A fresh snapshot of the index, grouped into images, with pins applied.
     pub fn catalog(&self) -> Result<Catalog, OpError> {
         let pins = self.index().pins()?;

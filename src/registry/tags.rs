@@ -12,6 +12,8 @@ pub struct TagList {
     pub body: Bytes,
     /// Upstream's `Link` for the next page (its path still upstream's).
     pub link: Option<String>,
+    /// When the cache paged the list itself: the `last` of the next page.
+    pub next_last: Option<String>,
     /// Miss (from upstream) or stale (cached tags because upstream failed).
     pub status: CacheStatus,
 }
@@ -40,6 +42,12 @@ impl Page {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct TagsOwned {
+    name: String,
+    tags: Option<Vec<String>>,
+}
+
 #[derive(Serialize)]
 struct TagsBody<'a> {
     name: &'a str,
@@ -58,9 +66,32 @@ impl Registry {
         match t.upstream.tags(&t.repo, query).await {
             Ok(f) => {
                 self.metrics.request("tags", "miss");
+                // Upstreams that ignore n/last (distribution 2.8 does) get paged here, so the
+                // client receives what it asked for.
+                let paged = match (&f.link, page.n.is_some() || page.last.is_some()) {
+                    (None, true) => serde_json::from_slice::<TagsOwned>(&f.body).ok().map(|t| {
+                        let mut all = t.tags.unwrap_or_default();
+                        all.sort();
+                        all.dedup();
+                        let (tags, more) = page.apply(all);
+                        let next = more.then(|| tags.last().cloned()).flatten();
+                        let body = serde_json::to_vec(&TagsBody {
+                            name: &t.name,
+                            tags,
+                        })
+                        .unwrap_or_default();
+                        (Bytes::from(body), next)
+                    }),
+                    _ => None,
+                };
+                let (body, next_last) = match paged {
+                    Some((b, n)) => (b, n),
+                    None => (f.body, None),
+                };
                 Ok(TagList {
-                    body: f.body,
+                    body,
                     link: f.link,
+                    next_last,
                     status: CacheStatus::Miss,
                 })
             }
@@ -72,7 +103,8 @@ impl Registry {
                 if all.is_empty() {
                     return Err(upstream_error(&e, ErrorCode::NameUnknown));
                 }
-                let (tags, _) = page.apply(all);
+                let (tags, more) = page.apply(all);
+                let next_last = more.then(|| tags.last().cloned()).flatten();
                 self.metrics.request("tags", "stale");
                 let body = serde_json::to_vec(&TagsBody {
                     name: client_name,
@@ -82,6 +114,7 @@ impl Registry {
                 Ok(TagList {
                     body: Bytes::from(body),
                     link: None,
+                    next_last,
                     status: CacheStatus::Stale,
                 })
             }

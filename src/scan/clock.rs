@@ -82,7 +82,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -99,8 +107,17 @@ mod tests {
             parse_rfc3339("2024-02-29T12:00:00.5+02:00"),
             parse_rfc3339("2024-02-29T10:00:00.500Z")
         );
-        assert_eq!(parse_rfc3339("2000-03-01T00:00:00.123456789Z").map(|t| t % 1000), Some(123));
-        for bad in ["", "2024-13-01T00:00:00Z", "2024-01-01", "2024-01-01T00:00:00", "x024-01-01T00:00:00Z"] {
+        assert_eq!(
+            parse_rfc3339("2000-03-01T00:00:00.123456789Z").map(|t| t % 1000),
+            Some(123)
+        );
+        for bad in [
+            "",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01",
+            "2024-01-01T00:00:00",
+            "x024-01-01T00:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -180,8 +180,14 @@ pub fn diff<'a>(
 ) -> (Vec<&'a VulnFinding>, Vec<&'a VulnFinding>) {
     let old_keys: HashSet<FindingKey> = old.iter().map(VulnFinding::key).collect();
     let new_keys: HashSet<FindingKey> = new.iter().map(VulnFinding::key).collect();
-    let added = new.iter().filter(|f| !old_keys.contains(&f.key())).collect();
-    let resolved = old.iter().filter(|f| !new_keys.contains(&f.key())).collect();
+    let added = new
+        .iter()
+        .filter(|f| !old_keys.contains(&f.key()))
+        .collect();
+    let resolved = old
+        .iter()
+        .filter(|f| !new_keys.contains(&f.key()))
+        .collect();
     (added, resolved)
 }
 
@@ -251,7 +257,10 @@ mod tests {
             vec![("A", "zlib1g", "Debian:12"), ("C", "bash", "Debian:12")]
         );
         assert_eq!(f[0].name, "CVE-A");
-        assert_eq!(f[0].fixed_version.as_deref(), Some("1:1.2.13.dfsg-1+deb12u1"));
+        assert_eq!(
+            f[0].fixed_version.as_deref(),
+            Some("1:1.2.13.dfsg-1+deb12u1")
+        );
         assert_eq!(f[0].package_type, "dpkg");
         let counts = severity_counts(&f);
         assert_eq!(counts[&Severity::Critical], 1);
@@ -274,22 +283,27 @@ mod tests {
             packages: vec![dpkg("zlib1g", "1:1.2.13.dfsg-1", Some("zlib"))],
             ..Inventory::default()
         };
-        let one = match_inventory(&db(&[record("A", "zlib", "2", "HIGH")]), &inv);
+        let one = match_inventory(&db(&[record("A", "zlib", "1:2", "HIGH")]), &inv);
         let two = match_inventory(
             &db(&[
-                record("A", "zlib", "2", "HIGH"),
-                record("B", "zlib", "2", "LOW"),
+                record("A", "zlib", "1:2", "HIGH"),
+                record("B", "zlib", "1:2", "LOW"),
             ]),
             &inv,
         );
         let (added, resolved) = diff(&one, &two);
-        assert_eq!(added.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["B"]);
+        assert_eq!(
+            added.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+            ["B"]
+        );
         assert!(resolved.is_empty());
         let (added, resolved) = diff(&two, &one);
         assert!(added.is_empty());
         assert_eq!(resolved[0].id, "B");
         assert!(one[0].allowed_by(&["cve-a".into()]));
         assert!(!one[0].allowed_by(&["CVE-B".into()]));
-        assert!(one[0].short().starts_with("CVE-A (HIGH, zlib1g 1:1.2.13.dfsg-1"));
+        assert!(one[0]
+            .short()
+            .starts_with("CVE-A (HIGH, zlib1g 1:1.2.13.dfsg-1"));
     }
 }

@@ -54,16 +54,27 @@ impl Scanner {
             let why = status
                 .error
                 .unwrap_or_else(|| "no vulnerability data loaded".into());
-            return self.unjudged(policy, &image, &format!("vulnerability data unavailable: {why}"));
+            return self.unjudged(
+                policy,
+                &image,
+                &format!("vulnerability data unavailable: {why}"),
+            );
         }
-        let scan = match self.image(registry, t, &m.digest, Trigger::Gate, false).await {
+        let scan = match self
+            .image(registry, t, &m.digest, Trigger::Gate, false)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return self.unjudged(policy, &image, &format!("scan failed: {}", e.message)),
         };
         match scan.status {
             ScanStatus::UnsupportedImage => return self.count(policy, Verdict::Allow),
             ScanStatus::Failed => {
-                return self.unjudged(policy, &image, &format!("scan incomplete: {}", scan.description))
+                return self.unjudged(
+                    policy,
+                    &image,
+                    &format!("scan incomplete: {}", scan.description),
+                )
             }
             _ => {}
         }
@@ -136,7 +147,13 @@ impl Scanner {
 fn header_value(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if out.len() > 1000 {
         out.truncate(997);

@@ -1,7 +1,9 @@
 //! The scanner's Prometheus metrics, registered in the cache's registry.
 
 use crate::metrics::Metrics;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 /// Scan metrics.
 pub struct ScanMetrics {
@@ -35,16 +37,16 @@ fn reg<C: prometheus::core::Collector + Clone + 'static>(m: &Metrics, c: C) -> C
 impl ScanMetrics {
     /// Creates the metrics and registers them with `m`.
     pub fn new(m: &Metrics) -> Self {
-        let counter = |name: &str, help: &str| {
-            reg(m, IntCounter::new(name, help).expect("valid metric"))
-        };
+        let counter =
+            |name: &str, help: &str| reg(m, IntCounter::new(name, help).expect("valid metric"));
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             reg(
                 m,
                 IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
             )
         };
-        let gauge = |name: &str, help: &str| reg(m, IntGauge::new(name, help).expect("valid metric"));
+        let gauge =
+            |name: &str, help: &str| reg(m, IntGauge::new(name, help).expect("valid metric"));
         ScanMetrics {
             layer_reads: counter(
                 "breakwater_scan_layer_reads_total",
@@ -62,7 +64,9 @@ impl ScanMetrics {
                         "breakwater_scan_duration_seconds",
                         "Time to scan one image",
                     )
-                    .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+                    .buckets(vec![
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ]),
                 )
                 .expect("valid metric"),
             ),

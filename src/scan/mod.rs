@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod fill_reader;
 pub mod findings;
 pub mod gate;
 pub mod inventory;

@@ -106,8 +106,12 @@ impl Scanner {
             });
             out.push(new);
         }
-        self.store
-            .update_matches(&updates, &snap.hash, Some(snap.updated_at_ms()), crate::now_ms())?;
+        self.store.update_matches(
+            &updates,
+            &snap.hash,
+            Some(snap.updated_at_ms()),
+            crate::now_ms(),
+        )?;
         self.metrics.rematched.inc_by(out.len() as u64);
         if !events.is_empty() {
             self.index
@@ -128,7 +132,10 @@ impl Scanner {
             e.digest = Some(new.digest.clone());
             e
         };
-        let data = new.db_hash.as_deref().map_or("none", |h| &h[..h.len().min(12)]);
+        let data = new
+            .db_hash
+            .as_deref()
+            .map_or("none", |h| &h[..h.len().min(12)]);
         let mut events = Vec::new();
         let added: Vec<&VulnFinding> = match prev.filter(|p| p.db_hash.is_some()) {
             Some(p) => {
@@ -152,7 +159,10 @@ impl Scanner {
                 if !resolved.is_empty() {
                     let mut e = base(
                         "scan_finding_resolved",
-                        format!("{} findings resolved (vulnerability data {data})", resolved.len()),
+                        format!(
+                            "{} findings resolved (vulnerability data {data})",
+                            resolved.len()
+                        ),
                     );
                     e.detail = Some(list(&resolved));
                     events.push(e);

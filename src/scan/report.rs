@@ -41,7 +41,12 @@ pub struct Platform {
 }
 
 /// The report of an index: per platform, and the union of their findings.
-pub fn index_report(repository: &str, digest: &str, tag: Option<&str>, platforms: &[Platform]) -> Value {
+pub fn index_report(
+    repository: &str,
+    digest: &str,
+    tag: Option<&str>,
+    platforms: &[Platform],
+) -> Value {
     let mut union: BTreeMap<(String, String, String), (VulnFinding, Vec<String>)> = BTreeMap::new();
     let mut status = ScanStatus::Complete;
     let mut completed = None::<i64>;
@@ -52,7 +57,11 @@ pub fn index_report(repository: &str, digest: &str, tag: Option<&str>, platforms
         match &p.scan {
             Ok(s) => {
                 for f in &s.findings {
-                    let key = (f.id.clone(), f.package_name.clone(), f.package_version.clone());
+                    let key = (
+                        f.id.clone(),
+                        f.package_name.clone(),
+                        f.package_version.clone(),
+                    );
                     union
                         .entry(key)
                         .or_insert_with(|| (f.clone(), Vec::new()))
@@ -82,7 +91,11 @@ pub fn index_report(repository: &str, digest: &str, tag: Option<&str>, platforms
         }
     }
     let mut merged: Vec<(VulnFinding, Vec<String>)> = union.into_values().collect();
-    merged.sort_by(|a, b| b.0.severity.cmp(&a.0.severity).then_with(|| a.0.name.cmp(&b.0.name)));
+    merged.sort_by(|a, b| {
+        b.0.severity
+            .cmp(&a.0.severity)
+            .then_with(|| a.0.name.cmp(&b.0.name))
+    });
     let flat: Vec<VulnFinding> = merged.iter().map(|(f, _)| f.clone()).collect();
     let description = format!(
         "Index of {} platform images; findings are the union over the platforms.",

@@ -1,21 +1,21 @@
 //! The scanner: turns a cached image manifest into a stored inventory and findings.
 //!
 //! Each layer is analysed once per (digest, analyzer version): read from the blob store, or,
-//! when the cache does not hold it yet, fetched through the normal fill path (joining a fill a
-//! client started, or starting one) and read once committed. An image's inventory is the
-//! merge of its layers' stored analyses, matched against the vulnerability data in use. Scans
-//! of one image, and analyses of one layer, are single-flight: the on-cache trigger, the pull
-//! gate and an API call arriving together share one piece of work.
+//! when the cache does not hold it yet, analysed as it streams through the normal fill path
+//! (joining a fill a client started, or starting one; the fill caches it as usual). An image's
+//! inventory is the merge of its layers' stored analyses, matched against the vulnerability
+//! data in use. Scans of one image, and analyses of one layer, are single-flight: the on-cache
+//! trigger, the pull gate and an API call arriving together share one piece of work.
 
 use crate::cache::Index;
 use crate::metrics::Metrics;
 use crate::oci::manifest::{self, Accept, RefKind};
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::registry::blobs::BlobSource;
-use crate::registry::fill::Phase;
 use crate::registry::flight::Flights;
 use crate::registry::manifests::CachedManifest;
 use crate::registry::{blocking, Registry, Target};
+use crate::scan::fill_reader::FillReader;
 use crate::scan::findings::match_inventory;
 use crate::scan::inventory::merge;
 use crate::scan::layer::{analyze_layer, LayerAnalysis};
@@ -130,9 +130,14 @@ impl Scanner {
     }
 
     /// The stored scan of an image manifest, if any, rematched first if the data changed.
-    pub async fn stored(self: &Arc<Self>, digest: &Digest) -> Result<Option<Arc<ImageScan>>, RegistryError> {
+    pub async fn stored(
+        self: &Arc<Self>,
+        digest: &Digest,
+    ) -> Result<Option<Arc<ImageScan>>, RegistryError> {
         let (store, d) = (self.store.clone(), digest.to_string());
-        let found = blocking(move || store.image(&d)).await?.map_err(scan_error)?;
+        let found = blocking(move || store.image(&d))
+            .await?
+            .map_err(scan_error)?;
         let Some(scan) = found else { return Ok(None) };
         match self.db.current() {
             // Matched against older data: bring every stale row up to date (one rematch at a
@@ -140,7 +145,9 @@ impl Scanner {
             Some(snap) if scan.db_hash.as_deref() != Some(snap.hash.as_str()) => {
                 self.rematch_all().await.map_err(scan_error)?;
                 let (store, d) = (self.store.clone(), digest.to_string());
-                let again = blocking(move || store.image(&d)).await?.map_err(scan_error)?;
+                let again = blocking(move || store.image(&d))
+                    .await?
+                    .map_err(scan_error)?;
                 Ok(again.map(Arc::new))
             }
             _ => Ok(Some(Arc::new(scan))),
@@ -236,7 +243,9 @@ impl Scanner {
         scan.description = describe(&scan, &problems, self.db.configured());
         let this = self.clone();
         let scan2 = scan.clone();
-        blocking(move || this.record_scan(scan2)).await?.map_err(scan_error)?;
+        blocking(move || this.record_scan(scan2))
+            .await?
+            .map_err(scan_error)?;
         self.metrics
             .scans
             .with_label_values(&[trigger.as_str(), scan.status.as_str()])
@@ -282,7 +291,10 @@ impl Scanner {
         digest: &Digest,
     ) -> Result<Arc<LayerAnalysis>, RegistryError> {
         let (store, d) = (self.store.clone(), digest.to_string());
-        if let Some(a) = blocking(move || store.layer(&d)).await?.map_err(scan_error)? {
+        if let Some(a) = blocking(move || store.layer(&d))
+            .await?
+            .map_err(scan_error)?
+        {
             return Ok(Arc::new(a));
         }
         let (this, registry, t, d) = (self.clone(), registry.clone(), t.clone(), digest.clone());
@@ -290,15 +302,20 @@ impl Scanner {
             .run(digest.to_string(), move || async move {
                 let (store, key) = (this.store.clone(), d.to_string());
                 // Another flight may have finished between the lookup and this one starting.
-                if let Some(a) = blocking(move || store.layer(&key)).await?.map_err(scan_error)? {
+                if let Some(a) = blocking(move || store.layer(&key))
+                    .await?
+                    .map_err(scan_error)?
+                {
                     return Ok(Arc::new(a));
                 }
-                let file = layer_file(&registry, &t, &d).await?;
-                let (store, metrics, key) = (this.store.clone(), this.metrics.clone(), d.to_string());
+                let source = layer_source(&registry, &t, &d).await?;
+                let (store, metrics, key) =
+                    (this.store.clone(), this.metrics.clone(), d.to_string());
+                let handle = tokio::runtime::Handle::current();
                 let a = blocking(move || -> Result<LayerAnalysis, String> {
                     metrics.layer_reads.inc();
-                    let a = analyze_layer(std::io::BufReader::with_capacity(256 << 10, file))
-                        .map_err(|e| e.to_string())?;
+                    let a = analyze_source(source, handle)
+                        .map_err(|e| format!("analysing the layer failed: {e}"))?;
                     store.put_layer(&key, &a, crate::now_ms())?;
                     Ok(a)
                 })
@@ -336,42 +353,42 @@ impl Scanner {
     }
 }
 
-/// A layer blob as an open file: from the store, or after the fill that fetches it commits.
-async fn layer_file(
+/// Where a layer's bytes come from: the store, or the fill fetching them now.
+enum LayerSource {
+    Stored(std::fs::File),
+    Filling(Arc<crate::registry::fill::Fill>),
+}
+
+/// The layer's bytes: from the store, else through the cache's fill (joined or started).
+async fn layer_source(
     registry: &Arc<Registry>,
     t: &Target,
     digest: &Digest,
-) -> Result<std::fs::File, RegistryError> {
-    let fill = match registry.blob(t, digest).await? {
-        BlobSource::Stored(b) => return Ok(b.file),
-        BlobSource::Filling(f) => f,
-    };
-    let mut rx = fill.watch();
-    loop {
-        match rx.borrow_and_update().phase.clone() {
-            Phase::Done => break,
-            Phase::Failed(msg) => return Err(scan_error(format!("fetching the layer failed: {msg}"))),
-            _ => {}
+) -> Result<LayerSource, RegistryError> {
+    Ok(match registry.blob(t, digest).await? {
+        BlobSource::Stored(b) => LayerSource::Stored(b.file),
+        BlobSource::Filling(f) => LayerSource::Filling(f),
+    })
+}
+
+/// Analyses a layer in one pass (blocking). A fill is analysed as it streams, then read to
+/// its end so that only bytes that verified against the digest are trusted.
+fn analyze_source(
+    source: LayerSource,
+    handle: tokio::runtime::Handle,
+) -> Result<LayerAnalysis, String> {
+    const BUF: usize = 256 << 10;
+    match source {
+        LayerSource::Stored(file) => {
+            analyze_layer(std::io::BufReader::with_capacity(BUF, file)).map_err(|e| e.to_string())
         }
-        if rx.changed().await.is_err() {
-            match rx.borrow().phase.clone() {
-                Phase::Done => break,
-                Phase::Failed(msg) => {
-                    return Err(scan_error(format!("fetching the layer failed: {msg}")))
-                }
-                _ => return Err(scan_error("the layer's fill ended without finishing")),
-            }
+        LayerSource::Filling(fill) => {
+            let mut reader = FillReader::new(fill, handle);
+            let a = analyze_layer(std::io::BufReader::with_capacity(BUF, &mut reader))
+                .map_err(|e| e.to_string())?;
+            reader.finish().map_err(|e| e.to_string())?;
+            Ok(a)
         }
-    }
-    let (store, d) = (registry.store.clone(), digest.clone());
-    match blocking(move || store.open(&d))
-        .await?
-        .map_err(|e| scan_error(e.to_string()))?
-    {
-        Some(b) => Ok(b.file),
-        None => Err(scan_error(
-            "the layer was fetched but the store could not keep it (write error); scan again later",
-        )),
     }
 }
 
@@ -414,7 +431,7 @@ fn plan(m: &CachedManifest) -> Result<Plan, RegistryError> {
     let mut layers = Vec::new();
     let mut skipped = Vec::new();
     for r in refs.into_iter().filter(|r| r.kind == RefKind::Layer) {
-        match types.get(r.digest.as_str()) {
+        match types.get(r.digest.to_string().as_str()) {
             // Foreign (Windows base) and non-distributable layers are not served by registries.
             Some(t) if t.contains("foreign") || t.contains("nondistributable") => {
                 skipped.push(format!("layer {} ({t}) not scanned", r.digest))
@@ -437,7 +454,9 @@ fn describe(scan: &ImageScan, problems: &[String], db_configured: bool) -> Strin
             scan.inventory.packages.len(),
             scan.layers.len()
         ),
-        ScanStatus::Failed => "The scan could not read every layer; findings cover the others.".into(),
+        ScanStatus::Failed => {
+            "The scan could not read every layer; findings cover the others.".into()
+        }
         ScanStatus::UnsupportedImage => {
             "Not a container image (its config is not an image config); nothing to scan.".into()
         }

@@ -103,9 +103,8 @@ struct RawGate {
 impl ScanSettings {
     /// Typed settings from the raw `[scan]` section.
     pub(crate) fn from_raw(raw: RawScan) -> Result<Self, String> {
-        let pattern = |p: &str, at: &str| {
-            RepoPattern::new(p).map_err(|e| format!("{at} {p:?}: {e}"))
-        };
+        let pattern =
+            |p: &str, at: &str| RepoPattern::new(p).map_err(|e| format!("{at} {p:?}: {e}"));
         let on_cache = match raw.on_cache {
             None | Some(RawOnCache::All(false)) => Vec::new(),
             Some(RawOnCache::All(true)) => vec![pattern("**", "scan.on_cache")?],
@@ -196,9 +195,15 @@ mod tests {
         .unwrap();
         assert!(s.scans_on_cache("docker.io/library/nginx"));
         assert!(!s.scans_on_cache("docker.io/team/app"));
-        assert!(s.gate("docker.io/library/debugger").is_none(), "off exempts");
+        assert!(
+            s.gate("docker.io/library/debugger").is_none(),
+            "off exempts"
+        );
         let g = s.gate("docker.io/team/app").unwrap();
-        assert_eq!((g.mode, g.severity), (GateMode::Enforce, Severity::Critical));
+        assert_eq!(
+            (g.mode, g.severity),
+            (GateMode::Enforce, Severity::Critical)
+        );
         assert!(s.gate("quay.io/x/y").is_none());
         assert!(parse("on_cache = true").unwrap().scans_on_cache("a/b/c"));
     }
@@ -212,6 +217,8 @@ mod tests {
         assert!(e.contains("scan.gates[0].severity"), "{e}");
         assert!(parse("[[gates]]\nrepositories = \"**\"\nmode = \"block\"").is_err());
         assert!(parse("rescan_interval = \"0s\"").is_err());
-        assert!(parse("on_cache = [\"a//b\"]").unwrap_err().contains("scan.on_cache"));
+        assert!(parse("on_cache = [\"a//b\"]")
+            .unwrap_err()
+            .contains("scan.on_cache"));
     }
 }

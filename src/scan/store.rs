@@ -137,7 +137,8 @@ fn json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| format!("cannot encode scan data: {e}"))
 }
 
-const IMAGE_COLUMNS: &str = "digest, upstream, repository, status, description, layers, inventory, \
+const IMAGE_COLUMNS: &str =
+    "digest, upstream, repository, status, description, layers, inventory, \
      findings, scanned_at, matched_at, db_hash, db_updated_at";
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageScan> {
@@ -225,7 +226,8 @@ impl ScanStore {
 
     /// Stores (replacing) an image's scan.
     pub fn put_image(&self, s: &ImageScan) -> Result<()> {
-        let (layers, inventory, findings) = (json(&s.layers)?, json(&s.inventory)?, json(&s.findings)?);
+        let (layers, inventory, findings) =
+            (json(&s.layers)?, json(&s.inventory)?, json(&s.findings)?);
         let n = severity_counts(&s.findings);
         self.with(|c| {
             c.execute(
@@ -289,11 +291,18 @@ impl ScanStore {
                 )?;
                 for (u, findings, n) in &encoded {
                     st.execute(params![
-                        u.digest, findings, u.status.as_str(), u.description,
-                        n[&Severity::Critical] as i64, n[&Severity::High] as i64,
-                        n[&Severity::Medium] as i64, n[&Severity::Low] as i64,
+                        u.digest,
+                        findings,
+                        u.status.as_str(),
+                        u.description,
+                        n[&Severity::Critical] as i64,
+                        n[&Severity::High] as i64,
+                        n[&Severity::Medium] as i64,
+                        n[&Severity::Low] as i64,
                         n[&Severity::Undefined] as i64,
-                        now_ms, db_hash, db_updated_at_ms
+                        now_ms,
+                        db_hash,
+                        db_updated_at_ms
                     ])?;
                 }
             }

@@ -115,10 +115,8 @@ impl VulnDb {
     /// Waits for the first load attempt to finish, then returns the status.
     pub async fn settled(&self) -> DbStatus {
         let mut rx = self.status.subscribe();
-        match rx.wait_for(|s| s.settled).await {
-            Ok(s) => s.clone(),
-            Err(_) => self.status(),
-        }
+        let settled = rx.wait_for(|s| s.settled).await.map(|s| s.clone());
+        settled.unwrap_or_else(|_| self.status())
     }
 
     /// Reloads if the sources changed (or nothing is loaded). Blocking. Returns the new
@@ -237,7 +235,10 @@ mod tests {
         assert!(!db.status().settled);
         let first = db.refresh().unwrap().expect("first load");
         assert_eq!(first.db.len(), 1);
-        assert_eq!(first.updated_at_ms(), parse_rfc3339("2024-05-01T00:00:00Z").unwrap());
+        assert_eq!(
+            first.updated_at_ms(),
+            parse_rfc3339("2024-05-01T00:00:00Z").unwrap()
+        );
         assert!(db.refresh().unwrap().is_none(), "nothing changed");
 
         // Same bytes rewritten: files differ by mtime, content hash does not.

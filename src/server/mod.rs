@@ -436,6 +436,12 @@ impl RegistryApp {
                     .and_then(|l| rewrite_link(l, path, query))
                 {
                     set(&mut h, "Link", link);
+                } else if let (Some(last), Some(n)) = (&list.next_last, page.n) {
+                    // The cache paged the list itself: point at its own next page.
+                    let own = format!("<{path}?n={n}&last={last}>; rel=\"next\"");
+                    if let Some(link) = rewrite_link(&own, path, query) {
+                        set(&mut h, "Link", link);
+                    }
                 }
                 send_bytes(session, h, list.body, head).await.into()
             }

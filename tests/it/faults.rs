@@ -290,3 +290,40 @@ async fn upstream_refusing_connections_gives_a_fast_clear_error() {
     }
     assert_eq!(bw.temp_files(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_hub_rate_limit_headers_become_a_metric() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+    let digest = sha256_digest(manifest);
+    let fake = TestServer::start(move |req: Request| {
+        if req.path().contains("/manifests/") {
+            Response::new(200)
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .header("Docker-Content-Digest", &digest)
+                .header("ratelimit-limit", "100;w=21600")
+                .header("ratelimit-remaining", "76;w=21600")
+                .body(Bytes::from_static(manifest))
+        } else {
+            Response::new(200)
+        }
+    })
+    .await;
+    let bw = Breakwater::start(&local_upstream(&fake.url(), "10m", "")).await;
+    let r = http_client()
+        .get(format!(
+            "{}/v2/local/library/nginx/manifests/latest",
+            bw.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        bw.metric(
+            "breakwater_upstream_ratelimit_remaining",
+            &["upstream=\"local\""]
+        )
+        .await,
+        76.0
+    );
+}

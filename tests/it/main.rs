@@ -8,5 +8,6 @@ mod faults;
 mod lifecycle;
 mod pull_path;
 mod resilience;
+mod scan;
 mod support;
 mod support_selftest;

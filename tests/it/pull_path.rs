@@ -49,58 +49,56 @@ struct Pushed {
 
 async fn push_every_kind(reg: &Registry) -> Vec<Pushed> {
     let p = reg.pusher();
-    let mut out = Vec::new();
+    let blobs_of = |images: &[&Image]| -> Vec<String> {
+        images
+            .iter()
+            .flat_map(|i| i.blobs().into_iter().map(|b| b.digest.clone()))
+            .collect()
+    };
     let oci = Image::small(Format::Oci, 1);
-    out.push(Pushed {
-        repo: "team/oci",
-        tag: "v1",
-        digest: p.push_image("team/oci", "v1", &oci).await,
-        blobs: oci.blobs().iter().map(|b| b.digest.clone()).collect(),
-    });
     let docker = Image::small(Format::Docker, 2);
-    out.push(Pushed {
-        repo: "team/docker",
-        tag: "v1",
-        digest: p.push_image("team/docker", "v1", &docker).await,
-        blobs: docker.blobs().iter().map(|b| b.digest.clone()).collect(),
-    });
     let index = Index::multi_arch(Format::Oci, 3);
-    out.push(Pushed {
-        repo: "team/multi",
-        tag: "v1",
-        digest: p.push_index("team/multi", "v1", &index).await,
-        blobs: index
-            .images
-            .iter()
-            .flat_map(|i| i.blobs().into_iter().map(|b| b.digest.clone()))
-            .collect(),
-    });
     let list = Index::multi_arch(Format::Docker, 4);
-    out.push(Pushed {
-        repo: "team/list",
-        tag: "v1",
-        digest: p.push_index("team/list", "v1", &list).await,
-        blobs: list
-            .images
-            .iter()
-            .flat_map(|i| i.blobs().into_iter().map(|b| b.digest.clone()))
-            .collect(),
-    });
     let legacy = Schema1::build("team/legacy", "v1", 5, &[2048]);
-    out.push(Pushed {
-        repo: "team/legacy",
-        tag: "v1",
-        digest: p.push_schema1("team/legacy", "v1", &legacy).await,
-        blobs: legacy.layers.iter().map(|b| b.digest.clone()).collect(),
-    });
     let alpine = Image::small(Format::Docker, 6);
-    out.push(Pushed {
-        repo: "library/alpine",
-        tag: "3",
-        digest: p.push_image("library/alpine", "3", &alpine).await,
-        blobs: alpine.blobs().iter().map(|b| b.digest.clone()).collect(),
-    });
-    out
+    vec![
+        Pushed {
+            repo: "team/oci",
+            tag: "v1",
+            digest: p.push_image("team/oci", "v1", &oci).await,
+            blobs: blobs_of(&[&oci]),
+        },
+        Pushed {
+            repo: "team/docker",
+            tag: "v1",
+            digest: p.push_image("team/docker", "v1", &docker).await,
+            blobs: blobs_of(&[&docker]),
+        },
+        Pushed {
+            repo: "team/multi",
+            tag: "v1",
+            digest: p.push_index("team/multi", "v1", &index).await,
+            blobs: blobs_of(&index.images.iter().collect::<Vec<_>>()),
+        },
+        Pushed {
+            repo: "team/list",
+            tag: "v1",
+            digest: p.push_index("team/list", "v1", &list).await,
+            blobs: blobs_of(&list.images.iter().collect::<Vec<_>>()),
+        },
+        Pushed {
+            repo: "team/legacy",
+            tag: "v1",
+            digest: p.push_schema1("team/legacy", "v1", &legacy).await,
+            blobs: legacy.layers.iter().map(|b| b.digest.clone()).collect(),
+        },
+        Pushed {
+            repo: "library/alpine",
+            tag: "3",
+            digest: p.push_image("library/alpine", "3", &alpine).await,
+            blobs: blobs_of(&[&alpine]),
+        },
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -659,4 +657,41 @@ async fn big_layer_streams_verified_cold_and_warm() {
         .await
         .unwrap();
     assert_eq!(r.status(), 416);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_list_pages_pass_through_with_links_pointing_back_at_the_cache() {
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 99);
+    for tag in ["a", "b", "c"] {
+        reg.pusher().push_image("team/app", tag, &img).await;
+    }
+    let bw = Breakwater::start(&local_upstream(&reg.url(), "10m", "")).await;
+    let client = http_client();
+    let r = client
+        .get(format!("{}/v2/local/team/app/tags/list?n=2", bw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    assert!(link.starts_with("</v2/local/team/app/tags/list?"), "{link}");
+    assert!(link.contains("last=b") && link.contains("n=2"), "{link}");
+    let page: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(page["tags"], serde_json::json!(["a", "b"]));
+    let next = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let page: serde_json::Value = client
+        .get(format!("{}{next}", bw.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["tags"], serde_json::json!(["c"]));
 }

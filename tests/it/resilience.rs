@@ -292,6 +292,25 @@ async fn upstream_that_ignores_range_on_resume_restarts_cleanly() {
     );
 }
 
+/// Forwards a manifest request to the real registry at `upstream` (the fakes below misbehave on
+/// demand and otherwise behave like it).
+async fn relay(upstream: &str, req: &Request) -> Response {
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
+    let resp = http_client()
+        .request(method, format!("{upstream}{}", req.target))
+        .header("Accept", req.header("accept").unwrap_or("*/*"))
+        .send()
+        .await
+        .unwrap();
+    let mut out = Response::new(resp.status().as_u16());
+    for k in ["content-type", "docker-content-digest"] {
+        if let Some(v) = resp.headers().get(k) {
+            out = out.header(k, v.to_str().unwrap());
+        }
+    }
+    out.body(resp.bytes().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blackholed_upstream_serves_cached_tags_within_a_second_and_fails_fast_after_the_breaker_opens(
 ) {
@@ -307,21 +326,7 @@ async fn blackholed_upstream_serves_cached_tags_within_a_second_and_fails_fast_a
             if hole.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
-            let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
-            let mut r = http_client().request(method, format!("{upstream}{}", req.target));
-            for (k, v) in &req.headers {
-                if k.eq_ignore_ascii_case("accept") {
-                    r = r.header(k, v);
-                }
-            }
-            let resp = r.send().await.unwrap();
-            let mut out = Response::new(resp.status().as_u16());
-            for k in ["content-type", "docker-content-digest"] {
-                if let Some(v) = resp.headers().get(k) {
-                    out = out.header(k, v.to_str().unwrap());
-                }
-            }
-            out.body(resp.bytes().await.unwrap())
+            relay(&upstream, &req).await
         }
     })
     .await;
@@ -406,20 +411,7 @@ async fn too_many_requests_serves_stale_and_backs_off() {
                 return Response::json(429, &serde_json::json!({"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}))
                     .header("Retry-After", "30");
             }
-            let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
-            let resp = http_client()
-                .request(method, format!("{upstream}{}", req.target))
-                .header("Accept", req.header("accept").unwrap_or("*/*"))
-                .send()
-                .await
-                .unwrap();
-            let mut out = Response::new(resp.status().as_u16());
-            for k in ["content-type", "docker-content-digest"] {
-                if let Some(v) = resp.headers().get(k) {
-                    out = out.header(k, v.to_str().unwrap());
-                }
-            }
-            out.body(resp.bytes().await.unwrap())
+            relay(&upstream, &req).await
         }
     })
     .await;

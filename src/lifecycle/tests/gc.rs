@@ -2,7 +2,6 @@
 
 use super::fixture::{key, Fx, DAY};
 use crate::cache::images::{Claim, ClaimLimits};
-use crate::cache::Index;
 use crate::lifecycle::gc::GcRequest;
 use crate::oci::{Digest, RepoName};
 use crate::registry::Target;

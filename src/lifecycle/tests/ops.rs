@@ -2,7 +2,6 @@
 //! their own in `semantics` and `ecr_examples`).
 
 use super::fixture::{key, Fx, DAY};
-use crate::cache::Index;
 use crate::lifecycle::apply::PreviewRequest;
 use crate::lifecycle::OpError;
 

@@ -5,7 +5,7 @@ use super::{admin_url, cli, cli_json, skopeo_copy, store_usage, ON_DEMAND};
 use crate::bw::{local_upstream, Breakwater};
 use crate::support::image::{Format, Image};
 use crate::support::registry::Registry;
-use crate::support::TempDir;
+use crate::support::{wait_until, TempDir};
 use std::time::Duration;
 
 fn image_bytes(img: &Image) -> u64 {
@@ -91,4 +91,57 @@ async fn quota_evicts_least_recently_pulled_keeps_pinned_and_reaches_low_water()
     let (ok, table, _) = cli(&["gc", "--config", &config]);
     eprintln!("$ breakwater gc\n{table}");
     assert!(ok && table.contains("0 images evicted"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_the_high_water_mark_starts_gc_without_waiting_for_the_interval() {
+    let reg = Registry::start_plain().await;
+    let p = reg.pusher();
+    let imgs: Vec<Image> = (0..3)
+        .map(|i| Image::small(Format::Oci, 7700 + i))
+        .collect();
+    for (i, img) in imgs.iter().enumerate() {
+        p.push_image(&format!("team/w{i}"), "v1", img).await;
+    }
+    let per_image = image_bytes(&imgs[0]);
+    // Two images fit under the high-water mark, three do not; one is all the low mark allows.
+    let max = per_image * 25 / 10;
+    let body = format!(
+        "max_bytes = {max}\nhigh_water = 90\nlow_water = 50\n\n{}",
+        local_upstream(&reg.url(), "10m", "") + ON_DEMAND
+    );
+    let dir = TempDir::new("quota-watch");
+    let root = dir.path().join("store");
+    let bw = Breakwater::launch(&root, &body).await;
+    let tmp = TempDir::new("quota-watch-pulls");
+    for i in 0..3 {
+        skopeo_copy(
+            &format!("{}/local/team/w{i}:v1", bw.host()),
+            &tmp.path().join(format!("w{i}")),
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // GC's interval is "0s" (on demand only): only the quota watch can start it.
+    let admin = admin_url(&bw);
+    let mut evicted = Vec::new();
+    for _ in 0..40 {
+        let events = cli_json(&["events", "--admin", &admin, "--kind", "evict"]);
+        evicted = events["events"].as_array().unwrap().clone();
+        if evicted.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(evicted.len(), 2, "{evicted:?}\n{}", bw.log_text());
+    assert!(
+        wait_until(Duration::from_secs(5), || !bw
+            .has_blob(&imgs[1].layers[1].digest))
+        .await
+    );
+    assert!(!bw.has_blob(&imgs[0].layers[1].digest));
+    assert!(
+        bw.has_blob(&imgs[2].layers[1].digest),
+        "the most recent image stays"
+    );
+    assert!(store_usage(&root) <= max / 2);
 }
