@@ -17,10 +17,6 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::process::ExitCode;
 
-// Many short-lived 256 KiB-512 KiB buffers cross between worker and blocking threads; glibc's
-// per-thread arenas hold on to them (RSS grew to ~50 MiB serving 8 clients), mimalloc does not.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 fn main() -> ExitCode {

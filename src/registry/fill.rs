@@ -452,7 +452,9 @@ async fn flush(
     if buf.is_empty() {
         return Ok(offset);
     }
-    let data = buf.split().freeze();
+    // Hand the full buffer off and start a fresh one at full size (split() would leave an empty
+    // buffer that regrows by doubling, copying along the way).
+    let data = std::mem::replace(buf, BytesMut::with_capacity(WRITE_CHUNK)).freeze();
     let n = data.len() as u64;
     let spilling = sink
         .spill

@@ -94,6 +94,11 @@ pub fn lookup_ecosystem(p: &Installed, os: Option<&OsRelease>) -> String {
         return p.ecosystem.clone();
     }
     match os.and_then(|o| o.version_id.as_deref()).map(str::trim) {
+        // Rocky and Alma advisories name the major release only (`Rocky Linux:9`), while
+        // their os-release says `9.3`.
+        Some(v) if matches!(p.ecosystem.as_str(), "Rocky Linux" | "AlmaLinux") => {
+            format!("{}:{}", p.ecosystem, v.split('.').next().unwrap_or(v))
+        }
         Some(v) if !v.is_empty() => format!("{}:{v}", p.ecosystem),
         _ => p.ecosystem.clone(),
     }
@@ -265,6 +270,22 @@ mod tests {
         let counts = severity_counts(&f);
         assert_eq!(counts[&Severity::Critical], 1);
         assert_eq!(counts[&Severity::High], 0);
+
+        let rocky = OsRelease {
+            id: "rocky".into(),
+            version_id: Some("9.3".into()),
+            ..OsRelease::default()
+        };
+        let mut rpm = dpkg("openssl", "1:3.0.7-25.el9", None);
+        rpm.kind = PackageKind::Rpm;
+        rpm.ecosystem = "Rocky Linux".into();
+        assert_eq!(lookup_ecosystem(&rpm, Some(&rocky)), "Rocky Linux:9");
+        let py = Installed {
+            kind: PackageKind::Python,
+            ecosystem: "PyPI".into(),
+            ..dpkg("requests", "2.0", None)
+        };
+        assert_eq!(lookup_ecosystem(&py, Some(&rocky)), "PyPI");
 
         // Without a release nothing can be matched: Debian 11 and 12 advisories differ.
         let mut bare = inv.clone();

@@ -480,3 +480,59 @@ fn describe(scan: &ImageScan, problems: &[String], db_configured: bool) -> Strin
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(config_type: &str, layer_types: &[&str]) -> CachedManifest {
+        let layers: Vec<serde_json::Value> = layer_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                serde_json::json!({"mediaType": t, "size": 1,
+                    "digest": Digest::sha256_of(&[i as u8]).to_string()})
+            })
+            .collect();
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": config_type, "size": 1,
+                       "digest": Digest::sha256_of(b"c").to_string()},
+            "layers": layers,
+        });
+        CachedManifest {
+            digest: Digest::sha256_of(b"m"),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            bytes: serde_json::to_vec(&body).unwrap().into(),
+        }
+    }
+
+    #[test]
+    fn plans_image_layers_and_recognises_artifacts() {
+        let p = plan(&manifest(
+            "application/vnd.oci.image.config.v1+json",
+            &[
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ],
+        ))
+        .unwrap();
+        assert!(p.supported);
+        assert_eq!(p.layers.len(), 2, "the foreign layer is skipped");
+        assert_eq!(p.layers[1], Digest::sha256_of(&[2]));
+        assert!(p.skipped[0].contains("foreign"));
+        let sig = plan(&manifest(
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            &["application/vnd.dev.cosign.simplesigning.v1+json"],
+        ))
+        .unwrap();
+        assert!(!sig.supported);
+        let bad = CachedManifest {
+            bytes: bytes::Bytes::from_static(b"not json"),
+            ..manifest("x", &[])
+        };
+        assert!(plan(&bad).is_err());
+    }
+}
