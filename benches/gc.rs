@@ -134,6 +134,20 @@ fn bench_mark(c: &mut Criterion) {
         refs as u64, REFS,
         "duplicate layer draws must not shrink the data"
     );
+    // Where one run's time goes, for the report.
+    let t = std::time::Instant::now();
+    let mut cat = Catalog::default();
+    ix.snapshot(&mut cat).expect("snapshot");
+    let read = t.elapsed();
+    cat.finish(&[]);
+    let grouped = t.elapsed();
+    let live = cat.mark(|g| Some(cat.keep(g))).count();
+    eprintln!(
+        "one run: snapshot {read:?}, grouping and sizing {:?}, mark {:?}; {} digests, {live} live",
+        grouped - read,
+        t.elapsed() - grouped,
+        cat.graph.len()
+    );
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
     group.bench_function("snapshot_group_mark_1m_refs_sqlite", |b| {

@@ -165,8 +165,11 @@ impl Scanner {
         force: bool,
     ) -> Result<Arc<ImageScan>, RegistryError> {
         if !force {
-            if let Some(s) = self.stored(digest).await? {
-                return Ok(s);
+            // A failed scan (upstream down, a layer unreadable) is retried when asked for again;
+            // layers already analysed are reused.
+            match self.stored(digest).await? {
+                Some(s) if s.status != ScanStatus::Failed => return Ok(s),
+                _ => {}
             }
         }
         let (this, registry, t, d) = (self.clone(), registry.clone(), t.clone(), digest.clone());
