@@ -5,16 +5,17 @@
 # Reports req/s, p99 latency, server CPU, non-2xx answers, and the upstream manifest requests seen
 # while breakwater was measured (its tag TTL should make that 0).
 #
-# Env: DURATION (10s)  ROUNDS (1; median of interleaved rounds)  CONNECTIONS (64)  WRK_THREADS (2)
-#      THREADS (2: breakwater threads, nginx workers)  PEER (1)  QUICK=1 (3s)
+# Env: DURATION (10s)  ROUNDS (3; median of interleaved rounds)  CONNECTIONS (64)  WRK_THREADS (2)
+#      THREADS (2: breakwater threads, nginx workers)  PEER (1)  QUICK=1 (3s, 1 round)
 #      RESULTS_FILE (load-tests/results/manifest-rps.md)
 source "$(dirname "$0")/lib.sh"
 
 if [ "$QUICK" = 1 ]; then
     DURATION="${DURATION:-3s}"
+    ROUNDS="${ROUNDS:-1}"
 fi
 DURATION="${DURATION:-10s}"
-ROUNDS="${ROUNDS:-1}"
+ROUNDS="${ROUNDS:-3}"
 CONNECTIONS="${CONNECTIONS:-64}"
 WRK_THREADS="${WRK_THREADS:-2}"
 THREADS="${THREADS:-2}"
