@@ -17,7 +17,7 @@ use breakwater::cache::index::{ManifestRecord, RepoKey};
 use breakwater::cache::{Index, SqliteIndex};
 use breakwater::metrics::Metrics;
 use breakwater::oci::Digest;
-use breakwater::scan::findings::match_inventory;
+use breakwater::scan::findings::{match_inventory, Memo};
 use breakwater::scan::inventory::{merge, Inventory};
 use breakwater::scan::layer::analyze_layer;
 use breakwater::scan::osv::Database;
@@ -31,7 +31,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const IMAGES: usize = 1_000;
 
@@ -165,7 +165,7 @@ fn bench_rematch(c: &mut Criterion, inv: &Inventory) {
             || {
                 reset
                     .execute(
-                        "UPDATE scan_images SET db_hash = ?1, findings = ?2",
+                        "UPDATE scan_results SET db_hash = ?1, findings = ?2",
                         rusqlite::params![old.hash, old_json],
                     )
                     .expect("reset rows");
@@ -188,6 +188,58 @@ fn bench_rematch(c: &mut Criterion, inv: &Inventory) {
         new.db.len(),
         old_findings.len(),
         match_inventory(&new.db, inv).len()
+    );
+    breakdown(&scanner, &reset, &old, &old_json, &new);
+}
+
+/// Where a rematch's time goes: reading and decoding the stored rows, and matching them with
+/// and without the per-run package memo (the bench's images are identical, the memo's best case).
+fn breakdown(
+    scanner: &Scanner,
+    reset: &rusqlite::Connection,
+    old: &DbSnapshot,
+    old_json: &str,
+    new: &DbSnapshot,
+) {
+    reset
+        .execute(
+            "UPDATE scan_results SET db_hash = ?1, findings = ?2",
+            rusqlite::params![old.hash, old_json],
+        )
+        .expect("reset rows");
+    let t = Instant::now();
+    let mut rows = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = scanner
+            .store()
+            .unmatched(&new.hash, &after, 256)
+            .expect("read rows");
+        let Some(last) = page.last() else { break };
+        after = last.digest.clone();
+        rows.extend(page);
+    }
+    let read = t.elapsed();
+    let t = Instant::now();
+    let plain: usize = rows
+        .iter()
+        .map(|r| match_inventory(&new.db, &r.inventory).len())
+        .sum();
+    let matched = t.elapsed();
+    let t = Instant::now();
+    let mut memo = Memo::new(&new.db);
+    let memoised: usize = rows
+        .iter()
+        .map(|r| memo.inventory(&r.inventory).len())
+        .sum();
+    let matched_memo = t.elapsed();
+    assert_eq!(plain, memoised);
+    eprintln!(
+        "rematch breakdown for {} rows: read+decode {:.0} ms, match {:.0} ms without memo, {:.0} ms with",
+        rows.len(),
+        read.as_secs_f64() * 1e3,
+        matched.as_secs_f64() * 1e3,
+        matched_memo.as_secs_f64() * 1e3
     );
 }
 

@@ -3,11 +3,55 @@
 //! depth-first walk with one byte of state per digest, so a million references mark in
 //! milliseconds and memory stays proportional to the index.
 
+use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher};
+
+/// Hashes only the last 16 bytes of each write (with the process's random SipHash key). A
+/// digest ends in bytes of a cryptographic hash, so its tail is as good as the whole and
+/// hashing it is cheaper; equality still compares the whole key.
+#[derive(Clone, Default)]
+pub struct TailHash(RandomState);
+
+/// The hasher [`TailHash`] builds.
+pub struct TailHasher(DefaultHasher);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(16)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
 
 /// A digest's position in the graph.
 pub type NodeId = u32;
+
+/// A digest as a map key: SHA-256 digests (nearly all) as their 32 bytes, stored inline so a
+/// lookup compares without chasing a pointer; anything else as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Sha256([u8; 32]),
+    Other(Box<str>),
+}
+
+impl Key {
+    fn of(digest: &str) -> Key {
+        let mut raw = [0u8; 32];
+        match digest.strip_prefix("sha256:") {
+            Some(hex) if hex::decode_to_slice(hex, &mut raw).is_ok() => Key::Sha256(raw),
+            _ => Key::Other(digest.into()),
+        }
+    }
+}
 
 /// The role of a reference, as `manifest_refs.kind` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +111,8 @@ impl Marks {
 /// Interned digests and their references.
 #[derive(Debug, Default)]
 pub struct Graph {
-    names: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, NodeId>,
+    names: Vec<std::sync::Arc<str>>,
+    ids: HashMap<std::sync::Arc<str>, NodeId, TailHash>,
     /// Size of the stored bytes, when the node is a committed blob.
     stored: Vec<Option<u64>>,
     /// When the blob was committed (unix ms), from its index record.
@@ -92,7 +136,7 @@ impl Graph {
             return id;
         }
         let id = self.names.len() as NodeId;
-        let name: Arc<str> = Arc::from(digest);
+        let name: std::sync::Arc<str> = digest.into();
         self.names.push(name.clone());
         self.ids.insert(name, id);
         self.stored.push(None);

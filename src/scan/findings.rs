@@ -4,9 +4,9 @@
 
 use crate::scan::catalog::{OsRelease, Package as Installed};
 use crate::scan::inventory::Inventory;
-use crate::scan::osv::{Database, Package, Severity};
+use crate::scan::osv::{self, Database, Package, Severity};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One advisory affecting one installed package of an image.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -106,40 +106,77 @@ pub fn lookup_ecosystem(p: &Installed, os: Option<&OsRelease>) -> String {
 
 /// Every finding for the inventory, worst first (then by name, package and path).
 pub fn match_inventory(db: &Database, inv: &Inventory) -> Vec<VulnFinding> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for p in &inv.packages {
-        let eco = lookup_ecosystem(p, inv.os.as_ref());
-        let mut query = Package::new(&eco, &p.name, &p.version);
-        if let Some(src) = &p.source_name {
-            query = query.with_source(src, p.source_version.as_deref());
-        }
-        for f in db.matches(&query) {
-            let finding = VulnFinding {
-                id: f.id,
-                name: f.display_id,
-                aliases: f.aliases,
-                severity: f.severity,
-                cvss_score: f.cvss_score,
-                uri: f.url,
-                description: f.summary,
-                package_name: p.name.clone(),
-                package_version: p.version.clone(),
-                fixed_version: f.fixed_version,
-                ecosystem: eco.clone(),
-                package_type: kind_name(p),
-                file_path: p.path.clone(),
-                source_name: p.source_name.clone(),
-                source_version: p.source_version.clone(),
-            };
-            // A package listed twice in one database must not double its findings.
-            if seen.insert(finding.key()) {
-                out.push(finding);
-            }
+    Memo::new(db).inventory(inv)
+}
+
+/// What a package is looked up by: ecosystem, name, version, source name and version.
+type Query = (String, String, String, Option<String>, Option<String>);
+
+/// Matches inventories against one database, remembering the advisories of each distinct
+/// package: cached images share base layers, so a rematch of many images meets the same
+/// package versions over and over.
+pub struct Memo<'a> {
+    db: &'a Database,
+    seen: HashMap<Query, Vec<osv::Finding>>,
+}
+
+impl<'a> Memo<'a> {
+    /// An empty memo over `db`.
+    pub fn new(db: &'a Database) -> Self {
+        Memo {
+            db,
+            seen: HashMap::new(),
         }
     }
-    sort(&mut out);
-    out
+
+    /// Every finding for the inventory, worst first (then by name, package and path).
+    pub fn inventory(&mut self, inv: &Inventory) -> Vec<VulnFinding> {
+        let mut out = Vec::new();
+        let mut keys = HashSet::new();
+        for p in &inv.packages {
+            let eco = lookup_ecosystem(p, inv.os.as_ref());
+            let q: Query = (
+                eco,
+                p.name.clone(),
+                p.version.clone(),
+                p.source_name.clone(),
+                p.source_version.clone(),
+            );
+            let db = self.db;
+            let found = self.seen.entry(q).or_insert_with_key(|q| {
+                let mut query = Package::new(&q.0, &q.1, &q.2);
+                if let Some(src) = &q.3 {
+                    query = query.with_source(src, q.4.as_deref());
+                }
+                db.matches(&query)
+            });
+            for f in found.iter() {
+                let finding = VulnFinding {
+                    id: f.id.clone(),
+                    name: f.display_id.clone(),
+                    aliases: f.aliases.clone(),
+                    severity: f.severity,
+                    cvss_score: f.cvss_score,
+                    uri: f.url.clone(),
+                    description: f.summary.clone(),
+                    package_name: p.name.clone(),
+                    package_version: p.version.clone(),
+                    fixed_version: f.fixed_version.clone(),
+                    ecosystem: f.package.ecosystem.clone(),
+                    package_type: kind_name(p),
+                    file_path: p.path.clone(),
+                    source_name: p.source_name.clone(),
+                    source_version: p.source_version.clone(),
+                };
+                // A package listed twice in one database must not double its findings.
+                if keys.insert(finding.key()) {
+                    out.push(finding);
+                }
+            }
+        }
+        sort(&mut out);
+        out
+    }
 }
 
 /// Worst first, then by name, package and path: the order reports and gates use.

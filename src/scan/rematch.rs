@@ -3,7 +3,7 @@
 //! `scan_finding_resolved` per image, and `critical_finding` for each new CRITICAL finding.
 
 use crate::cache::Event;
-use crate::scan::findings::{diff, match_inventory, VulnFinding};
+use crate::scan::findings::{diff, Memo, VulnFinding};
 use crate::scan::osv::Severity;
 use crate::scan::scanner::Scanner;
 use crate::scan::store::{ImageScan, Rematched, ScanStatus};
@@ -43,21 +43,16 @@ impl Scanner {
     pub fn rematch_all_blocking(&self, snap: &Arc<DbSnapshot>) -> Result<RematchReport, String> {
         let mut report = RematchReport::default();
         let mut after = String::new();
+        // Cached images share base layers, so the same package versions recur: match each once.
+        let mut memo = Memo::new(&snap.db);
         loop {
             let rows = self.store.unmatched(&snap.hash, &after, PAGE)?;
             let Some(last) = rows.last() else { break };
             after = last.digest.clone();
-            let before: Vec<Vec<VulnFinding>> = rows.iter().map(|r| r.findings.clone()).collect();
-            let was_matched: Vec<bool> = rows.iter().map(|r| r.db_hash.is_some()).collect();
-            let updated = self.rematch_rows(rows, snap)?;
-            for ((old, matched), new) in before.iter().zip(was_matched).zip(&updated) {
-                if matched {
-                    let (a, r) = diff(old, &new.findings);
-                    report.new_findings += a.len();
-                    report.resolved_findings += r.len();
-                }
-            }
+            let (updated, changes) = self.rematch_with(rows, snap, &mut memo)?;
             report.images += updated.len();
+            report.new_findings += changes.0;
+            report.resolved_findings += changes.1;
         }
         self.refresh_gauge();
         if let Err(e) = self.store.prune_layers() {
@@ -74,57 +69,67 @@ impl Scanner {
         Ok(report)
     }
 
-    /// Matches stored scans against `snap`, stores the new findings and records the events.
-    pub(crate) fn rematch_rows(
+    /// Matches one page of stored scans against `snap`, stores the new findings and records
+    /// the events; also returns how many findings were new and resolved.
+    fn rematch_with(
         &self,
         rows: Vec<ImageScan>,
         snap: &DbSnapshot,
-    ) -> Result<Vec<ImageScan>, String> {
+        memo: &mut Memo<'_>,
+    ) -> Result<(Vec<ImageScan>, (usize, usize)), String> {
         let mut updates = Vec::with_capacity(rows.len());
         let mut events = Vec::new();
         let mut out = Vec::with_capacity(rows.len());
-        for old in rows {
-            let mut new = old.clone();
-            new.findings = match_inventory(&snap.db, &old.inventory);
-            if new.status == ScanStatus::FindingsUnavailable {
-                new.status = ScanStatus::Complete;
-                new.description = format!(
+        let (mut added, mut resolved) = (0, 0);
+        let now = crate::now_ms();
+        for mut row in rows {
+            let findings = memo.inventory(&row.inventory);
+            let before = std::mem::replace(&mut row.findings, findings);
+            let was_matched = row.db_hash.is_some();
+            if row.status == ScanStatus::FindingsUnavailable {
+                row.status = ScanStatus::Complete;
+                row.description = format!(
                     "The scan was completed successfully: {} packages in {} layers.",
-                    new.inventory.packages.len(),
-                    new.layers.len()
+                    row.inventory.packages.len(),
+                    row.layers.len()
                 );
             }
-            new.db_hash = Some(snap.hash.clone());
-            new.db_updated_at_ms = Some(snap.updated_at_ms());
-            new.matched_at_ms = crate::now_ms();
-            events.extend(self.change_events(Some(&old), &new));
+            row.db_hash = Some(snap.hash.clone());
+            row.db_updated_at_ms = Some(snap.updated_at_ms());
+            row.matched_at_ms = now;
+            let (e, a, r) = self.change_events(was_matched.then_some(before.as_slice()), &row);
+            events.extend(e);
+            added += a;
+            resolved += r;
             updates.push(Rematched {
-                digest: new.digest.clone(),
-                findings: new.findings.clone(),
-                status: new.status,
-                description: new.description.clone(),
+                digest: row.digest.clone(),
+                findings: row.findings.clone(),
+                status: row.status,
+                description: row.description.clone(),
             });
-            out.push(new);
+            out.push(row);
         }
-        self.store.update_matches(
-            &updates,
-            &snap.hash,
-            Some(snap.updated_at_ms()),
-            crate::now_ms(),
-        )?;
+        self.store
+            .update_matches(&updates, &snap.hash, Some(snap.updated_at_ms()), now)?;
         self.metrics.rematched.inc_by(out.len() as u64);
         if !events.is_empty() {
             self.index
                 .record_events(&events)
                 .map_err(|e| e.to_string())?;
         }
-        Ok(out)
+        Ok((out, (added, resolved)))
     }
 
-    /// Events for `new` compared with the previous scan of the same image. Only a previous
+    /// Events for `new` compared with the previous match of the same image. Only a previous
     /// *match* gives new/resolved events (the first match of an inventory is not news); new
     /// CRITICAL findings are always reported.
-    pub(crate) fn change_events(&self, prev: Option<&ImageScan>, new: &ImageScan) -> Vec<Event> {
+    /// `prev`: the findings of the previous match, if there was one. Returns the events and
+    /// how many findings were new and resolved.
+    pub(crate) fn change_events(
+        &self,
+        prev: Option<&[VulnFinding]>,
+        new: &ImageScan,
+    ) -> (Vec<Event>, usize, usize) {
         let base = |kind: &str, reason: String| {
             let mut e = Event::new(kind, reason);
             e.upstream = Some(new.upstream.clone());
@@ -137,9 +142,11 @@ impl Scanner {
             .as_deref()
             .map_or("none", |h| &h[..h.len().min(12)]);
         let mut events = Vec::new();
-        let added: Vec<&VulnFinding> = match prev.filter(|p| p.db_hash.is_some()) {
+        let mut resolved_count = 0;
+        let added: Vec<&VulnFinding> = match prev {
             Some(p) => {
-                let (added, resolved) = diff(&p.findings, &new.findings);
+                let (added, resolved) = diff(p, &new.findings);
+                resolved_count = resolved.len();
                 self.metrics
                     .finding_changes
                     .with_label_values(&["new"])
@@ -179,7 +186,8 @@ impl Scanner {
             e.detail = Some(format!("{} {}", f.id, f.uri));
             events.push(e);
         }
-        events
+        let added_count = if prev.is_some() { added.len() } else { 0 };
+        (events, added_count, resolved_count)
     }
 }
 

@@ -275,7 +275,11 @@ impl Scanner {
     fn record_scan(&self, scan: ImageScan) -> Result<(), String> {
         let previous = self.store.image(&scan.digest)?;
         self.store.put_image(&scan)?;
-        let events = self.change_events(previous.as_ref(), &scan);
+        let prev = previous
+            .as_ref()
+            .filter(|p| p.db_hash.is_some())
+            .map(|p| p.findings.as_slice());
+        let (events, _, _) = self.change_events(prev, &scan);
         if !events.is_empty() {
             self.index
                 .record_events(&events)

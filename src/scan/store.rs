@@ -3,10 +3,13 @@
 //!
 //! - `scan_layers`: one analysis per (layer digest, analyzer version), so a layer shared by
 //!   many images is read once, and a new analyzer redoes it.
-//! - `scan_images`: per image manifest digest, the merged inventory and its latest findings with
-//!   the hash of the vulnerability data they were matched against. A rescan after the data
-//!   changed reads only this table. Rows go when the index drops the manifest (foreign key
-//!   cascade, e.g. lifecycle expiry or scrub).
+//! - `scan_inventories`: per image manifest digest, its layers and merged inventory; written
+//!   once per scan, only read by a rematch.
+//! - `scan_results`: per image manifest digest, the latest findings with the hash of the
+//!   vulnerability data they were matched against; a rematch rewrites only these small rows.
+//!
+//! A rescan after the data changed reads only these two tables. Rows go when the index drops
+//! the manifest (foreign key cascade, e.g. lifecycle expiry or scrub).
 
 use crate::scan::findings::{severity_counts, VulnFinding};
 use crate::scan::inventory::Inventory;
@@ -25,14 +28,17 @@ CREATE TABLE IF NOT EXISTS scan_layers (
     analyzed_at INTEGER NOT NULL,
     PRIMARY KEY (digest, analyzer_version)
 );
-CREATE TABLE IF NOT EXISTS scan_images (
+CREATE TABLE IF NOT EXISTS scan_inventories (
     digest TEXT PRIMARY KEY REFERENCES manifests(digest) ON DELETE CASCADE,
+    layers TEXT NOT NULL,
+    inventory TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scan_results (
+    digest TEXT PRIMARY KEY REFERENCES scan_inventories(digest) ON DELETE CASCADE,
     upstream TEXT NOT NULL,
     repository TEXT NOT NULL,
     status TEXT NOT NULL,
     description TEXT NOT NULL,
-    layers TEXT NOT NULL,
-    inventory TEXT NOT NULL,
     findings TEXT NOT NULL,
     critical INTEGER NOT NULL DEFAULT 0,
     high INTEGER NOT NULL DEFAULT 0,
@@ -137,9 +143,11 @@ fn json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| format!("cannot encode scan data: {e}"))
 }
 
+/// The columns `image_row` reads, from `scan_results r JOIN scan_inventories i`.
 const IMAGE_COLUMNS: &str =
-    "digest, upstream, repository, status, description, layers, inventory, \
-     findings, scanned_at, matched_at, db_hash, db_updated_at";
+    "r.digest, r.upstream, r.repository, r.status, r.description, i.layers, i.inventory, \
+     r.findings, r.scanned_at, r.matched_at, r.db_hash, r.db_updated_at";
+const IMAGE_FROM: &str = "scan_results r JOIN scan_inventories i ON i.digest = r.digest";
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageScan> {
     let decode = |i: usize, text: String| {
@@ -170,7 +178,8 @@ impl ScanStore {
         let conn = Connection::open(path).map_err(err("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err("open"))?;
-        conn.execute_batch("PRAGMA foreign_keys = ON;")
+        // As the index's own connection: WAL needs no fsync per commit for consistency.
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(err("open"))?;
         conn.execute_batch(SCHEMA).map_err(err("create schema"))?;
         Ok(ScanStore {
@@ -215,7 +224,7 @@ impl ScanStore {
     pub fn image(&self, digest: &str) -> Result<Option<ImageScan>> {
         self.with(|c| {
             c.query_row(
-                &format!("SELECT {IMAGE_COLUMNS} FROM scan_images WHERE digest = ?1"),
+                &format!("SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE r.digest = ?1"),
                 params![digest],
                 image_row,
             )
@@ -230,23 +239,30 @@ impl ScanStore {
             (json(&s.layers)?, json(&s.inventory)?, json(&s.findings)?);
         let n = severity_counts(&s.findings);
         self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO scan_images (digest, upstream, repository, status, description,
-                   layers, inventory, findings, critical, high, medium, low, undefined,
+            let tx = c.transaction()?;
+            // UPSERT, not REPLACE: a REPLACE would delete the row and cascade to its results.
+            tx.execute(
+                "INSERT INTO scan_inventories (digest, layers, inventory) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (digest) DO UPDATE SET layers = excluded.layers, inventory = excluded.inventory",
+                params![s.digest, layers, inventory],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO scan_results (digest, upstream, repository, status, description,
+                   findings, critical, high, medium, low, undefined,
                    scanned_at, matched_at, db_hash, db_updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     s.digest, s.upstream, s.repository, s.status.as_str(), s.description,
-                    layers, inventory, findings,
+                    findings,
                     n[&Severity::Critical] as i64, n[&Severity::High] as i64,
                     n[&Severity::Medium] as i64, n[&Severity::Low] as i64,
                     n[&Severity::Undefined] as i64,
                     s.scanned_at_ms, s.matched_at_ms, s.db_hash, s.db_updated_at_ms
                 ],
-            )
-            .map(|_| ())
-            .map_err(err("store image scan"))
+            )?;
+            tx.commit()
         })
+        .map_err(err("store image scan"))
     }
 
     /// Up to `limit` stored scans not yet matched against data with `hash`, in digest order
@@ -255,9 +271,9 @@ impl ScanStore {
         self.with(|c| {
             let mut st = c
                 .prepare(&format!(
-                    "SELECT {IMAGE_COLUMNS} FROM scan_images
-                     WHERE (db_hash IS NULL OR db_hash != ?1) AND digest > ?2
-                     ORDER BY digest LIMIT ?3"
+                    "SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM}
+                     WHERE (r.db_hash IS NULL OR r.db_hash != ?1) AND r.digest > ?2
+                     ORDER BY r.digest LIMIT ?3"
                 ))
                 .map_err(err("list unmatched"))?;
             let rows = st
@@ -284,7 +300,7 @@ impl ScanStore {
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare(
-                    "UPDATE scan_images SET findings = ?2, status = ?3, description = ?4,
+                    "UPDATE scan_results SET findings = ?2, status = ?3, description = ?4,
                        critical = ?5, high = ?6, medium = ?7, low = ?8, undefined = ?9,
                        matched_at = ?10, db_hash = ?11, db_updated_at = ?12
                      WHERE digest = ?1",
@@ -316,7 +332,7 @@ impl ScanStore {
         self.with(|c| {
             c.query_row(
                 "SELECT COALESCE(SUM(critical),0), COALESCE(SUM(high),0), COALESCE(SUM(medium),0),
-                        COALESCE(SUM(low),0), COALESCE(SUM(undefined),0) FROM scan_images",
+                        COALESCE(SUM(low),0), COALESCE(SUM(undefined),0) FROM scan_results",
                 [],
                 |r| {
                     Ok([

@@ -283,6 +283,33 @@ async fn image_pulled_through_the_cache_is_scanned_and_rescanned_without_reading
         "{purls:?}"
     );
 
+    // On demand: scanned again (layers reused), by CLI and by the query form of the API.
+    let (ok, out, err) = cli(&["scan", "run", "--admin", &admin, "local/team/app:v1"]);
+    assert!(ok && out.contains("SYNTH-DEB-0005"), "{out}{err}");
+    let url = format!(
+        "{admin}/api/v1/scans?repository=local/team/app&digest={}",
+        image.manifest.digest
+    );
+    let (status, v) = get_json(&url).await;
+    assert_eq!((status, ids(&v)), (200, set(&["SYNTH-DEB-0005"])), "{v}");
+    for (path, code, needle) in [
+        ("scans/local/team/nope:v1", 404, "not cached"),
+        ("scans/nonsense", 400, "not an image"),
+        ("scans/elsewhere/team/app:v1", 404, "no upstream"),
+        ("sbom/local/team/app:v9", 404, "not cached"),
+    ] {
+        let (status, v) = get_json(&format!("{admin}/api/v1/{path}")).await;
+        let msg = v["error"].as_str().unwrap_or("");
+        assert!(
+            status == code && msg.contains(needle),
+            "{path}: {status} {v}"
+        );
+    }
+    assert_eq!(
+        bw.metric("breakwater_scan_layer_reads_total", &[]).await,
+        2.0
+    );
+
     // More records: exactly the ones affecting the image are added, and no layer is read.
     add_records(osv.path(), &[2, 8, 14, 16]);
     let new = wait_for_events(&admin, "scan_finding_new", 1).await;
