@@ -35,24 +35,6 @@ impl Hasher for TailHasher {
 /// A digest's position in the graph.
 pub type NodeId = u32;
 
-/// A digest as a map key: SHA-256 digests (nearly all) as their 32 bytes, stored inline so a
-/// lookup compares without chasing a pointer; anything else as text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Sha256([u8; 32]),
-    Other(Box<str>),
-}
-
-impl Key {
-    fn of(digest: &str) -> Key {
-        let mut raw = [0u8; 32];
-        match digest.strip_prefix("sha256:") {
-            Some(hex) if hex::decode_to_slice(hex, &mut raw).is_ok() => Key::Sha256(raw),
-            _ => Key::Other(digest.into()),
-        }
-    }
-}
-
 /// The role of a reference, as `manifest_refs.kind` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeKind {
