@@ -66,20 +66,7 @@ fn images() -> Vec<Synthetic> {
         .collect()
 }
 
-fn profile_snapshot() {
-    let ix = SqliteIndex::open(std::path::Path::new("/tmp/h4-gcbench/index.sqlite")).unwrap();
-    for _ in 0..5 {
-        let t = std::time::Instant::now();
-        let mut cat = Catalog::default();
-        ix.snapshot(&mut cat).expect("snapshot");
-        eprintln!("snapshot {:?}", t.elapsed());
-    }
-}
-
 fn bench_mark(c: &mut Criterion) {
-    if std::env::var_os("H4_PROFILE").is_some() {
-        return profile_snapshot();
-    }
     let data = images();
     let mut g = Graph::new();
     let mut roots = Vec::new();
@@ -104,7 +91,6 @@ fn bench_mark(c: &mut Criterion) {
     // The same content in a real index file.
     let dir = tempfile::tempdir().expect("temp dir");
     let ix = SqliteIndex::open(&dir.path().join("index.sqlite")).expect("open index");
-    let _keep = std::env::var_os("H4_KEEP").map(|_| dir.path().to_path_buf());
     ix.with_conn(|c| {
         let tx = c.transaction()?;
         {
@@ -148,21 +134,6 @@ fn bench_mark(c: &mut Criterion) {
         refs as u64, REFS,
         "duplicate layer draws must not shrink the data"
     );
-    struct Count(usize);
-    impl breakwater::cache::images::SnapshotSink for Count {
-        fn repository(&mut self, _: i64, _: &str, _: &str) {}
-        fn manifest(&mut self, _: &str, _: &str, _: u64, _: i64) {}
-        fn reference(&mut self, _: &str, _: &str, _: &str, _: Option<u64>, _: Option<&str>) {
-            self.0 += 1;
-        }
-        fn blob(&mut self, _: &str, _: u64, _: i64) {}
-        fn image(&mut self, _: &breakwater::cache::images::ImageRow<'_>) {}
-        fn tag(&mut self, _: i64, _: &str, _: &str) {}
-    }
-    let t = std::time::Instant::now();
-    let mut n = Count(0);
-    ix.snapshot(&mut n).unwrap();
-    eprintln!("bare read: {:?} ({} refs)", t.elapsed(), n.0);
     // Where one run's time goes, for the report.
     let t = std::time::Instant::now();
     let mut cat = Catalog::default();
@@ -188,13 +159,6 @@ fn bench_mark(c: &mut Criterion) {
         })
     });
     group.finish();
-    if std::env::var_os("H4_KEEP").is_some() {
-        drop(ix);
-        std::fs::create_dir_all("/tmp/h4-gcbench").unwrap();
-        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
-            let _ = std::fs::copy(dir.path().join(f), format!("/tmp/h4-gcbench/{f}"));
-        }
-    }
 }
 
 criterion_group!(benches, bench_mark);

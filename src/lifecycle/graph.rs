@@ -35,6 +35,24 @@ impl Hasher for TailHasher {
 /// A digest's position in the graph.
 pub type NodeId = u32;
 
+/// A digest as a map key: SHA-256 digests (nearly all) as their 32 bytes, stored inline so a
+/// lookup compares without chasing a pointer; anything else as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Sha256([u8; 32]),
+    Other(Box<str>),
+}
+
+impl Key {
+    fn of(digest: &str) -> Key {
+        let mut raw = [0u8; 32];
+        match digest.strip_prefix("sha256:") {
+            Some(hex) if hex::decode_to_slice(hex, &mut raw).is_ok() => Key::Sha256(raw),
+            _ => Key::Other(digest.into()),
+        }
+    }
+}
+
 /// The role of a reference, as `manifest_refs.kind` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeKind {
@@ -93,8 +111,8 @@ impl Marks {
 /// Interned digests and their references.
 #[derive(Debug, Default)]
 pub struct Graph {
-    names: Vec<std::sync::Arc<str>>,
-    ids: HashMap<std::sync::Arc<str>, NodeId, TailHash>,
+    names: Vec<Box<str>>,
+    ids: HashMap<Key, NodeId, TailHash>,
     /// Size of the stored bytes, when the node is a committed blob.
     stored: Vec<Option<u64>>,
     /// When the blob was committed (unix ms), from its index record.
@@ -114,13 +132,13 @@ impl Graph {
 
     /// The id of `digest`, adding it if new.
     pub fn intern(&mut self, digest: &str) -> NodeId {
-        if let Some(&id) = self.ids.get(digest) {
+        let key = Key::of(digest);
+        if let Some(&id) = self.ids.get(&key) {
             return id;
         }
         let id = self.names.len() as NodeId;
-        let name: std::sync::Arc<str> = digest.into();
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
+        self.names.push(digest.into());
+        self.ids.insert(key, id);
         self.stored.push(None);
         self.committed_ms.push(None);
         self.declared.push(None);
@@ -129,7 +147,7 @@ impl Graph {
 
     /// The id of `digest`, if known.
     pub fn id(&self, digest: &str) -> Option<NodeId> {
-        self.ids.get(digest).copied()
+        self.ids.get(&Key::of(digest)).copied()
     }
 
     /// The digest of `node`.

@@ -360,3 +360,84 @@ impl ScanStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::index::{ManifestRecord, RepoKey};
+    use crate::cache::{Index, SqliteIndex};
+    use crate::oci::Digest;
+
+    fn scan(digest: &Digest, hash: Option<&str>) -> ImageScan {
+        ImageScan {
+            digest: digest.to_string(),
+            upstream: "local".into(),
+            repository: "team/app".into(),
+            status: ScanStatus::Complete,
+            description: "d".into(),
+            layers: vec!["sha256:aa".into()],
+            inventory: Inventory::default(),
+            findings: vec![],
+            scanned_at_ms: 1,
+            matched_at_ms: 2,
+            db_hash: hash.map(str::to_string),
+            db_updated_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn rows_follow_the_index_and_rematch_paging_skips_current_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let index = SqliteIndex::open(&path).unwrap();
+        let store = ScanStore::open(&path).unwrap();
+        let repo = RepoKey {
+            upstream: "local".into(),
+            name: "team/app".into(),
+        };
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        for d in [&a, &b] {
+            let m = ManifestRecord {
+                digest: d.clone(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 1,
+            };
+            index.record_manifest(&repo, &m, &[], None, 0).unwrap();
+        }
+        // A scan of a manifest the index does not hold is refused.
+        let orphan = Digest::sha256_of(b"orphan");
+        assert!(store.put_image(&scan(&orphan, None)).is_err());
+
+        store.put_image(&scan(&a, Some("old"))).unwrap();
+        store.put_image(&scan(&b, Some("new"))).unwrap();
+        // Replacing a scan keeps its row (no cascade from the inventory upsert).
+        store.put_image(&scan(&a, Some("old"))).unwrap();
+        let stale = store.unmatched("new", "", 10).unwrap();
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].digest, a.to_string());
+        assert_eq!(stale[0].layers, vec!["sha256:aa".to_string()]);
+        store
+            .update_matches(
+                &[Rematched {
+                    digest: a.to_string(),
+                    findings: vec![],
+                    status: ScanStatus::Complete,
+                    description: "d".into(),
+                }],
+                "new",
+                None,
+                3,
+            )
+            .unwrap();
+        assert!(store.unmatched("new", "", 10).unwrap().is_empty());
+        assert_eq!(
+            store.image(&a.to_string()).unwrap().unwrap().matched_at_ms,
+            3
+        );
+
+        // The index dropping the manifest (scrub, lifecycle) drops its scan.
+        index.forget_blobs(std::slice::from_ref(&a)).unwrap();
+        assert!(store.image(&a.to_string()).unwrap().is_none());
+        assert!(store.image(&b.to_string()).unwrap().is_some());
+    }
+}
