@@ -66,7 +66,7 @@ if [ "${QUICK:-0}" != 1 ]; then
         echo "## Criterion (inventory of the Debian layer; rematch of 1,000 stored inventories)"
         echo
         echo '```'
-        cargo bench --quiet --bench scan 2>&1 | grep -E '^(inventory|rematch)/|time:|thrpt:|^debian layer|^rematch:' || true
+        cargo bench --quiet --bench scan 2>&1 | grep -E '^(inventory|rematch)/|time:|thrpt:|^debian layer|^rematch:|^rematch breakdown' || true
         echo '```'
     } | tee -a "$out"
 fi

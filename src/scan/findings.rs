@@ -93,12 +93,9 @@ pub fn lookup_ecosystem(p: &Installed, os: Option<&OsRelease>) -> String {
     if !p.kind.is_os() {
         return p.ecosystem.clone();
     }
+    // `OsvEcosystem` reduces the release to the key the distro's advisories use (Red Hat,
+    // Rocky and Alma the major, SUSE the service pack) on both sides.
     match os.and_then(|o| o.version_id.as_deref()).map(str::trim) {
-        // Rocky and Alma advisories name the major release only (`Rocky Linux:9`), while
-        // their os-release says `9.3`.
-        Some(v) if matches!(p.ecosystem.as_str(), "Rocky Linux" | "AlmaLinux") => {
-            format!("{}:{}", p.ecosystem, v.split('.').next().unwrap_or(v))
-        }
         Some(v) if !v.is_empty() => format!("{}:{v}", p.ecosystem),
         _ => p.ecosystem.clone(),
     }
@@ -269,6 +266,68 @@ mod tests {
         l.finish().0
     }
 
+    fn rpm_record(id: &str, ecosystem: &str, pkg: &str, fixed: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","summary":"s","database_specific":{{"severity":"HIGH"}},
+               "affected":[{{"package":{{"ecosystem":"{ecosystem}","name":"{pkg}"}},
+               "ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn red_hat_and_suse_packages_meet_their_advisories() {
+        let db = db(&[
+            rpm_record(
+                "RHSA-1",
+                "Red Hat:enterprise_linux:9::appstream",
+                "openssl",
+                "1:3.0.7-27.el9",
+            ),
+            rpm_record(
+                "RHSA-2",
+                "Red Hat:enterprise_linux:8::appstream",
+                "openssl",
+                "1:9.0-1.el8",
+            ),
+            rpm_record(
+                "SUSE-1",
+                "SUSE:Linux Enterprise Server 15 SP5",
+                "libz1",
+                "1.2.13-150500.4.3.1",
+            ),
+            rpm_record(
+                "SUSE-2",
+                "SUSE:Linux Enterprise Server 15 SP4",
+                "libz1",
+                "9.0",
+            ),
+        ]);
+        let image = |id: &str, ecosystem: &str, version_id: &str, pkg: &str, version: &str| {
+            let mut p = dpkg(pkg, version, None);
+            p.kind = PackageKind::Rpm;
+            p.ecosystem = ecosystem.into();
+            Inventory {
+                os: Some(OsRelease {
+                    id: id.into(),
+                    version_id: Some(version_id.into()),
+                    ..OsRelease::default()
+                }),
+                packages: vec![p],
+                ..Inventory::default()
+            }
+        };
+        let ids = |inv: &Inventory| -> Vec<String> {
+            match_inventory(&db, inv)
+                .into_iter()
+                .map(|f| f.id)
+                .collect()
+        };
+        let rhel = image("rhel", "Red Hat", "9.3", "openssl", "1:3.0.7-25.el9");
+        assert_eq!(ids(&rhel), vec!["RHSA-1"]);
+        let sles = image("sles", "SUSE", "15.5", "libz1", "1.2.13-150500.4.2.1");
+        assert_eq!(ids(&sles), vec!["SUSE-1"]);
+    }
+
     #[test]
     fn os_packages_match_in_the_release_by_source() {
         let inv = Inventory {
@@ -316,7 +375,7 @@ mod tests {
         let mut rpm = dpkg("openssl", "1:3.0.7-25.el9", None);
         rpm.kind = PackageKind::Rpm;
         rpm.ecosystem = "Rocky Linux".into();
-        assert_eq!(lookup_ecosystem(&rpm, Some(&rocky)), "Rocky Linux:9");
+        assert_eq!(lookup_ecosystem(&rpm, Some(&rocky)), "Rocky Linux:9.3");
         let py = Installed {
             kind: PackageKind::Python,
             ecosystem: "PyPI".into(),

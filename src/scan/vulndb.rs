@@ -36,6 +36,8 @@ impl DbSnapshot {
         let newest_record_ms = db
             .records()
             .filter_map(|r| r.modified.as_deref().and_then(parse_rfc3339))
+            // Go's records carry `0001-01-01` placeholders: no date before the epoch is real.
+            .filter(|t| *t > 0)
             .max();
         DbSnapshot {
             hash: db.content_hash().to_string(),
@@ -206,7 +208,12 @@ fn walk(p: &Path, out: &mut Fingerprint) -> Result<(), String> {
             std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
         for e in entries {
             let e = e.map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            walk(&e.path(), out)?;
+            // Like the loader, do not follow symlinked directories below a source (a link
+            // loop would recurse forever); a configured path itself may be a link.
+            let is_linked_dir = e.file_type().is_ok_and(|t| t.is_symlink()) && e.path().is_dir();
+            if !is_linked_dir {
+                walk(&e.path(), out)?;
+            }
         }
     } else {
         let mtime = meta
@@ -255,6 +262,22 @@ mod tests {
         assert!(db.refresh().is_err());
         let s = db.status();
         assert!(s.error.is_some() && s.snapshot.unwrap().hash == second.hash);
+    }
+
+    #[test]
+    fn placeholder_dates_and_link_loops_are_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let osv = dir.path().join("osv");
+        std::fs::create_dir(&osv).unwrap();
+        // Go's records say 0001-01-01: the data's date is then its load time, not year 1.
+        let go = r#"{"id":"GO-1","modified":"0001-01-01T00:00:00Z","affected":[]}"#;
+        std::fs::write(osv.join("go.json"), go).unwrap();
+        std::os::unix::fs::symlink(&osv, osv.join("loop")).unwrap();
+        let db = VulnDb::new(vec![osv.clone()]);
+        let snap = db.refresh().unwrap().expect("loads despite the link loop");
+        assert_eq!(snap.db.len(), 1);
+        assert_eq!(snap.updated_at_ms(), snap.loaded_at_ms);
+        assert!(db.refresh().unwrap().is_none(), "fingerprint is stable");
     }
 
     fn filetime_bump(p: &Path) {

@@ -73,7 +73,7 @@ impl OsvEcosystem {
         };
         let release = release
             .filter(|r| !r.is_empty())
-            .map(|r| normalise_release(family, r));
+            .map(|r| normalise_release(family, name, r));
         OsvEcosystem {
             family,
             name: name.to_string(),
@@ -133,8 +133,10 @@ impl fmt::Display for OsvEcosystem {
 }
 
 /// Makes releases from OSV and from an image's os-release agree:
-/// Debian `12.5` → `12`, Alpine `v3.19.1` → `3.19`, Ubuntu `22.04:LTS` → `22.04`.
-fn normalise_release(family: Family, r: &str) -> String {
+/// Debian `12.5` → `12`, Alpine `v3.19.1` → `3.19`, Ubuntu `22.04:LTS` → `22.04`,
+/// Red Hat `enterprise_linux:9::appstream` and os-release `9.3` → `9`,
+/// SUSE `Linux Enterprise Server 15 SP5` and os-release `15.5` → `15.5`.
+fn normalise_release(family: Family, name: &str, r: &str) -> String {
     match family {
         Family::Debian => r.split('.').next().unwrap_or(r).to_string(),
         Family::Alpine => {
@@ -143,6 +145,45 @@ fn normalise_release(family: Family, r: &str) -> String {
         }
         // "LTS" only marks support length; "Pro:…" stays, as its fixes differ.
         Family::Ubuntu => r.strip_suffix(":LTS").unwrap_or(r).to_string(),
+        Family::Rpm => rpm_release(name, r),
+        _ => r.to_string(),
+    }
+}
+
+/// RPM distros name releases their own way. Red Hat's OSV ecosystems carry a product stream
+/// (`enterprise_linux:9::appstream`, `rhel_eus:9.2::baseos`) and Rocky and Alma name the major
+/// only, while os-release says `9.3`: all of them key on the major release. SUSE's name a
+/// product and service pack (`Linux Enterprise Server 15 SP5`, `openSUSE:Leap 15.5`) where
+/// os-release says `15.5`; Tumbleweed is rolling (os-release gives a date).
+fn rpm_release(name: &str, r: &str) -> String {
+    let major_of = |r: &str| {
+        r.split(':')
+            .find(|seg| seg.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|seg| seg.split('.').next().unwrap_or(seg).to_string())
+    };
+    match name {
+        "Red Hat" | "Rocky Linux" | "AlmaLinux" => major_of(r).unwrap_or_else(|| r.to_string()),
+        "SUSE" | "openSUSE" => {
+            let lower = r.to_ascii_lowercase();
+            if lower.contains("tumbleweed")
+                || (r.len() == 8 && r.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return "tumbleweed".to_string();
+            }
+            // The release is the last run of `N`, `N SPm` or `N.m` in the product name.
+            let words: Vec<&str> = r.split_whitespace().collect();
+            let Some(i) = words
+                .iter()
+                .rposition(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+            else {
+                return r.to_string();
+            };
+            let base = words[i];
+            match words.get(i + 1).and_then(|w| w.strip_prefix("SP")) {
+                Some(sp) if !base.contains('.') && !sp.is_empty() => format!("{base}.{sp}"),
+                _ => base.to_string(),
+            }
+        }
         _ => r.to_string(),
     }
 }
@@ -188,6 +229,27 @@ mod tests {
         assert_eq!(p("Maven").scheme(), None);
         assert_eq!(p("Alpine:v3.19").scheme(), Some(Scheme::Apk));
         assert!(p("Debian:12").matches_by_source() && !p("PyPI").matches_by_source());
+    }
+
+    #[test]
+    fn rpm_distro_releases_agree_with_os_release() {
+        let p = |s: &str| OsvEcosystem::parse(s).to_string();
+        // Red Hat's product streams and os-release's minor releases meet on the major.
+        assert_eq!(p("Red Hat:enterprise_linux:9::appstream"), "Red Hat:9");
+        assert_eq!(p("Red Hat:enterprise_linux:9::baseos"), "Red Hat:9");
+        assert_eq!(p("Red Hat:rhel_eus:8.6::baseos"), "Red Hat:8");
+        assert_eq!(p("Red Hat:9.3"), "Red Hat:9");
+        assert_ne!(p("Red Hat:8.9"), p("Red Hat:enterprise_linux:9::appstream"));
+        assert_eq!(p("Rocky Linux:9.3"), p("Rocky Linux:9"));
+        assert_eq!(p("AlmaLinux:8.10"), "AlmaLinux:8");
+        // SUSE's product names and service packs against os-release's VERSION_ID.
+        assert_eq!(p("SUSE:Linux Enterprise Server 15 SP5"), "SUSE:15.5");
+        assert_eq!(p("SUSE:15.5"), "SUSE:15.5");
+        assert_eq!(p("SUSE:Linux Enterprise Server 15"), p("SUSE:15"));
+        assert_eq!(p("SUSE:Linux Enterprise Micro 5.5"), "SUSE:5.5");
+        assert_ne!(p("SUSE:15.4"), p("SUSE:Linux Enterprise Server 15 SP5"));
+        assert_eq!(p("openSUSE:Leap 15.5"), p("openSUSE:15.5"));
+        assert_eq!(p("openSUSE:Tumbleweed"), p("openSUSE:20240312"));
     }
 
     #[test]

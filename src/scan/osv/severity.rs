@@ -106,6 +106,15 @@ fn text_in(v: Option<&Value>) -> Option<Severity> {
         .and_then(Severity::from_text)
 }
 
+/// A distro's own rating carried in `severity[]` as text rather than a vector (Ubuntu's
+/// records: `{"type": "Ubuntu", "score": "medium"}`).
+fn rating_entry(entries: &[SeverityEntry]) -> Option<Severity> {
+    entries
+        .iter()
+        .filter(|e| e.kind == "Ubuntu")
+        .find_map(|e| Severity::from_text(&e.score))
+}
+
 /// A resolved severity and, when it came from CVSS, the score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rated {
@@ -119,12 +128,15 @@ pub struct Rated {
 ///
 /// Rating text wins over vectors (the distro knows its context best), the
 /// package's own data over the record's: affected `ecosystem_specific` /
-/// `database_specific` text, record `database_specific` text, then the best
+/// `database_specific` text, record `database_specific` text, a distro rating in
+/// `severity[]` (Ubuntu's), then the best
 /// CVSS score of the affected entry, then of the record.
 pub fn rate(record: &Record, affected: &Affected) -> Rated {
     let text = text_in(affected.ecosystem_specific.as_ref())
         .or_else(|| text_in(affected.database_specific.as_ref()))
-        .or_else(|| text_in(record.database_specific.as_ref()));
+        .or_else(|| text_in(record.database_specific.as_ref()))
+        .or_else(|| rating_entry(&affected.severity))
+        .or_else(|| rating_entry(&record.severity));
     let score = best_score(&affected.severity).or_else(|| best_score(&record.severity));
     match (text, score) {
         (Some(severity), score) => Rated { severity, score },
@@ -178,5 +190,18 @@ mod tests {
         );
         assert_eq!(cvss_base_score("CVSS_V3", "garbage"), None);
         assert_eq!(cvss_base_score("Ubuntu", "high"), None);
+    }
+
+    #[test]
+    fn ubuntu_rating_counts_as_text() {
+        let record: Record = serde_json::from_str(
+            r#"{"id":"UBUNTU-CVE-1","severity":[{"type":"Ubuntu","score":"medium"},
+                {"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+                "affected":[{"package":{"ecosystem":"Ubuntu:22.04:LTS","name":"zlib"}}]}"#,
+        )
+        .unwrap();
+        let rated = rate(&record, &record.affected[0]);
+        assert_eq!(rated.severity, Severity::Medium, "the distro's rating wins");
+        assert_eq!(rated.score, Some(9.8));
     }
 }

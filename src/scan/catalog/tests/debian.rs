@@ -127,7 +127,7 @@ fn debootstrap_bookworm_matches_dpkg_query() {
                 .collect();
             assert_eq!(dpkg_tuples(&debs), expected);
         }
-        _ => eprintln!("dpkg-query unavailable: checking counts only"),
+        _ => super::skip("dpkg-query unavailable: only the counts were checked"),
     }
     assert!(debs.len() > 50, "{}", debs.len());
     let libc = debs.iter().find(|p| p.name == "libc6").unwrap();

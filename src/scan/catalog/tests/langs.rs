@@ -48,11 +48,9 @@ fn inventory_of(prefix: &str, files: &[(String, Vec<u8>)]) -> inventory::Invento
     inventory::merge([&analysis])
 }
 
-fn python_tree() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("BREAKWATER_PY_TREE") {
-        return Some(PathBuf::from(p));
-    }
-    let out = Command::new("python3")
+/// The pure-library directory of a Python interpreter.
+fn purelib(python: &Path) -> Option<PathBuf> {
+    let out = Command::new(python)
         .args([
             "-c",
             "import sysconfig; print(sysconfig.get_paths()['purelib'])",
@@ -62,24 +60,21 @@ fn python_tree() -> Option<PathBuf> {
     out.status
         .success()
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|p| p.is_dir())
 }
 
-#[test]
-fn python_tree_matches_pip_list() {
-    let Some(tree) = python_tree().filter(|t| t.is_dir()) else {
-        super::skip(
-            "no python3 site-packages (set BREAKWATER_PY_TREE to a `pip install --target` dir)",
-        );
-        return;
-    };
-    let out = Command::new("python3")
+/// The inventory of `tree` equals what `pip list --path tree` reports.
+fn assert_python_tree_matches_pip(python: &Path, tree: &Path) {
+    let out = Command::new(python)
         .args(["-m", "pip", "list", "--format=json", "--path"])
-        .arg(&tree)
-        .output();
-    let Some(out) = out.ok().filter(|o| o.status.success()) else {
-        super::skip("pip not runnable");
-        return;
-    };
+        .arg(tree)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip list failed on {}",
+        tree.display()
+    );
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let expected: BTreeSet<(String, String)> = listed
         .iter()
@@ -90,7 +85,12 @@ fn python_tree_matches_pip_list() {
             )
         })
         .collect();
-    let files = files_under(&tree, &|p| {
+    assert!(
+        !expected.is_empty(),
+        "pip lists nothing in {}",
+        tree.display()
+    );
+    let files = files_under(tree, &|p| {
         let parent = p.parent().and_then(|d| d.to_str()).unwrap_or("");
         (parent.ends_with(".dist-info") && p.ends_with("METADATA"))
             || (parent.ends_with(".egg-info") && p.ends_with("PKG-INFO"))
@@ -113,25 +113,47 @@ fn python_tree_matches_pip_list() {
     );
 }
 
+/// A tree pip installed for this test (a venv: ensurepip installs pip with pip, offline),
+/// then the interpreter's own site-packages, then `BREAKWATER_PY_TREE` if set.
 #[test]
-fn npm_tree_matches_npm_ls() {
-    let prefix = std::env::var("BREAKWATER_NPM_TREE").unwrap_or_else(|_| "/usr/lib".to_string());
-    let tree = PathBuf::from(&prefix).join("node_modules");
-    if !tree.is_dir() || !super::have("npm") {
-        super::skip(&format!(
-            "no npm or no {} (set BREAKWATER_NPM_TREE to an `npm install --prefix` dir)",
-            tree.display()
-        ));
+fn python_tree_matches_pip_list() {
+    let python = PathBuf::from("python3");
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("venv");
+    let made = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let venv_python = venv.join("bin/python");
+    let Some(venv_tree) = made.then(|| purelib(&venv_python)).flatten() else {
+        super::skip("python3 -m venv did not produce a tree (install python3-venv)");
         return;
+    };
+    assert_python_tree_matches_pip(&venv_python, &venv_tree);
+    if let Some(system) = purelib(&python) {
+        assert_python_tree_matches_pip(&python, &system);
     }
-    let global = std::env::var("BREAKWATER_NPM_TREE").is_err();
+    if let Ok(extra) = std::env::var("BREAKWATER_PY_TREE") {
+        assert_python_tree_matches_pip(&python, Path::new(&extra));
+    }
+}
+
+/// The inventory of `<prefix>/node_modules` equals what `npm ls` reports for it.
+fn assert_npm_tree_matches_npm_ls(prefix: Option<&Path>) {
     let mut cmd = Command::new("npm");
     cmd.args(["ls", "--all", "--parseable", "--long"]);
-    if global {
-        cmd.arg("-g");
-    } else {
-        cmd.args(["--prefix", &prefix]);
-    }
+    let tree = match prefix {
+        Some(p) => {
+            cmd.arg("--prefix").arg(p);
+            p.join("node_modules")
+        }
+        None => {
+            cmd.arg("-g");
+            let root = Command::new("npm").args(["root", "-g"]).output().unwrap();
+            PathBuf::from(String::from_utf8_lossy(&root.stdout).trim())
+        }
+    };
     let out = cmd.output().unwrap();
     // `path:name@version`, one per installed package location; the first line is the root.
     let expected: BTreeSet<(String, String)> = String::from_utf8_lossy(&out.stdout)
@@ -144,6 +166,11 @@ fn npm_tree_matches_npm_ls() {
             Some((rel, format!("{}@{}", &spec[..at], &spec[at + 1..])))
         })
         .collect();
+    assert!(
+        !expected.is_empty(),
+        "npm ls lists nothing in {}",
+        tree.display()
+    );
     let files = files_under(&tree, &|p| p.ends_with("package.json"));
     let inv = inventory_of("/node_modules", &files);
     let got: BTreeSet<(String, String)> = inv
@@ -165,6 +192,55 @@ fn npm_tree_matches_npm_ls() {
         tree.display(),
         got.len()
     );
+}
+
+/// A tree npm installed for this test, offline: npm's own package (with its bundled
+/// dependencies) packed and installed into a fresh prefix; then the global tree, and
+/// `BREAKWATER_NPM_TREE` (an `npm install --prefix` dir) if set.
+#[test]
+fn npm_tree_matches_npm_ls() {
+    if !super::have("npm") {
+        super::skip("no npm (install npm)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Command::new("npm").args(["root", "-g"]).output().unwrap();
+    let npm_pkg = PathBuf::from(String::from_utf8_lossy(&root.stdout).trim()).join("npm");
+    let quiet = ["--ignore-scripts", "--silent", "--no-audit", "--no-fund"];
+    let packed = Command::new("npm")
+        .arg("pack")
+        .args(quiet)
+        .arg("--pack-destination")
+        .arg(dir.path())
+        .arg(&npm_pkg)
+        .output()
+        .unwrap();
+    let tgz = String::from_utf8_lossy(&packed.stdout).trim().to_string();
+    assert!(
+        packed.status.success() && !tgz.is_empty(),
+        "npm pack failed"
+    );
+    let prefix = dir.path().join("tree");
+    std::fs::create_dir(&prefix).unwrap();
+    let installed = Command::new("npm")
+        .arg("install")
+        .args(quiet)
+        .arg("--offline")
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg(dir.path().join(&tgz))
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "npm install --offline failed: {}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    assert_npm_tree_matches_npm_ls(Some(&prefix));
+    assert_npm_tree_matches_npm_ls(None);
+    if let Ok(extra) = std::env::var("BREAKWATER_NPM_TREE") {
+        assert_npm_tree_matches_npm_ls(Some(Path::new(&extra)));
+    }
 }
 
 #[test]

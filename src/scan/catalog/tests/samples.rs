@@ -71,7 +71,9 @@ fn dpkg_samples_match_dpkg_query() {
             assert_eq!(dpkg_tuples(&pkgs), dpkg_query(&data), "{name}");
             eprintln!("{name}: {} packages, same as dpkg-query", pkgs.len());
         } else {
-            eprintln!("dpkg-query not installed: {name} checked without the reference tool");
+            super::skip(&format!(
+                "dpkg-query not installed: {name} checked without the reference tool"
+            ));
         }
     }
 }
