@@ -25,7 +25,7 @@ pub enum Family {
     CratesIo,
     /// Go modules (and the `stdlib`/`toolchain` pseudo-modules).
     Go,
-    /// Maven artifacts: no ordering implemented, only `versions` lists match.
+    /// Maven artifacts (`groupId:artifactId`), ordered by Maven's version order specification.
     Maven,
     /// Anything else: only `versions` lists match.
     Other,
@@ -100,7 +100,8 @@ impl OsvEcosystem {
             Family::PyPI => Some(Scheme::Pep440),
             Family::Npm | Family::CratesIo => Some(Scheme::Semver),
             Family::Go => Some(Scheme::Go),
-            Family::Maven | Family::Other => None,
+            Family::Maven => Some(Scheme::Maven),
+            Family::Other => None,
         }
     }
 
@@ -226,7 +227,7 @@ mod tests {
         assert_eq!(p("npm").scheme(), Some(Scheme::Semver));
         assert_eq!(p("Go").scheme(), Some(Scheme::Go));
         assert_eq!(p("PyPI").scheme(), Some(Scheme::Pep440));
-        assert_eq!(p("Maven").scheme(), None);
+        assert_eq!(p("Maven").scheme(), Some(Scheme::Maven));
         assert_eq!(p("Alpine:v3.19").scheme(), Some(Scheme::Apk));
         assert!(p("Debian:12").matches_by_source() && !p("PyPI").matches_by_source());
     }

@@ -5,8 +5,8 @@
 //! Matching follows the OSV schema: `introduced`/`fixed`/`last_affected`/
 //! `limit` events (sorted by version, `introduced: "0"` = from the start),
 //! any number of ranges, explicit `versions` lists; withdrawn records never
-//! match and GIT ranges are ignored. Maven has no version ordering here, so
-//! Maven (and unknown ecosystems) match only through `versions` lists.
+//! match and GIT ranges are ignored. Unknown ecosystems have no version
+//! ordering, so they match only through `versions` lists.
 
 use std::path::{Path, PathBuf};
 

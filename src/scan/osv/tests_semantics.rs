@@ -94,17 +94,27 @@ fn git_unknown_and_malformed_ranges() {
 }
 
 #[test]
-fn maven_matches_only_versions_lists() {
+fn maven_ecosystem_ranges_match() {
     let db = db_of(&[json!({"id": "MVN-1", "affected": [{
         "package": {"ecosystem": "Maven", "name": "org.example:lib"},
-        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0"}]}],
-        "versions": ["1.0", "1.1"]}]})]);
+        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "2.0.0"}, {"fixed": "2.15.0"}]}],
+        "versions": ["1.0"]}]})]);
     let m = |v: &str| {
         db.matches(&Package::new("Maven", "org.example:lib", v))
-            .len()
+            .into_iter()
+            .map(|f| f.fixed_version)
+            .collect::<Vec<_>>()
     };
-    assert_eq!((m("1.0"), m("1.1"), m("1.2")), (1, 1, 0));
-    assert_eq!(db.stats().unusable_ranges, 1);
+    let fixed = vec![Some("2.15.0".to_string())];
+    assert_eq!(m("2.14.1"), fixed);
+    assert_eq!(m("2.0.0"), fixed);
+    assert_eq!(m("2.15.0-rc1"), fixed);
+    assert!(m("2.15.0").is_empty());
+    assert!(m("2.15.0.RELEASE").is_empty());
+    assert!(m("1.9").is_empty());
+    // The explicit list still matches outside the range.
+    assert_eq!(m("1.0"), vec![None]);
+    assert_eq!(db.stats().unusable_ranges, 0);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! and [`Version`] wraps them so callers can hold any of them.
 //!
 //! Invalid input: dpkg, apk, SemVer and Go strings that their tools reject are
-//! errors (never guesses); rpm, like rpm itself, accepts any non-blank string.
+//! errors (never guesses); rpm and Maven, like their tools, accept any
+//! non-blank string.
 //! PEP 440 strings that `packaging` rejects are kept as legacy versions with a
 //! documented fallback order (see [`pep440`]), because real PyPI advisories
 //! list such versions. The OSV sentinel `introduced: "0"` is not a version in
@@ -17,6 +18,7 @@ use std::fmt;
 pub mod apk;
 pub mod dpkg;
 pub mod go;
+pub mod maven;
 pub mod pep440;
 pub mod rpm;
 pub mod semver;
@@ -39,6 +41,8 @@ pub enum Ecosystem {
     Semver,
     /// Go modules: SemVer with an optional `v` prefix, pseudo-versions, `go1.x` toolchains.
     Go,
+    /// Maven artifacts (the POM reference's version order specification).
+    Maven,
 }
 
 impl fmt::Display for Ecosystem {
@@ -50,6 +54,7 @@ impl fmt::Display for Ecosystem {
             Ecosystem::Pep440 => "PEP 440",
             Ecosystem::Semver => "semver",
             Ecosystem::Go => "Go",
+            Ecosystem::Maven => "Maven",
         })
     }
 }
@@ -101,6 +106,8 @@ pub enum Version {
     Semver(semver::Version),
     /// A Go module version.
     Go(go::Version),
+    /// A Maven version.
+    Maven(maven::Version),
 }
 
 impl Version {
@@ -116,6 +123,7 @@ impl Version {
             Ecosystem::Pep440 => Version::Pep440(pep440::Version::parse_lenient(s)?),
             Ecosystem::Semver => Version::Semver(semver::Version::parse(s)?),
             Ecosystem::Go => Version::Go(go::Version::parse(s)?),
+            Ecosystem::Maven => Version::Maven(maven::Version::parse(s)?),
         })
     }
 
@@ -128,6 +136,7 @@ impl Version {
             Version::Pep440(_) => Ecosystem::Pep440,
             Version::Semver(_) => Ecosystem::Semver,
             Version::Go(_) => Ecosystem::Go,
+            Version::Maven(_) => Ecosystem::Maven,
         }
     }
 }
@@ -142,6 +151,7 @@ impl PartialOrd for Version {
             (Version::Pep440(a), Version::Pep440(b)) => Some(a.cmp(b)),
             (Version::Semver(a), Version::Semver(b)) => Some(a.cmp(b)),
             (Version::Go(a), Version::Go(b)) => Some(a.cmp(b)),
+            (Version::Maven(a), Version::Maven(b)) => Some(a.cmp(b)),
             _ => None,
         }
     }
@@ -156,6 +166,7 @@ impl fmt::Display for Version {
             Version::Pep440(v) => v.fmt(f),
             Version::Semver(v) => v.fmt(f),
             Version::Go(v) => v.fmt(f),
+            Version::Maven(v) => v.fmt(f),
         }
     }
 }
@@ -183,6 +194,11 @@ mod tests {
         assert_eq!(c(Ecosystem::Semver, "1.0.0-alpha", "1.0.0"), Ordering::Less);
         assert_eq!(
             c(Ecosystem::Go, "v1.2.3", "1.2.3+incompatible"),
+            Ordering::Equal
+        );
+        assert_eq!(c(Ecosystem::Maven, "2.0.0.M1", "2.0.0"), Ordering::Less);
+        assert_eq!(
+            c(Ecosystem::Maven, "1.2.3.RELEASE", "1.2.3"),
             Ordering::Equal
         );
     }
@@ -245,6 +261,7 @@ mod tests {
             Ecosystem::Pep440,
             Ecosystem::Semver,
             Ecosystem::Go,
+            Ecosystem::Maven,
         ];
         for eco in all {
             for a in odd {
