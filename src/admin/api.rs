@@ -7,7 +7,7 @@
 //! | GET | `/repositories` | repositories with image count, stored bytes, policy |
 //! | GET | `/images[?repository=R]` | describe-images (R exact or a pattern) |
 //! | GET, DELETE | `/images/<repo>@<digest>` or `/images/<repo>:<tag>` | one image; delete it now |
-//! | GET, POST | `/pins` | list; pin `{"target": "...", "note": "..."}` |
+//! | GET, POST | `/pins` | list; pin `{"target": "...", "note": "..."}` (`warning` when a pattern matches nothing cached) |
 //! | DELETE | `/pins/<target>` | unpin |
 //! | GET | `/lifecycle/policies` | every policy, with scope and source |
 //! | GET, PUT, DELETE | `/lifecycle/policy?scope=S` (GET also `?repository=R`) | one policy |

@@ -30,13 +30,17 @@ pub struct Conn {
 /// Admin commands.
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
-    /// List cached images: digest, tags, size, first cached, last pulled, pulls, storage class.
+    /// List cached images: digest, tags, size, first cached, last pulled, pulls, storage class;
+    /// `images delete <image>` removes one.
+    #[command(args_conflicts_with_subcommands = true)]
     Images {
         #[command(flatten)]
         conn: Conn,
         /// Only repositories matching this name or pattern (e.g. docker.io/library/*).
         #[arg(long)]
         repository: Option<String>,
+        #[command(subcommand)]
+        command: Option<ImagesCommand>,
     },
     /// List cached repositories with their image counts and lifecycle policy.
     Repositories {
@@ -56,8 +60,9 @@ pub enum AdminCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Pin an image (<repository>@<digest> or <repository>:<tag>) or a repository pattern, so
-    /// policies and the quota never remove it. Without a target: list pins.
+    /// Pin an image (<upstream>/<repository>@<digest> or <upstream>/<repository>:<tag>) or a
+    /// repository pattern (docker.io/library/*), so policies and the quota never remove it.
+    /// Without a target: list pins.
     Pin {
         #[command(flatten)]
         conn: Conn,
@@ -86,6 +91,19 @@ pub enum AdminCommand {
     },
 }
 
+/// `breakwater images ...`.
+#[derive(Subcommand, Debug)]
+pub enum ImagesCommand {
+    /// Remove an image from the cache now (GC reclaims its bytes); pinned images must be
+    /// unpinned first.
+    Delete {
+        #[command(flatten)]
+        conn: Conn,
+        /// `<upstream>/<repository>:<tag>` or `<upstream>/<repository>@<digest>`.
+        image: String,
+    },
+}
+
 /// `breakwater lifecycle ...`.
 #[derive(Subcommand, Debug)]
 pub enum LifecycleCommand {
@@ -99,6 +117,9 @@ pub enum LifecycleCommand {
         /// Evaluate this policy file ("-": stdin) instead of the stored policies.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Evaluate at this time instead of now: RFC 3339 (2025-07-01T00:00:00Z) or unix ms.
+        #[arg(long, value_parser = parse_at)]
+        at: Option<i64>,
     },
     /// Apply the policies now.
     Apply {
@@ -137,6 +158,18 @@ pub enum LifecycleCommand {
         #[arg(long)]
         scope: String,
     },
+}
+
+/// `--at`: unix milliseconds, or an RFC 3339 time.
+fn parse_at(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?} is neither unix milliseconds nor an RFC 3339 time ({e})"))?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| format!("{s:?} is before 1970"))
 }
 
 fn read_file(path: &PathBuf) -> Result<String, String> {
@@ -190,7 +223,24 @@ fn show<T: DeserializeOwned>(
 /// Runs an admin command.
 pub fn run(cmd: AdminCommand) -> Result<(), String> {
     match cmd {
-        AdminCommand::Images { conn, repository } => {
+        AdminCommand::Images {
+            command: Some(ImagesCommand::Delete { conn, image }),
+            ..
+        } => {
+            let path = format!("/images/{}", encode(&image));
+            let v = connect(&conn)?.call(Method::DELETE, &path, &[], None)?;
+            show(&conn, &v, Some("deleted"), |i: &ImageView| {
+                format!(
+                    "deleted {}@{} {}; GC reclaims its bytes\n",
+                    i.repository,
+                    i.digest,
+                    table::tags(&i.tags)
+                )
+            })
+        }
+        AdminCommand::Images {
+            conn, repository, ..
+        } => {
             let q: Vec<(&str, String)> =
                 repository.map(|r| ("repository", r)).into_iter().collect();
             let v = connect(&conn)?.call(Method::GET, "/images", &q, None)?;
@@ -234,6 +284,9 @@ pub fn run(cmd: AdminCommand) -> Result<(), String> {
                 (Some(t), false) => {
                     let body = Body::Json(json!({ "target": t, "note": note }));
                     let v = c.call(Method::POST, "/pins", &[], Some(body))?;
+                    if let Some(w) = v["warning"].as_str() {
+                        eprintln!("warning: {w}");
+                    }
                     show(&conn, &v, None, |p: &PinView| {
                         format!("pinned {}\n", p.target)
                     })
@@ -266,6 +319,7 @@ fn lifecycle(cmd: LifecycleCommand) -> Result<(), String> {
             conn,
             repository,
             policy,
+            at,
         } => {
             let policy: Option<Value> = match policy {
                 Some(p) => Some(
@@ -274,7 +328,8 @@ fn lifecycle(cmd: LifecycleCommand) -> Result<(), String> {
                 ),
                 None => None,
             };
-            let body = Body::Json(json!({ "repository": repository, "policy": policy }));
+            let body =
+                Body::Json(json!({ "repository": repository, "policy": policy, "at_ms": at }));
             let v = connect(&conn)?.call(Method::POST, "/lifecycle/preview", &[], Some(body))?;
             show(&conn, &v, None, table::lifecycle)
         }

@@ -56,7 +56,7 @@ pub async fn pin(lc: &Arc<Lifecycle>, req: &Request) -> Answer {
     let target = p
         .target
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::new(400, "request body needs \"target\": an image reference (<repository>@<digest> or <repository>:<tag>) or a repository pattern"))?;
+        .ok_or_else(|| ApiError::new(400, "request body needs \"target\": an image reference (<upstream>/<repository>@<digest> or <upstream>/<repository>:<tag>) or a repository pattern"))?;
     let note = p.note;
     let pin = blocking(lc, move |lc| lc.pin(&target, note)).await?;
     Ok(json(201, &pin))
@@ -97,18 +97,16 @@ pub async fn events(lc: &Arc<Lifecycle>, req: &Request) -> Answer {
             }
             None => (None, None),
         };
+    // Both filters in the query, so `limit` counts matching events.
     let q = EventQuery {
         kind: req.param("kind").map(str::to_string),
         repository: name,
+        upstream,
         since_ms: number(req, "since_ms")?,
         limit: number(req, "limit")?,
     };
     let events = blocking(lc, move |lc| {
-        let mut e = lc.registry.index.events(&q)?;
-        if let Some(u) = upstream {
-            e.retain(|e| e.upstream.as_deref() == Some(u.as_str()));
-        }
-        Ok::<_, OpError>(e)
+        Ok::<_, OpError>(lc.registry.index.events(&q)?)
     })
     .await?;
     Ok(json(200, &j!({ "events": events })))

@@ -80,7 +80,8 @@ pub fn count(n: usize, noun: &str) -> String {
     }
 }
 
-fn tags(t: &[String]) -> String {
+/// Tags joined with commas, or `<untagged>`.
+pub fn tags(t: &[String]) -> String {
     if t.is_empty() {
         "<untagged>".into()
     } else {
@@ -211,9 +212,12 @@ pub fn gc(r: &GcReport) -> String {
             bytes(q.low_water_bytes),
             count(q.evicted.len(), "image"),
             if q.low_water_reachable {
-                ""
+                String::new()
             } else {
-                "; pinned and recent content exceed the low-water mark"
+                format!(
+                    "; low water not reachable: pinned, recently used ({} images kept) and shared content exceed it",
+                    q.kept_recent_images
+                )
             }
         );
         for e in &q.evicted {
@@ -241,9 +245,9 @@ pub fn gc(r: &GcReport) -> String {
     );
     let _ = writeln!(
         out,
-        "kept: {} live, {} in grace period, {} filling, {} referenced during GC, {} newly recorded; {} restored from archive; mark {} ms, total {} ms",
-        r.live_blobs, r.kept_recent, r.kept_in_flight, r.kept_referenced, r.adopted,
-        r.restored_images, r.mark_ms, r.duration_ms
+        "kept: {} live, {} in grace period, {} filling, {} served lately, {} referenced during GC, {} newly recorded; {} restored from archive; mark {} ms, total {} ms",
+        r.live_blobs, r.kept_recent, r.kept_in_flight, r.kept_served, r.kept_referenced,
+        r.adopted, r.restored_images, r.mark_ms, r.duration_ms
     );
     out
 }

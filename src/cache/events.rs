@@ -72,6 +72,9 @@ pub struct EventQuery {
     pub kind: Option<String>,
     /// Only this repository (`name` as the upstream names it).
     pub repository: Option<String>,
+    /// Only events about this upstream.
+    #[serde(default)]
+    pub upstream: Option<String>,
     /// Only events at or after this time (unix ms).
     pub since_ms: Option<i64>,
     /// At most this many, newest first (default 100, max 10,000).
@@ -137,9 +140,11 @@ impl SqliteIndex {
             let mut st = c.prepare(
                 "SELECT id, at_ms, kind, reason, upstream, repository, digest, tags, bytes, detail FROM events
                  WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR repository = ?2) AND (?3 IS NULL OR at_ms >= ?3)
+                   AND (?5 IS NULL OR upstream = ?5)
                  ORDER BY id DESC LIMIT ?4",
             )?;
-            let rows = st.query_map(params![q.kind, q.repository, q.since_ms, limit], |r| {
+            let params = params![q.kind, q.repository, q.since_ms, limit, q.upstream];
+            let rows = st.query_map(params, |r| {
                 let tags: String = r.get(7)?;
                 Ok(Event {
                     id: r.get(0)?,

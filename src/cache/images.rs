@@ -181,6 +181,9 @@ pub trait LifecycleIndex: Send + Sync {
         class: &str,
         at_ms: Option<i64>,
     ) -> Result<usize>;
+    /// Moves archived image rows back to standard, each with its new first-cached ("pushed")
+    /// time: when its bytes were cached again. Returns rows changed.
+    fn restore_images(&self, images: &[(ImageKey, i64)]) -> Result<usize>;
     /// Re-checks an unmarked blob and, when it may go, forgets its records in one transaction.
     fn claim_for_deletion(&self, digest: &str, size: u64, limits: &ClaimLimits) -> Result<Claim>;
     /// Drops blob records older than `before_ms` whose bytes are not in the store.
@@ -429,6 +432,26 @@ impl LifecycleIndex for SqliteIndex {
             Ok(n)
         })
         .map_err(wrap("set storage class"))
+    }
+
+    fn restore_images(&self, images: &[(ImageKey, i64)]) -> Result<usize> {
+        self.with_conn(|c| {
+            let tx = c.transaction()?;
+            let mut n = 0;
+            {
+                let mut st = tx.prepare(
+                    "UPDATE images SET storage_class = 'standard', transitioned_at = NULL,
+                       first_cached = ?3
+                     WHERE repo_id = ?1 AND digest = ?2 AND storage_class = 'archive'",
+                )?;
+                for (k, at) in images {
+                    n += st.execute(params![k.repo_id, k.digest, at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .map_err(wrap("restore images"))
     }
 
     fn claim_for_deletion(&self, digest: &str, size: u64, limits: &ClaimLimits) -> Result<Claim> {

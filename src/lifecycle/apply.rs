@@ -287,7 +287,9 @@ impl Lifecycle {
             None => None,
         };
         self.flush_pulls();
-        let c = self.catalog()?;
+        let mut c = self.catalog()?;
+        // As apply would see it: archived images pulled again are back (in memory only).
+        self.restore_pulled(&mut c, false)?;
         let policies = self.policies()?;
         let at_ms = req.at_ms.unwrap_or_else(crate::now_ms);
         let choose = |full: &str| match &given {
@@ -312,9 +314,7 @@ impl Lifecycle {
         let _w = self.writer();
         self.flush_pulls();
         let mut c = self.catalog()?;
-        if self.restore_pulled(&c)? > 0 {
-            c = self.catalog()?;
-        }
+        self.restore_pulled(&mut c, true)?;
         let policies = self.policies()?;
         let now = crate::now_ms();
         let choose = |full: &str| {
@@ -418,37 +418,5 @@ impl Lifecycle {
             .collect();
         self.record(&events);
         Ok(events.len())
-    }
-
-    /// Archived images a client pulled since they were archived go back to standard: their
-    /// layers were fetched again and are kept from now on. Returns how many.
-    pub(super) fn restore_pulled(&self, c: &Catalog) -> Result<usize, OpError> {
-        let restored: Vec<usize> = (0..c.groups.len())
-            .filter(|&g| {
-                let grp = &c.groups[g];
-                let parent = &c.rows[grp.parent];
-                parent.archived
-                    && grp.last_pulled_ms > Some(parent.transitioned_at_ms.unwrap_or(i64::MIN))
-            })
-            .collect();
-        let keys: Vec<ImageKey> = restored
-            .iter()
-            .map(|&g| c.key(c.groups[g].parent))
-            .collect();
-        self.index()
-            .set_storage_class(&keys, StorageClass::Standard.as_str(), None)?;
-        let events: Vec<Event> = restored
-            .iter()
-            .map(|&g| {
-                group_event(
-                    c,
-                    g,
-                    "restore",
-                    "archived image pulled again; back to standard storage".into(),
-                )
-            })
-            .collect();
-        self.record(&events);
-        Ok(restored.len())
     }
 }

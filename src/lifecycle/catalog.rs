@@ -43,7 +43,7 @@ pub struct Row {
     pub repo: usize,
     /// The manifest.
     pub node: NodeId,
-    /// First cached (unix ms).
+    /// First cached, or restored from archive (unix ms): the "pushed" time.
     pub first_cached_ms: i64,
     /// Last pulled (unix ms).
     pub last_pulled_ms: Option<i64>,

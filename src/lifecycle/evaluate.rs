@@ -32,7 +32,8 @@ pub struct CachedImage {
     pub digest: String,
     /// Tags currently pointing at the digest; empty means untagged.
     pub tags: Vec<String>,
-    /// Unix seconds when first cached; plays ECR's "pushed" time.
+    /// Unix seconds when breakwater last cached the image's bytes (its first cache, or its
+    /// restore from archive); plays ECR's "pushed" time.
     pub first_cached: i64,
     /// Unix seconds of the last pull; `None` (never pulled) falls back to `first_cached`.
     pub last_pulled: Option<i64>,

@@ -2,15 +2,22 @@
 //! manifests → config and layers; archived images keep their manifests only), then sweep the
 //! store of everything else.
 //!
-//! Safe against the request path running alongside:
-//! * a blob whose fill is running is skipped (its bytes are not even in the store yet);
-//! * a blob committed within the grace period is skipped (a client may fetch blobs right before
-//!   the manifest that references them is recorded);
-//! * just before each delete, one index transaction re-checks that no manifest or image listing
-//!   the blob was recorded since GC began and forgets the blob's record; the file goes after.
-//!   A manifest recorded between that transaction and the unlink costs a refetch, never a
-//!   broken pull: a client that already opened the file keeps reading it (Linux keeps unlinked
-//!   open files), and a missing blob is filled from upstream again.
+//! Safe against the request path running alongside. A blob is kept, whatever the mark says:
+//! * while a fill of it runs (its bytes are not even in the store yet);
+//! * when committed within the grace period (a client may fetch blobs right before the
+//!   manifest that references them is recorded);
+//! * when touched at or after `start − grace` (see `registry::touched`): served, or named by a
+//!   manifest served or recorded — an archived image pulled during the sweep keeps its layers;
+//! * when a manifest or image listing it was recorded since GC began (minus a minute of slack):
+//!   one index transaction re-checks that and forgets the blob's records.
+//!
+//! The last look happens under the touch tracker's lock, held only for that check and the
+//! unlink of the one blob: a touch before it always keeps the blob. A touch that arrives
+//! between the index transaction and that look keeps the bytes and records the blob anew (a
+//! manifest's record is not restored: it is fetched again when asked for). A request arriving
+//! after the unlink finds the blob missing and fills it from upstream again, a refetch and
+//! never a broken pull; a client that already opened the file keeps reading it (Linux keeps
+//! unlinked open files).
 
 use super::quota;
 use super::service::{Lifecycle, OpError};
@@ -66,19 +73,18 @@ impl Lifecycle {
         };
         let grace = self.settings.gc_grace;
         let committed_after_ms = started_ms - grace.as_millis() as i64;
+        // Touches from the cutoff on are remembered until this run ends, however long it takes.
+        let _hold = reg.touched.hold(committed_after_ms);
 
         let mut c = self.catalog()?;
-        if !dry_run {
-            report.restored_images = self.restore_pulled(&c)?;
-            if report.restored_images > 0 {
-                c = self.catalog()?;
-            }
-        }
+        // A dry run restores in memory only, so it reports what a real run would keep.
+        report.restored_images = self.restore_pulled(&mut c, !dry_run)?;
         c.graph.set_store_listing(&listing);
         let mut evicted = HashSet::new();
         if let Some(q) = &self.quota {
+            let recent = reg.touched.since(committed_after_ms);
             let plan = quota::plan(&c, q, usage, committed_after_ms, |d| {
-                Digest::parse(d).is_ok_and(|d| reg.is_filling(&d))
+                Digest::parse(d).is_ok_and(|d| reg.is_filling(&d) || recent.contains(&d))
             });
             evicted = plan.victims.iter().map(|(g, _)| *g).collect();
             if !dry_run && !plan.victims.is_empty() {
@@ -129,6 +135,11 @@ impl Lifecycle {
                 report.kept_in_flight += 1;
                 continue;
             }
+            // Cheap first look, so a busy blob costs no index work.
+            if reg.touched.lock().since(&d, committed_after_ms) {
+                report.kept_served += 1;
+                continue;
+            }
             let claim = if dry_run {
                 match node.and_then(|n| c.graph.committed_ms(n)) {
                     None => Claim::Adopted,
@@ -144,9 +155,23 @@ impl Lifecycle {
                 Claim::Referenced => report.kept_referenced += 1,
                 Claim::Forgotten { manifest } => {
                     if !dry_run {
-                        if let Err(e) = reg.store.delete(&d) {
-                            tracing::error!(%digest, "GC could not delete the blob: {e}");
-                            continue;
+                        // The last look and the unlink, exclusive with touches.
+                        let deleted = {
+                            let touched = reg.touched.lock();
+                            (!touched.since(&d, committed_after_ms) && !reg.is_filling(&d))
+                                .then(|| reg.store.delete(&d))
+                        };
+                        match deleted {
+                            None => {
+                                report.kept_served += 1;
+                                self.rerecord(&d, *size);
+                                continue;
+                            }
+                            Some(Err(e)) => {
+                                tracing::error!(%digest, "GC could not delete the blob: {e}");
+                                continue;
+                            }
+                            Some(Ok(())) => {}
                         }
                         let mut e = Event::new("gc_delete", "unreferenced by any retained image");
                         e.digest = Some(digest.clone());
@@ -182,12 +207,20 @@ impl Lifecycle {
             kept_recent = report.kept_recent,
             kept_in_flight = report.kept_in_flight,
             kept_referenced = report.kept_referenced,
+            kept_served = report.kept_served,
             mark_ms = report.mark_ms,
             duration_ms = report.duration_ms,
             dry_run,
             "GC finished"
         );
         Ok(report)
+    }
+
+    /// Records again a blob whose records the sweep forgot just before a client touched it.
+    fn rerecord(&self, d: &Digest, size: u64) {
+        if let Err(e) = self.registry.index.record_blob(d, size, crate::now_ms()) {
+            tracing::warn!(digest = %d, "GC could not record a kept blob again: {e}");
+        }
     }
 
     /// Drops blob records whose bytes were not in the store listing (removed by hand, or lost).

@@ -13,6 +13,7 @@ pub mod pattern;
 pub mod policy;
 pub mod preview;
 pub mod quota;
+mod restore;
 pub mod runner;
 pub mod service;
 pub mod settings;

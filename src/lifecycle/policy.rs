@@ -70,7 +70,8 @@ wire_enum!(
     CountType {
         /// Keep the newest `countNumber` images, act on the rest.
         ImageCountMoreThan => "imageCountMoreThan",
-        /// Act on images pushed (first cached) more than `countNumber` days ago.
+        /// Act on images pushed (cached, or restored from archive) more than `countNumber`
+        /// days ago.
         SinceImagePushed => "sinceImagePushed",
         /// Act on images last pulled more than `countNumber` days ago.
         SinceImagePulled => "sinceImagePulled",

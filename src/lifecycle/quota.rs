@@ -2,6 +2,11 @@
 //! first (never pulled: least recently cached), never pinned ones — until what GC can then
 //! delete brings the store down to the low-water mark. A blob shared with a retained image is
 //! never counted as freed, so eviction goes on until enough bytes are really unreferenced.
+//!
+//! Images pulled or cached within the grace period (or whose manifest is busy) are never
+//! evicted: they are what clients use now. When the rest cannot reach the low-water mark,
+//! eviction stops once nothing more can be freed and the report says the mark is unreachable;
+//! an eviction that frees nothing (its blobs are recent, or kept by a retained image) is dropped.
 
 use super::catalog::Catalog;
 use super::graph::Keep;
@@ -23,15 +28,23 @@ pub fn last_used_ms(c: &Catalog, g: usize) -> i64 {
         .unwrap_or(c.rows[grp.parent].first_cached_ms)
 }
 
+/// Whether an image was pulled or (re)cached after `after_ms`.
+fn used_after(c: &Catalog, g: usize, after_ms: i64) -> bool {
+    let grp = &c.groups[g];
+    grp.last_pulled_ms.is_some_and(|t| t > after_ms)
+        || c.rows[grp.parent].first_cached_ms > after_ms
+}
+
 /// Plans eviction over a catalog whose graph holds the store listing (`usage` bytes in all).
 /// A blob counts as freeable only when its record is older than `committed_before_ms` (GC
-/// keeps younger ones) and `in_flight` does not claim it.
+/// keeps younger ones) and `busy` (being filled, served or referenced lately) does not claim
+/// it; an image is a candidate only when unused since `committed_before_ms` and not busy.
 pub fn plan(
     c: &Catalog,
     quota: &Quota,
     usage: u64,
     committed_before_ms: i64,
-    in_flight: impl Fn(&str) -> bool,
+    busy: impl Fn(&str) -> bool,
 ) -> EvictionPlan {
     let g_len = c.graph.len();
     let freeable: Vec<bool> = (0..g_len as u32)
@@ -40,7 +53,7 @@ pub fn plan(
                 && c.graph
                     .committed_ms(n)
                     .is_some_and(|t| t <= committed_before_ms)
-                && !in_flight(c.graph.name(n))
+                && !busy(c.graph.name(n))
         })
         .collect();
     // How many retained images keep each digest.
@@ -60,10 +73,16 @@ pub fn plan(
     let (high, low) = (quota.high_water_bytes(), quota.low_water_bytes());
     let mut projected = usage.saturating_sub(garbage);
     let mut victims = Vec::new();
+    let mut kept_recent = 0;
     if usage > high {
-        let mut candidates: Vec<usize> = (0..c.groups.len())
-            .filter(|&g| !c.groups[g].pinned && c.keep(g) == Keep::Full)
-            .collect();
+        let mut candidates: Vec<usize> = Vec::new();
+        for g in (0..c.groups.len()).filter(|&g| !c.groups[g].pinned && c.keep(g) == Keep::Full) {
+            if used_after(c, g, committed_before_ms) || busy(c.digest(g)) {
+                kept_recent += 1;
+            } else {
+                candidates.push(g);
+            }
+        }
         candidates.sort_by_key(|&g| {
             (
                 last_used_ms(c, g),
@@ -72,13 +91,14 @@ pub fn plan(
             )
         });
         // Stamps after those the reference count used, one per walk.
-        let first_stamp = c.groups.len() as u32 + 1;
-        for (stamp, g) in (first_stamp..).zip(candidates) {
+        let mut stamps = c.groups.len() as u32 + 1..;
+        for g in candidates {
             if projected <= low {
                 break;
             }
             let mut freed = 0u64;
             let root = c.rows[c.groups[g].parent].node;
+            let stamp = stamps.next().unwrap_or(u32::MAX);
             c.graph.reach(root, Keep::Full, &mut seen, stamp, |n| {
                 let r = &mut refs[n as usize];
                 *r = r.saturating_sub(1);
@@ -89,6 +109,28 @@ pub fn plan(
             projected = projected.saturating_sub(freed);
             victims.push((g, freed));
         }
+        // Newest first, drop evictions that free nothing even with all the others done: their
+        // blobs are recent, busy, or kept by an image that stays.
+        let mut useless = vec![false; victims.len()];
+        for i in (0..victims.len()).rev() {
+            let root = c.rows[c.groups[victims[i].0].parent].node;
+            let mut frees = false;
+            let stamp = stamps.next().unwrap_or(u32::MAX);
+            c.graph.reach(root, Keep::Full, &mut seen, stamp, |n| {
+                frees |= refs[n as usize] == 0
+                    && freeable[n as usize]
+                    && c.graph.stored(n).unwrap_or(0) > 0;
+            });
+            if !frees {
+                let stamp = stamps.next().unwrap_or(u32::MAX);
+                c.graph.reach(root, Keep::Full, &mut seen, stamp, |n| {
+                    refs[n as usize] += 1
+                });
+                useless[i] = true;
+            }
+        }
+        let mut flags = useless.into_iter();
+        victims.retain(|_| !flags.next().unwrap_or(false));
     }
     let evicted = victims
         .iter()
@@ -100,6 +142,16 @@ pub fn plan(
             freed_bytes,
         })
         .collect();
+    let low_water_reachable = usage <= high || projected <= low;
+    if !low_water_reachable {
+        tracing::warn!(
+            usage,
+            projected,
+            low,
+            kept_recent,
+            "storage quota: the low-water mark cannot be reached; pinned, recently used and shared content stays"
+        );
+    }
     EvictionPlan {
         report: QuotaReport {
             max_bytes: quota.max_bytes,
@@ -108,7 +160,8 @@ pub fn plan(
             usage_bytes: usage,
             evicted,
             projected_bytes: projected,
-            low_water_reachable: usage <= high || projected <= low,
+            low_water_reachable,
+            kept_recent_images: kept_recent,
         },
         victims,
     }

@@ -1,7 +1,8 @@
 //! Periodic lifecycle work beside the listeners: policies applied every `apply_interval`, the
 //! quota enforced and GC run every `gc.interval`. The first runs come one interval after start.
-//! With a quota, the store size gauge is also watched: crossing the high-water mark starts a GC
-//! run early (at most one a minute), so a burst of pulls does not wait for the next interval.
+//! With a quota, the store size gauge is also watched (fills and recorded manifests add to it,
+//! GC sets it from the store listing): crossing the high-water mark starts a GC run early (at
+//! most one a minute), so a burst of pulls does not wait for the next interval.
 
 use super::gc::GcRequest;
 use super::service::Lifecycle;

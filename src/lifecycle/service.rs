@@ -60,9 +60,13 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    /// Parses an image reference; `None` when it names no single image (e.g. a pattern).
+    /// Parses an image reference; `None` when it names no single image (e.g. a pattern, or a
+    /// name without its upstream).
     pub fn parse(s: &str) -> Option<Self> {
         if let Some((repo, digest)) = s.rsplit_once('@') {
+            if !repo.contains('/') {
+                return None;
+            }
             return Some(ImageRef {
                 repository: repo.to_string(),
                 digest: Some(digest.to_string()),
@@ -102,6 +106,7 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// Lifecycle over `registry`.
     pub fn new(registry: Arc<Registry>, settings: LifecycleSettings, quota: Option<Quota>) -> Self {
+        registry.touched.set_horizon(settings.gc_grace);
         Lifecycle {
             registry,
             settings,
@@ -242,14 +247,32 @@ impl Lifecycle {
 
     /// Pins an image (a tag is resolved to its digest now) or a repository pattern.
     pub fn pin(&self, target: &str, note: Option<String>) -> Result<PinView, OpError> {
+        // Without a '/', a target names no repository breakwater caches (those are
+        // `<upstream>/<name>`): `nginx:latest` would be stored as a pattern matching nothing.
+        if !target.contains('/') {
+            return Err(OpError::BadRequest(format!(
+                "{target:?} is not a pin target: use <upstream>/<repository>:<tag> or \
+                 <upstream>/<repository>@<digest> (e.g. docker.io/library/nginx:latest), or a \
+                 repository pattern containing '/' (e.g. docker.io/library/*)"
+            )));
+        }
+        let c = self.catalog()?;
+        let mut warning = None;
         let (repository, digest) = match ImageRef::parse(target) {
             Some(r) => {
-                let c = self.catalog()?;
                 let g = find_image(&c, target)?;
                 (r.repository, Some(c.digest(g).to_string()))
             }
             None => {
-                repo_filter(target)?;
+                let p = repo_filter(target)?;
+                let matched = (0..c.repos.len())
+                    .any(|i| !c.by_repo[i].is_empty() && p.matches(&c.repos[i].full));
+                if !matched {
+                    warning = Some(format!(
+                        "no cached repository matches {target}; the pin protects repositories \
+                         cached later under it (repositories are named <upstream>/<name>)"
+                    ));
+                }
                 (target.to_string(), None)
             }
         };
@@ -271,7 +294,10 @@ impl Lifecycle {
         e.digest = row.digest.clone();
         e.detail = row.note.clone();
         self.record(&[e]);
-        Ok(pin_view(row))
+        Ok(PinView {
+            warning,
+            ..pin_view(row)
+        })
     }
 
     /// Removes a pin by its target.
@@ -375,6 +401,7 @@ fn pin_view(p: PinRow) -> PinView {
         digest: p.digest,
         created_ms: p.created_ms,
         note: p.note,
+        warning: None,
     }
 }
 

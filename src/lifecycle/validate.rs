@@ -276,7 +276,7 @@ fn check_class(class: StorageClass, rules: &[(usize, &Rule)], issues: &mut Vec<P
                     "\"any\" requires the highest rulePriority among rules selecting \
                      {class} images, but {top_ref} is higher"
                 );
-                push(issues, at, "tagStatus", problem);
+                push(issues, at, "selection.tagStatus", problem);
             }
             TagStatus::Untagged => match untagged {
                 Some(first) => {
@@ -284,7 +284,7 @@ fn check_class(class: StorageClass, rules: &[(usize, &Rule)], issues: &mut Vec<P
                         "\"untagged\" is already selected by {first} for {class} images; \
                          only one rule per storage class may select untagged images"
                     );
-                    push(issues, at, "tagStatus", problem);
+                    push(issues, at, "selection.tagStatus", problem);
                 }
                 None => untagged = Some(at),
             },

@@ -20,7 +20,8 @@ pub struct ImageView {
     pub size_bytes: u64,
     /// Of those, the bytes held in the store now.
     pub stored_bytes: u64,
-    /// When breakwater first cached it.
+    /// Its "pushed" time: when breakwater last cached its bytes (its first cache, or its
+    /// restore from archive).
     pub first_cached_ms: i64,
     /// When a client last pulled it (or one of its platform manifests).
     pub last_pulled_ms: Option<i64>,
@@ -104,6 +105,10 @@ pub struct PinView {
     pub created_ms: i64,
     /// Why.
     pub note: Option<String>,
+    /// Set when pinning something that protects nothing yet (a pattern no cached repository
+    /// matches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// What a rule does to one image.
@@ -123,7 +128,7 @@ pub struct ResultView {
     pub reason: String,
     /// Bytes of the image in the store (shared layers counted for every image).
     pub stored_bytes: u64,
-    /// When first cached.
+    /// Its "pushed" time (first cache, or restore from archive).
     pub first_cached_ms: i64,
     /// When last pulled.
     pub last_pulled_ms: Option<i64>,
@@ -202,8 +207,11 @@ pub struct QuotaReport {
     pub evicted: Vec<EvictedView>,
     /// Store size expected once GC has run.
     pub projected_bytes: u64,
-    /// False when pinned and recent content alone exceed the low-water mark.
+    /// False when pinned, recently used and shared content alone exceed the low-water mark.
     pub low_water_reachable: bool,
+    /// Unpinned images not evicted because they were pulled or cached within the grace period.
+    #[serde(default)]
+    pub kept_recent_images: usize,
 }
 
 /// What one GC run found and did.
@@ -239,6 +247,9 @@ pub struct GcReport {
     pub kept_in_flight: usize,
     /// Kept: referenced by a manifest recorded while GC ran.
     pub kept_referenced: usize,
+    /// Kept: served, or named by a manifest served or recorded, within the grace period.
+    #[serde(default)]
+    pub kept_served: usize,
     /// Stored blobs the index had no record of, recorded now (collected after the grace period).
     pub adopted: usize,
     /// Blob records dropped because their bytes were not in the store.

@@ -21,6 +21,8 @@ impl Registry {
         t: &Target,
         digest: &Digest,
     ) -> Result<BlobSource, RegistryError> {
+        // Before opening: a GC delete either comes first (and this fills) or waits its turn.
+        self.touched.touch([digest]);
         if let Some(b) = self.stored_blob(digest).await? {
             return Ok(BlobSource::Stored(b));
         }
@@ -35,6 +37,7 @@ impl Registry {
 
     /// The blob's size for HEAD: from the store, else asked of upstream (no fill started).
     pub async fn blob_size(&self, t: &Target, digest: &Digest) -> Result<u64, RegistryError> {
+        self.touched.touch([digest]);
         let (store, d) = (self.store.clone(), digest.clone());
         if let Some(size) = blocking(move || store.stat(&d)).await?.map_err(internal)? {
             return Ok(size);

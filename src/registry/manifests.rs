@@ -88,6 +88,9 @@ impl Registry {
             Reference::Digest(d) => self.manifest_by_digest(t, d).await?,
             Reference::Tag(tag) => self.manifest_by_tag(t, tag).await?,
         };
+        // The client fetches what it names next: GC must not take those from under it.
+        self.touched
+            .touch_manifest(&manifest.digest, &manifest.media_type, &manifest.bytes);
         // A digest names exact content, so it is served whatever the Accept; a tag is answered
         // only in a form the client said it can read, as distribution does.
         if matches!(reference, Reference::Tag(_)) && !accept.allows(&manifest.media_type) {
@@ -425,6 +428,9 @@ impl Registry {
             media_type: media_type.clone(),
             size: fetched.bytes.len() as u64,
         };
+        // Recorded manifests are referenced from now on, even before the index says so.
+        self.touched
+            .touch(std::iter::once(&digest).chain(refs.iter().map(|r| &r.digest)));
         let (index, store, key, bytes) = (
             self.index.clone(),
             self.store.clone(),
@@ -434,8 +440,18 @@ impl Registry {
         let tag_s = tag.map(|t| t.to_string());
         let now = crate::now_ms();
         let rec2 = record.clone();
+        let metrics = self.metrics.clone();
         blocking(move || -> Result<(), String> {
-            put_bytes(store.as_ref(), &rec2.digest, &bytes).map_err(|e| e.to_string())?;
+            // Counted like a fill's commit, so the store size (and the quota watch) sees it.
+            if store
+                .stat(&rec2.digest)
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                put_bytes(store.as_ref(), &rec2.digest, &bytes).map_err(|e| e.to_string())?;
+                metrics.store_bytes.add(rec2.size as i64);
+                metrics.store_blobs.inc();
+            }
             index
                 .record_blob(&rec2.digest, rec2.size, now)
                 .map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ pub mod manifests;
 pub mod prefetch;
 pub mod pulls;
 pub mod tags;
+pub mod touched;
 
 use crate::cache::{BlobStore, FsStore, Index, RepoKey, SqliteIndex};
 use crate::config::Settings;
@@ -79,6 +80,8 @@ pub struct Registry {
     blobs: fill::Fills,
     /// Pull statistics waiting to be written.
     pub pulls: pulls::PullRecorder,
+    /// Digests served or referenced lately (GC keeps them).
+    pub touched: touched::Touched,
     /// Vulnerability scanner (scan on cache, pull gate, stored findings).
     pub scanner: Arc<crate::scan::Scanner>,
 }
@@ -123,6 +126,7 @@ impl Registry {
             manifests: manifests::ManifestCache::new(),
             blobs: fill::Fills::default(),
             pulls: pulls::PullRecorder::default(),
+            touched: touched::Touched::default(),
         })
     }
 

@@ -21,7 +21,7 @@ pub struct Fx {
     /// The registry.
     pub reg: Arc<Registry>,
     /// Its lifecycle.
-    pub lc: Lifecycle,
+    pub lc: Arc<Lifecycle>,
     /// "Now" for the times tests choose.
     pub now: i64,
 }
@@ -46,11 +46,11 @@ impl Fx {
         );
         let settings = Settings::parse(&text).expect("test config parses");
         let reg = Arc::new(Registry::open(&settings, Arc::new(Metrics::new())).expect("open"));
-        let lc = Lifecycle::new(
+        let lc = Arc::new(Lifecycle::new(
             reg.clone(),
             settings.lifecycle.clone(),
             settings.storage.quota.clone(),
-        );
+        ));
         Fx {
             _dir: dir,
             reg,
@@ -149,6 +149,24 @@ impl Fx {
             entries.join(",")
         );
         self.manifest(repo, tags, OCI_INDEX, body, at)
+    }
+
+    /// Caches the manifest `d` (already cached elsewhere) in `repo` too, tagged `tag`, at `at`.
+    pub fn alias(&self, repo: &str, tag: &str, d: &Digest, at: i64) {
+        let rec = self
+            .reg
+            .index
+            .manifest(d)
+            .unwrap()
+            .expect("manifest cached");
+        let bytes = crate::cache::store::read_bytes(self.reg.store.as_ref(), d)
+            .unwrap()
+            .expect("manifest stored");
+        let refs = references(&rec.media_type, &bytes).expect("manifest parses");
+        self.reg
+            .index
+            .record_manifest(&key(repo), &rec, &refs, Some(tag), at)
+            .expect("record manifest");
     }
 
     /// Records a pull of `d` from `repo` at `at`.

@@ -193,11 +193,71 @@ fn archived_images_keep_their_manifests_and_come_back_when_pulled() {
     let r = gc(&fx);
     assert_eq!(r.restored_images, 1);
     assert!(fx.stored(&layer));
+    let restored = fx.lc.image("local/team/app:v1").unwrap();
+    assert_eq!(restored.storage_class, "standard");
+    // "Pushed" is now the restore: when breakwater cached the image's bytes again.
+    assert!(restored.first_cached_ms > fx.now - DAY, "{restored:?}");
+    let ev = fx.events("restore");
+    assert_eq!(ev.len(), 1);
+    let detail = ev[0].detail.clone().unwrap_or_default();
+    assert!(detail.contains("pushed time set to"), "{detail}");
+    assert!(
+        detail.contains(&restored.first_cached_ms.to_string()),
+        "{detail}"
+    );
+
+    // The same rule, applied again, leaves the image in use alone: no archive/restore loop.
+    let again = fx.lc.apply(None).unwrap();
+    assert_eq!(again.transitioning_images, 0, "{again:?}");
+    gc(&fx);
+    assert!(fx.stored(&layer));
     assert_eq!(
         fx.lc.image("local/team/app:v1").unwrap().storage_class,
         "standard"
     );
-    assert_eq!(fx.events("restore").len(), 1);
+    assert_eq!(fx.events("transition").len(), 1);
+}
+
+#[test]
+fn preview_and_dry_run_see_pulled_archived_images_as_restored() {
+    let fx = Fx::new("");
+    let t = fx.now - 200 * DAY;
+    let layer = fx.blob(&[4u8; 3000], t);
+    let img = fx.image("local/team/app", &["v1"], &[&layer], t);
+    // Archived 100 days ago, pulled again yesterday (its layer refilled since).
+    let ix = fx.reg.index.lifecycle();
+    let k = fx.lc.catalog().unwrap();
+    let row = k.key(k.groups[0].parent);
+    ix.set_storage_class(&[row], "archive", Some(fx.now - 100 * DAY))
+        .unwrap();
+    fx.pull("local/team/app", &img, fx.now - DAY);
+    let expire_archived = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":90},"action":{"type":"expire"}}]}"#;
+    fx.lc.put_policy("default", expire_archived).unwrap();
+
+    // A dry run keeps the layer a real run keeps, and changes nothing.
+    let dry = fx.lc.gc(&GcRequest { dry_run: true }).unwrap();
+    assert_eq!((dry.restored_images, dry.deleted_blobs), (1, 0), "{dry:?}");
+    assert_eq!(
+        fx.lc.image("local/team/app:v1").unwrap().storage_class,
+        "archive"
+    );
+    assert!(fx.events("restore").is_empty());
+
+    let preview = fx.lc.preview(&Default::default()).unwrap();
+    assert_eq!(preview.expiring_images, 0, "{preview:?}");
+    assert!(fx.events("restore").is_empty(), "preview writes nothing");
+    let applied = fx.lc.apply(None).unwrap();
+    assert_eq!(
+        (applied.expiring_images, applied.transitioning_images),
+        (preview.expiring_images, preview.transitioning_images)
+    );
+    let v = fx.lc.image("local/team/app:v1").unwrap();
+    assert_eq!(v.storage_class, "standard");
+    assert_eq!(
+        v.first_cached_ms,
+        fx.now - DAY,
+        "pushed: the pull that restored it"
+    );
 }
 
 #[test]

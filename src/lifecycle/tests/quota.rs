@@ -97,3 +97,47 @@ fn pinned_content_over_the_quota_is_reported_not_evicted() {
     assert!(q.evicted.is_empty() && !q.low_water_reachable, "{q:?}");
     assert!(fx.stored(&l));
 }
+
+#[test]
+fn recently_used_images_are_never_evicted_and_eviction_stops_when_nothing_more_frees() {
+    let fx = Fx::with("http://127.0.0.1:9", QUOTA, "[gc]\ngrace = \"10m\"\n");
+    let (n, old, recent) = (fx.now, fx.now - 10 * DAY, fx.now - 60_000);
+    let image = |repo: &str, seed: u8, size: usize, at: i64| {
+        let l = fx.blob(&vec![seed; size], at);
+        (fx.image(repo, &["1"], &[&l], at), l)
+    };
+    let (a, _) = image("local/old/a", 1, 20_000, old);
+    let (a2, _) = image("local/old/a2", 2, 20_000, old);
+    // Cached long ago, being pulled right now.
+    let (busy, busy_layer) = image("local/old/busy", 3, 20_000, old);
+    fx.pull("local/old/busy", &busy, n - 1000);
+    // Cached a minute ago: more than the low-water mark on their own.
+    let (c, c_layer) = image("local/new/c", 4, 30_000, recent);
+    let (d, _) = image("local/new/d", 5, 30_000, recent);
+    // An old name for `c`'s manifest: evicting it frees nothing while `c` stays.
+    fx.alias("local/old/alias", "1", &c, old);
+
+    let r = fx.lc.gc(&GcRequest::default()).unwrap();
+    let q = r.quota.clone().unwrap();
+    let mut evicted: Vec<&str> = q.evicted.iter().map(|e| e.repository.as_str()).collect();
+    evicted.sort();
+    assert_eq!(evicted, vec!["local/old/a", "local/old/a2"], "{q:?}");
+    assert!(
+        !q.low_water_reachable && q.projected_bytes > 50_000,
+        "{q:?}"
+    );
+    assert_eq!(q.kept_recent_images, 3, "{q:?}");
+    assert!(!fx.stored(&a) && !fx.stored(&a2));
+    for kept in [&busy, &busy_layer, &c, &c_layer, &d] {
+        assert!(fx.stored(kept), "{kept} kept");
+    }
+    let names: Vec<String> = fx
+        .lc
+        .images(None)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.repository)
+        .collect();
+    assert!(names.contains(&"local/old/alias".to_string()), "{names:?}");
+    assert_eq!(fx.events("evict").len(), 2);
+}

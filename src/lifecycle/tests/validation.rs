@@ -90,10 +90,10 @@ rejects! {
         => "rule 1 (no valid priority): rulePriority is required";
     any_rule_not_last:
         rules(&[rule(1, ANY_1, EXPIRE), rule(2, KEEP_V, EXPIRE)])
-        => r#"rule 1 (priority 1): tagStatus "any" requires the highest rulePriority among rules selecting standard images, but rule 2 (priority 2) is higher"#;
+        => r#"rule 1 (priority 1): selection.tagStatus "any" requires the highest rulePriority among rules selecting standard images, but rule 2 (priority 2) is higher"#;
     second_untagged_rule:
         rules(&[rule(1, UNTAGGED_1, EXPIRE), rule(2, UNTAGGED_1, EXPIRE)])
-        => r#"rule 2 (priority 2): tagStatus "untagged" is already selected by rule 1 (priority 1) for standard images; only one rule per storage class may select untagged images"#;
+        => r#"rule 2 (priority 2): selection.tagStatus "untagged" is already selected by rule 1 (priority 1) for standard images; only one rule per storage class may select untagged images"#;
     repeated_tag_list:
         rules(&[rule(1, KEEP_V, EXPIRE), rule(2, &KEEP_V.replace("5", "9"), EXPIRE)])
         => "rule 2 (priority 2): selection.tagPrefixList repeats the tag list of rule 1 (priority 1) for standard images; each rule's tag list must be unique";

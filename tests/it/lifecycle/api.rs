@@ -1,7 +1,7 @@
 //! The admin API's answers to bad input: JSON errors with the right status and a message naming
 //! the cause; and the CLI passing them on.
 
-use super::{admin_url, api, cli, ON_DEMAND};
+use super::{admin_url, api, cli, cli_json, ON_DEMAND};
 use crate::bw::{local_upstream, Breakwater};
 use crate::support::registry::Registry;
 use crate::support::TempDir;
@@ -154,6 +154,16 @@ async fn bad_requests_get_clear_json_errors() {
         &["target"],
     );
     check(
+        api(
+            Method::POST,
+            &url("/api/v1/pins"),
+            Some(r#"{"target":"nginx:latest"}"#.into()),
+        )
+        .await,
+        400,
+        &["nginx:latest", "<upstream>/<repository>@<digest>", "'/'"],
+    );
+    check(
         api(Method::DELETE, &url("/api/v1/pins/nothing"), None).await,
         404,
         &["no pin"],
@@ -210,6 +220,39 @@ async fn the_cli_reports_api_errors_and_unreachable_servers() {
         err.contains("rule 1") && err.contains("countUnit") && err.contains("400"),
         "{err}"
     );
+
+    // A pin target without its upstream is refused, naming the expected form.
+    let (ok, _, err) = cli(&["pin", "--admin", &admin, "nginx:latest"]);
+    assert!(
+        !ok && err.contains("400") && err.contains("<upstream>/<repository>:<tag>"),
+        "{err}"
+    );
+    // A pattern that matches nothing is pinned, with a warning.
+    let (ok, out, err) = cli(&["pin", "--admin", &admin, "docker.io/library/*"]);
+    assert!(ok && out.contains("pinned docker.io/library/*"), "{err}");
+    assert!(
+        err.contains("warning: no cached repository matches"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["images", "delete", "--admin", &admin, "local/none:x"]);
+    assert!(
+        !ok && err.contains("no cached repository local/none") && err.contains("404"),
+        "{err}"
+    );
+    // Preview at another time, in RFC 3339 or unix ms.
+    let at = cli_json(&[
+        "lifecycle",
+        "preview",
+        "--admin",
+        &admin,
+        "--at",
+        "2030-01-01T00:00:00Z",
+    ]);
+    assert_eq!(at["at_ms"], 1_893_456_000_000i64, "{at}");
+    let at = cli_json(&["lifecycle", "preview", "--admin", &admin, "--at", "1234"]);
+    assert_eq!(at["at_ms"], 1234, "{at}");
+    let (ok, _, err) = cli(&["lifecycle", "preview", "--admin", &admin, "--at", "soon"]);
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
 
     let (ok, _, err) = cli(&["images", "--admin", "http://127.0.0.1:9"]);
     assert!(!ok && err.contains("cannot reach the admin API"), "{err}");

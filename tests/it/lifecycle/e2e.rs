@@ -201,6 +201,37 @@ async fn pull_set_policy_preview_apply_gc_and_the_rest_still_pulls_warm() {
     );
     reg.settle().await;
     assert_eq!(reg.blob_gets(&app[0].layers[1].digest), 1);
+
+    // `breakwater images delete` removes one image through the API.
+    let (ok, out, err) = cli(&["images", "delete", "--admin", &admin, "local/team/app:v1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!(
+            "deleted local/team/app@{}",
+            app[0].manifest.digest
+        )),
+        "{out}"
+    );
+    let left = cli_json(&[
+        "images",
+        "--admin",
+        &admin,
+        "--repository",
+        "local/team/app",
+    ]);
+    let tags: Vec<&str> = left["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| {
+            i["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(tags, vec!["v3"], "{left}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
