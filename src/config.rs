@@ -36,6 +36,73 @@ pub struct ServerSettings {
     pub admin_listen: SocketAddr,
     /// Worker threads of the registry listener.
     pub threads: usize,
+    /// Bearer token the admin API (`/api/...`) requires; `None`: no authentication.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The admin API's shared secret. Never logged: `Debug` hides it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token from its text (surrounding whitespace, e.g. a file's newline, is not part of it).
+    pub fn new(text: &str) -> Option<Self> {
+        let t = text.trim();
+        (!t.is_empty()).then(|| AdminToken(t.to_string()))
+    }
+
+    /// The token, to send as `Authorization: Bearer <token>`.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<hidden>)")
+    }
+}
+
+/// Reads the admin token from `server.admin_token_file` or `server.admin_token_env`.
+fn admin_token(
+    file: Option<PathBuf>,
+    env: Option<String>,
+) -> Result<Option<AdminToken>, ConfigError> {
+    let (text, source) = match (file, env) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid(
+                "server.admin_token_file and server.admin_token_env are alternatives: set one"
+                    .into(),
+            ))
+        }
+        (Some(path), None) => (
+            std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "server.admin_token_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?,
+            format!("server.admin_token_file {}", path.display()),
+        ),
+        (None, Some(var)) => (
+            std::env::var(&var).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "server.admin_token_env: environment variable {var} is not set"
+                ))
+            })?,
+            format!("server.admin_token_env {var}"),
+        ),
+    };
+    AdminToken::new(&text)
+        .map(Some)
+        .ok_or_else(|| ConfigError::Invalid(format!("{source} holds an empty token")))
 }
 
 /// TLS listener settings.
@@ -222,6 +289,8 @@ struct RawServer {
     tls_listen: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
+    admin_token_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -425,6 +494,7 @@ impl Settings {
                     .admin_listen
                     .unwrap_or_else(|| "127.0.0.1:5001".parse().unwrap()),
                 threads: raw.server.threads.unwrap_or(2).max(1),
+                admin_token: admin_token(raw.server.admin_token_file, raw.server.admin_token_env)?,
             },
             storage: StorageSettings {
                 root: raw.storage.root.unwrap_or_else(|| PathBuf::from("./data")),
@@ -572,6 +642,34 @@ fn merge_upstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_token_from_a_file_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "abc123\n").unwrap();
+        let s = Settings::parse(&format!(
+            "[server]\nadmin_token_file = \"{}\"\n",
+            f.display()
+        ))
+        .unwrap();
+        let t = s.server.admin_token.clone().expect("token");
+        assert!(t.matches("abc123") && !t.matches("abc124") && !t.matches("abc12"));
+        assert!(!format!("{:?}", s.server).contains("abc123"));
+        std::fs::write(&f, " \n").unwrap();
+        let e = Settings::parse(&format!(
+            "[server]\nadmin_token_file = \"{}\"\n",
+            f.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("empty token"), "{e}");
+        let e = Settings::parse("[server]\nadmin_token_env = \"BREAKWATER_TEST_UNSET_VAR\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BREAKWATER_TEST_UNSET_VAR is not set"), "{e}");
+        assert!(Settings::embedded_default().server.admin_token.is_none());
+    }
 
     #[test]
     fn embedded_default_has_presets() {

@@ -130,7 +130,11 @@ fn serve(settings: Settings) -> Result<(), String> {
     ));
     let mut admin_service = Service::new(
         "admin".to_string(),
-        HttpServer::new_app(AdminApp::new(registry.clone(), lifecycle.clone())),
+        HttpServer::new_app(AdminApp::new(
+            registry.clone(),
+            lifecycle.clone(),
+            settings.server.admin_token.clone(),
+        )),
     );
     admin_service.add_tcp(&settings.server.admin_listen.to_string());
     admin_service.threads = Some(1);
@@ -153,6 +157,13 @@ fn serve(settings: Settings) -> Result<(), String> {
         "lifecycle",
         LifecycleRunner { lifecycle },
     ));
+    if settings.server.admin_token.is_none() && !settings.server.admin_listen.ip().is_loopback() {
+        tracing::warn!(
+            admin = %settings.server.admin_listen,
+            "the admin API listens beyond loopback without a token: anyone who reaches it can \
+             delete images and change policies (set server.admin_token_file)"
+        );
+    }
     tracing::info!(
         listen = %settings.server.listen,
         admin = %settings.server.admin_listen,

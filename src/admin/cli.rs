@@ -183,6 +183,15 @@ fn read_file(path: &PathBuf) -> Result<String, String> {
 }
 
 pub(super) fn connect(conn: &Conn) -> Result<Client, String> {
+    // The token: BREAKWATER_ADMIN_TOKEN, else the one the config file names.
+    let env_token = std::env::var("BREAKWATER_ADMIN_TOKEN")
+        .ok()
+        .and_then(|t| crate::config::AdminToken::new(&t));
+    let mut token = env_token.map(|t| t.secret().to_string());
+    if token.is_none() && conn.config.is_some() {
+        let settings = crate::cli::load_settings(conn.config.as_ref())?;
+        token = settings.server.admin_token.map(|t| t.secret().to_string());
+    }
     let base = match &conn.admin {
         Some(a) => a.clone(),
         None => {
@@ -197,7 +206,7 @@ pub(super) fn connect(conn: &Conn) -> Result<Client, String> {
             format!("http://{addr}")
         }
     };
-    Client::new(&base)
+    Client::new(&base, token)
 }
 
 fn parse<T: DeserializeOwned>(v: &Value) -> Result<T, String> {

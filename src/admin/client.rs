@@ -14,13 +14,14 @@ pub enum Body {
 /// Talks to one running breakwater's admin listener.
 pub struct Client {
     base: String,
+    token: Option<String>,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
 
 impl Client {
     /// A client of the admin API at `base` (`http://host:port`; the scheme may be left out).
-    pub fn new(base: &str) -> Result<Self, String> {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, String> {
         let base = if base.contains("://") {
             base.trim_end_matches('/').to_string()
         } else {
@@ -35,7 +36,12 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start a runtime: {e}"))?;
-        Ok(Client { base, http, rt })
+        Ok(Client {
+            base,
+            token,
+            http,
+            rt,
+        })
     }
 
     /// Sends a request to `/api/v1{path}` and returns the JSON answer, or the API's error.
@@ -48,6 +54,9 @@ impl Client {
     ) -> Result<Value, String> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut req = self.http.request(method.clone(), &url).query(query);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         req = match body {
             Some(Body::Json(v)) => req.json(&v),
             Some(Body::Text(t)) => req.header("Content-Type", "application/json").body(t),

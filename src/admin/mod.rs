@@ -12,6 +12,7 @@ mod scan;
 pub mod scan_cli;
 pub mod table;
 
+use crate::config::AdminToken;
 use crate::lifecycle::Lifecycle;
 use crate::registry::Registry;
 use async_trait::async_trait;
@@ -23,14 +24,51 @@ use std::sync::Arc;
 pub struct AdminApp {
     registry: Arc<Registry>,
     lifecycle: Arc<Lifecycle>,
+    token: Option<AdminToken>,
 }
 
 impl AdminApp {
-    /// An admin app over `registry` and its lifecycle.
-    pub fn new(registry: Arc<Registry>, lifecycle: Arc<Lifecycle>) -> Self {
+    /// An admin app over `registry` and its lifecycle; with a token, `/api/...` requires it.
+    pub fn new(
+        registry: Arc<Registry>,
+        lifecycle: Arc<Lifecycle>,
+        token: Option<AdminToken>,
+    ) -> Self {
         AdminApp {
             registry,
             lifecycle,
+            token,
+        }
+    }
+
+    /// Checks `Authorization: Bearer <token>` when a token is configured. Metrics and the
+    /// health check stay open, so scrapers and probes need no secret.
+    fn authorize(&self, session: &ServerSession) -> Result<(), http::ApiError> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split_once(' ')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            })
+            .map(|(_, t)| t.trim());
+        match presented {
+            Some(t) if token.matches(t) => Ok(()),
+            Some(_) => Err(http::ApiError::new(
+                401,
+                "the admin token presented is not the one configured (server.admin_token_file \
+                 or server.admin_token_env)",
+            )),
+            None => Err(http::ApiError::new(
+                401,
+                "the admin API requires Authorization: Bearer <token> (the CLI sends the token \
+                 of --config, or BREAKWATER_ADMIN_TOKEN)",
+            )),
         }
     }
 }
@@ -39,6 +77,18 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> ::http::Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        let is_api = scan::handles(&path) || path == "/api" || path.starts_with("/api/");
+        if let Err(e) = self
+            .authorize(session)
+            .or_else(|e| if is_api { Err(e) } else { Ok(()) })
+        {
+            let mut resp = http::error(&e);
+            resp.headers_mut().insert(
+                ::http::header::WWW_AUTHENTICATE,
+                ::http::HeaderValue::from_static("Bearer realm=\"breakwater-admin\""),
+            );
+            return resp;
+        }
         match path.as_str() {
             "/metrics" => http::response(
                 200,

@@ -273,3 +273,51 @@ async fn the_cli_reports_api_errors_and_unreachable_servers() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_token_guards_the_api_but_not_metrics() {
+    let reg = Registry::start_plain().await;
+    let dir = TempDir::new("admin-token");
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
+    let bw = Breakwater::start_with(
+        &format!("admin_token_file = \"{}\"", token_file.display()),
+        &(local_upstream(&reg.url(), "10m", "") + ON_DEMAND),
+    )
+    .await;
+    let admin = admin_url(&bw);
+    let client = crate::support::http_client();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = client.get(format!("{admin}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+
+    for path in ["/api/v1/images", "/api/v1/scan/status"] {
+        let r = get(path, None).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} without a token");
+        assert!(r.headers().contains_key("www-authenticate"));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
+        let r = get(path, Some("s3cret-admin-tokeX")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} with a wrong token");
+        let r = get(path, Some("s3cret-admin-token")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path} with the token");
+    }
+    // Scrapers and probes need no secret.
+    assert_eq!(get("/metrics", None).await.unwrap().status().as_u16(), 200);
+    assert_eq!(get("/healthz", None).await.unwrap().status().as_u16(), 200);
+
+    // The CLI sends the token of the config it is given, and fails clearly without it.
+    let config = bw.config_path().to_str().unwrap().to_string();
+    let listed = cli_json(&["images", "--config", &config]);
+    assert!(listed["images"].is_array(), "{listed}");
+    let (ok, _, err) = cli(&["images", "--admin", &admin]);
+    assert!(!ok && err.contains("401"), "{err}");
+    assert!(
+        !bw.log_text().contains("s3cret-admin-token"),
+        "token logged"
+    );
+}
