@@ -203,7 +203,7 @@ wait_log_quiet() {
 
 # start_breakwater NAME UPSTREAM_PORT [THREADS] -> BW_PORT, BW_ADMIN, BW_PID, BW_DIR (fresh store)
 start_breakwater() {
-    local name="$1" up="$2" threads="${3:-2}" attempt
+    local name="$1" up="$2" threads="${3:-2}" extra="${4:-}" attempt
     BW_DIR="$WORK/$name"
     rm -rf "$BW_DIR"
     mkdir -p "$BW_DIR"
@@ -227,6 +227,7 @@ presets = false
 url = "http://127.0.0.1:$up"
 aliases = ["local"]
 tag_ttl = "10m"
+$extra
 EOF
         "$BREAKWATER_BIN" serve --config "$BW_DIR/breakwater.toml" >>"$BW_DIR/breakwater.log" 2>&1 </dev/null &
         BW_PID=$!

@@ -297,6 +297,7 @@ impl Catalog {
             digest: self.digest(g).to_string(),
             tags: grp.tags.clone(),
             first_cached: parent.first_cached_ms.div_euclid(1000),
+            first_cached_subsec_ms: parent.first_cached_ms.rem_euclid(1000) as u16,
             last_pulled: grp.last_pulled_ms.map(|t| t.div_euclid(1000)),
             transitioned_at: parent.transitioned_at_ms.map(|t| t.div_euclid(1000)),
             storage_class: if parent.archived {

@@ -35,6 +35,9 @@ pub struct CachedImage {
     /// Unix seconds when breakwater last cached the image's bytes (its first cache, or its
     /// restore from archive); plays ECR's "pushed" time.
     pub first_cached: i64,
+    /// Milliseconds within the `first_cached` second: images cached in one burst (a CI run
+    /// pulling many tags) still rank newest first for `imageCountMoreThan`.
+    pub first_cached_subsec_ms: u16,
     /// Unix seconds of the last pull; `None` (never pulled) falls back to `first_cached`.
     pub last_pulled: Option<i64>,
     /// Unix seconds when moved to archive; used by `sinceImageTransitioned`.
@@ -125,7 +128,11 @@ fn newest_first(images: &[CachedImage]) -> Vec<usize> {
     let mut keys: Vec<(i64, usize)> = images
         .iter()
         .enumerate()
-        .map(|(i, img)| (img.first_cached, i))
+        .map(|(i, img)| {
+            let at_ms =
+                img.first_cached.saturating_mul(1000) + i64::from(img.first_cached_subsec_ms);
+            (at_ms, i)
+        })
         .collect();
     keys.sort_unstable_by(|a, b| {
         b.0.cmp(&a.0)
@@ -180,7 +187,8 @@ fn mark(sel: &Selection, image: &CachedImage, rank: usize, now: i64) -> Option<S
     match sel.count_type {
         CountType::ImageCountMoreThan => (rank > n as usize).then(|| {
             format!(
-                "imageCountMoreThan {n}: number {rank} by age among the images this rule matches"
+                "imageCountMoreThan {n}: {} newer images match this rule",
+                rank - 1
             )
         }),
         CountType::SinceImagePushed => older_than(now, image.first_cached, n).map(|age| {

@@ -187,6 +187,7 @@ fn all_images_example_b_combines_every_rule_type() {
         img("D", &["git hash"], 1),
         CachedImage {
             first_cached: NOW - DAY + 60,
+            first_cached_subsec_ms: 0,
             ..img("E", &[], 1)
         },
     ];

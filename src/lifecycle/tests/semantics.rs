@@ -147,14 +147,17 @@ fn age_limit_is_strictly_greater_than() {
     let images = [
         CachedImage {
             first_cached: NOW - 7 * DAY,
+            first_cached_subsec_ms: 0,
             ..img("exactly", &[], 0)
         },
         CachedImage {
             first_cached: NOW - 7 * DAY - 1,
+            first_cached_subsec_ms: 0,
             ..img("one-second-over", &[], 0)
         },
         CachedImage {
             first_cached: NOW + DAY,
+            first_cached_subsec_ms: 0,
             ..img("future", &[], 0)
         },
     ];
@@ -371,4 +374,24 @@ fn preview_totals_bytes_per_rule_and_overall() {
         json_out["decisions"][0]["action"],
         serde_json::json!({"type":"expire"})
     );
+}
+
+#[test]
+fn images_cached_within_one_second_rank_by_milliseconds() {
+    // A CI run pulls v1.0 … v1.3 in one burst: the newest two by cache time stay, whatever
+    // their digests' order.
+    let burst: Vec<CachedImage> = [
+        ("d", "v1.0", 10),
+        ("c", "v1.1", 20),
+        ("b", "v1.2", 30),
+        ("a", "v1.3", 40),
+    ]
+    .iter()
+    .map(|(d, t, ms)| CachedImage {
+        first_cached_subsec_ms: *ms,
+        ..img(d, &[t], 1)
+    })
+    .collect();
+    let keep_two = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["v*"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}}]}"#;
+    assert_eq!(expired(keep_two, &burst), vec!["c", "d"]);
 }

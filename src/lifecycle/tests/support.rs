@@ -14,6 +14,7 @@ pub fn img(digest: &str, tags: &[&str], days_ago: i64) -> CachedImage {
         digest: digest.to_owned(),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         first_cached: NOW - days_ago * DAY,
+        first_cached_subsec_ms: 0,
         last_pulled: None,
         transitioned_at: None,
         storage_class: StorageClass::Standard,
