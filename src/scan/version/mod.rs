@@ -15,6 +15,27 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+/// `PartialOrd`, `PartialEq` and `Eq` from a version type's `Ord`: two versions are equal when
+/// their scheme orders them equal (`1.0` and `1.0.0` in some schemes), not when their text is.
+macro_rules! order_from_ord {
+    ($t:ty) => {
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other) == std::cmp::Ordering::Equal
+            }
+        }
+
+        impl Eq for $t {}
+    };
+}
+pub(crate) use order_from_ord;
+
 pub mod apk;
 pub mod dpkg;
 pub mod go;
