@@ -8,11 +8,11 @@
 //! index. Policies, quota eviction and the describe-images view therefore work on images.
 
 use super::evaluate::CachedImage;
-use super::graph::{EdgeKind, Graph, Keep, Marks, NodeId};
+use super::graph::{EdgeKind, FastMap, Graph, Keep, Marks, NodeId};
 use super::pattern::RepoPattern;
 use super::policy::StorageClass;
 use crate::cache::images::{ImageKey, ImageRow, PinRow, SnapshotSink};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// A repository, named `<upstream>/<name>` in policies and the admin API.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ pub struct Catalog {
     /// Repositories.
     pub repos: Vec<Repo>,
     /// Manifest records by digest.
-    pub manifests: HashMap<NodeId, ManifestInfo>,
+    pub manifests: FastMap<NodeId, ManifestInfo>,
     /// Image rows.
     pub rows: Vec<Row>,
     /// Images.
@@ -95,9 +95,12 @@ pub struct Catalog {
     pub row_groups: Vec<Vec<usize>>,
     /// For each repository, its groups.
     pub by_repo: Vec<Vec<usize>>,
-    platforms: HashMap<(NodeId, NodeId), String>,
-    repo_by_id: HashMap<i64, usize>,
-    row_by_key: HashMap<(usize, NodeId), usize>,
+    platforms: FastMap<(NodeId, NodeId), String>,
+    repo_by_id: FastMap<i64, usize>,
+    row_by_key: FastMap<(usize, NodeId), usize>,
+    /// The manifest of the previous reference row and its id: a manifest's references are
+    /// usually consecutive rows, so most rows need not intern it again.
+    last_referrer: Option<(String, NodeId)>,
 }
 
 impl SnapshotSink for Catalog {
@@ -131,7 +134,22 @@ impl SnapshotSink for Catalog {
         size: Option<u64>,
         platform: Option<&str>,
     ) {
-        let (m, c) = (self.graph.intern(manifest), self.graph.intern(child));
+        let m = match &mut self.last_referrer {
+            Some((d, id)) if d == manifest => *id,
+            last => {
+                let id = self.graph.intern(manifest);
+                match last {
+                    Some((d, last_id)) => {
+                        d.clear();
+                        d.push_str(manifest);
+                        *last_id = id;
+                    }
+                    None => *last = Some((manifest.to_string(), id)),
+                }
+                id
+            }
+        };
+        let c = self.graph.intern(child);
         if let Some(s) = size {
             self.graph.declare_size(c, s);
         }

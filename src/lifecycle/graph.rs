@@ -3,54 +3,23 @@
 //! depth-first walk with one byte of state per digest, so a million references mark in
 //! milliseconds and memory stays proportional to the index.
 
-use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 
-/// Hashes only the last 16 bytes of each write (with the process's random SipHash key). A
-/// digest ends in bytes of a cryptographic hash, so its tail is as good as the whole and
-/// hashing it is cheaper; equality still compares the whole key.
-#[derive(Clone, Default)]
-pub struct TailHash(RandomState);
-
-/// The hasher [`TailHash`] builds.
-pub struct TailHasher(DefaultHasher);
-
-impl BuildHasher for TailHash {
-    type Hasher = TailHasher;
-    fn build_hasher(&self) -> TailHasher {
-        TailHasher(self.0.build_hasher())
-    }
-}
-
-impl Hasher for TailHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.write(&bytes[bytes.len().saturating_sub(16)..]);
-    }
-    fn finish(&self) -> u64 {
-        self.0.finish()
-    }
-}
+/// A hash map keyed by ids or digest bytes. SipHash was a tenth of a snapshot; foldhash is a
+/// few multiplies per key, randomly seeded per map, which is enough for ids the process makes
+/// and for digests that are already cryptographic hashes.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A digest's position in the graph.
 pub type NodeId = u32;
 
-/// A digest as a map key: SHA-256 digests (nearly all) as their 32 bytes, stored inline so a
-/// lookup compares without chasing a pointer; anything else as text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Sha256([u8; 32]),
-    Other(Box<str>),
-}
-
-impl Key {
-    fn of(digest: &str) -> Key {
-        let mut raw = [0u8; 32];
-        match digest.strip_prefix("sha256:") {
-            Some(hex) if hex::decode_to_slice(hex, &mut raw).is_ok() => Key::Sha256(raw),
-            _ => Key::Other(digest.into()),
-        }
-    }
+/// The 32 bytes of a `sha256:<64 hex digits>` digest (either case).
+#[inline]
+fn sha256_bytes(digest: &str) -> Option<[u8; 32]> {
+    let hex = digest.strip_prefix("sha256:")?;
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(hex, &mut raw).ok()?;
+    Some(raw)
 }
 
 /// The role of a reference, as `manifest_refs.kind` names it.
@@ -111,8 +80,15 @@ impl Marks {
 /// Interned digests and their references.
 #[derive(Debug, Default)]
 pub struct Graph {
-    names: Vec<Box<str>>,
-    ids: HashMap<Key, NodeId, TailHash>,
+    /// Every digest's text back to back: one allocation, not one per digest.
+    text: String,
+    /// Where each digest's text ends in `text`.
+    ends: Vec<usize>,
+    /// SHA-256 digests (nearly all) by their 32 bytes, stored inline so a lookup compares
+    /// without chasing a pointer.
+    sha256: FastMap<[u8; 32], NodeId>,
+    /// Any other digest, by its text.
+    other: HashMap<Box<str>, NodeId>,
     /// Size of the stored bytes, when the node is a committed blob.
     stored: Vec<Option<u64>>,
     /// When the blob was committed (unix ms), from its index record.
@@ -132,37 +108,49 @@ impl Graph {
 
     /// The id of `digest`, adding it if new.
     pub fn intern(&mut self, digest: &str) -> NodeId {
-        let key = Key::of(digest);
-        if let Some(&id) = self.ids.get(&key) {
-            return id;
+        let next = self.ends.len() as NodeId;
+        // One probe: the entry is found or made in the same lookup.
+        let id = match sha256_bytes(digest) {
+            Some(raw) => *self.sha256.entry(raw).or_insert(next),
+            None => match self.other.get(digest) {
+                Some(&id) => id,
+                None => *self.other.entry(digest.into()).or_insert(next),
+            },
+        };
+        if id == next {
+            self.text.push_str(digest);
+            self.ends.push(self.text.len());
+            self.stored.push(None);
+            self.committed_ms.push(None);
+            self.declared.push(None);
         }
-        let id = self.names.len() as NodeId;
-        self.names.push(digest.into());
-        self.ids.insert(key, id);
-        self.stored.push(None);
-        self.committed_ms.push(None);
-        self.declared.push(None);
         id
     }
 
     /// The id of `digest`, if known.
     pub fn id(&self, digest: &str) -> Option<NodeId> {
-        self.ids.get(&Key::of(digest)).copied()
+        match sha256_bytes(digest) {
+            Some(raw) => self.sha256.get(&raw),
+            None => self.other.get(digest),
+        }
+        .copied()
     }
 
     /// The digest of `node`.
     pub fn name(&self, node: NodeId) -> &str {
-        &self.names[node as usize]
+        let i = node as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
     }
 
     /// Number of digests.
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ends.len()
     }
 
     /// True when no digest is known.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ends.is_empty()
     }
 
     /// Adds a reference; call [`Graph::finish`] before walking.
@@ -179,10 +167,10 @@ impl Graph {
     /// Replaces what is stored with a listing of the store itself (GC): a record without bytes
     /// no longer counts as stored, bytes without a record become stored without a commit time.
     pub fn set_store_listing(&mut self, listing: &[(String, u64)]) {
-        let mut present = vec![None; self.names.len()];
+        let mut present = vec![None; self.len()];
         for (digest, size) in listing {
             let id = self.intern(digest) as usize;
-            present.resize(self.names.len(), None);
+            present.resize(self.len(), None);
             present[id] = Some(*size);
         }
         self.stored = present;
@@ -210,7 +198,7 @@ impl Graph {
 
     /// Builds the compressed adjacency from the edges added so far.
     pub fn finish(&mut self) {
-        let n = self.names.len();
+        let n = self.len();
         let mut pending = std::mem::take(&mut self.pending);
         // Re-finishing keeps earlier edges.
         for from in 0..self.offsets.len().saturating_sub(1) {
@@ -242,7 +230,7 @@ impl Graph {
 
     /// Marks everything the roots keep.
     pub fn mark(&self, roots: impl IntoIterator<Item = (NodeId, Keep)>) -> Marks {
-        let mut state = vec![UNMARKED; self.names.len()];
+        let mut state = vec![UNMARKED; self.len()];
         let mut stack: Vec<(NodeId, u8)> = Vec::new();
         for (root, keep) in roots {
             let want = match keep {
@@ -323,6 +311,28 @@ mod tests {
         assert!(m.is_marked(layer) && m.is_marked(config));
         assert!(!m.is_marked(loose));
         assert_eq!(m.count(), 5);
+    }
+
+    #[test]
+    fn sha256_digests_intern_by_their_bytes() {
+        let lower = format!("sha256:{}", "ab".repeat(32));
+        let upper = format!("sha256:{}", "AB".repeat(32));
+        let mut g = Graph::new();
+        let a = g.intern(&lower);
+        // Either case names the same bytes, as with the `hex` decoder before.
+        assert_eq!(g.intern(&upper), a);
+        assert_eq!(g.name(a), lower);
+        for odd in [
+            "sha256:ab",
+            &format!("sha256:{}g", "a".repeat(63)),
+            "sha512:00",
+        ] {
+            let n = g.intern(odd);
+            assert_ne!(n, a);
+            assert_eq!((g.id(odd), g.name(n)), (Some(n), odd));
+        }
+        assert_eq!(g.len(), 4);
+        assert_eq!(sha256_bytes(&lower), Some([0xAB; 32]));
     }
 
     #[test]
