@@ -9,7 +9,7 @@ use prometheus::{
 pub struct ScanMetrics {
     /// Layer blobs read and analysed (a rematch reads none).
     pub layer_reads: IntCounter,
-    /// Image scans run, by trigger (on_cache, on_demand, gate) and status.
+    /// Image scans run, by trigger (on_cache, on_demand, gate, upgrade) and status.
     pub scans: IntCounterVec,
     /// Time to scan one image (layers analysed or reused, merged, matched).
     pub scan_seconds: Histogram,

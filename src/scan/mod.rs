@@ -20,6 +20,7 @@ pub mod scanner;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod upgrade;
 pub mod version;
 pub mod vulndb;
 

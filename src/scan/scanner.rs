@@ -38,6 +38,8 @@ pub enum Trigger {
     OnDemand,
     /// A gated manifest was requested.
     Gate,
+    /// The stored inventory was made by an older analyzer (a breakwater upgrade).
+    Upgrade,
 }
 
 impl Trigger {
@@ -46,6 +48,7 @@ impl Trigger {
             Trigger::OnCache => "on_cache",
             Trigger::OnDemand => "on_demand",
             Trigger::Gate => "gate",
+            Trigger::Upgrade => "upgrade",
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct Scanner {
     images: Flights<String, Arc<ImageScan>>,
     layers: Flights<String, Arc<LayerAnalysis>>,
     pub(crate) rematching: tokio::sync::Mutex<()>,
+    /// Held by a round of upgrade rescans (one round at a time).
+    pub(crate) upgrading: tokio::sync::Mutex<()>,
 }
 
 /// A scan error as the registry and API report it.
@@ -90,6 +95,7 @@ impl Scanner {
             images: Flights::default(),
             layers: Flights::default(),
             rematching: tokio::sync::Mutex::new(()),
+            upgrading: tokio::sync::Mutex::new(()),
         })
     }
 

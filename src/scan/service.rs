@@ -1,6 +1,7 @@
 //! The scanner's background work: load the vulnerability data after start-up (the listeners do
 //! not wait for it), then check the sources every `rescan_interval` and rematch every stored
-//! inventory when the data changed.
+//! inventory when the data changed. Each round (the first right at start-up) also rescans a
+//! bounded batch of images whose inventory an older analyzer made (`upgrade.rs`).
 
 use crate::registry::Registry;
 use crate::scan::rematch::RematchReport;
@@ -48,7 +49,10 @@ impl BackgroundService for ScanService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let scanner = self.registry.scanner.clone();
         scanner.refresh_gauge();
-        if !scanner.db().configured() {
+        let configured = scanner.db().configured();
+        // Nothing is ever written by an older analyzer again: once none is left, stop looking.
+        let mut upgrading = scanner.settings().upgrade_batch > 0;
+        if !configured && !upgrading {
             return;
         }
         let mut tick = tokio::time::interval(scanner.settings().rescan_interval);
@@ -58,8 +62,21 @@ impl BackgroundService for ScanService {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if let Err(e) = scanner.reload().await {
-                tracing::warn!("vulnerability data check failed: {e}");
+            // Data first, so that upgrade rescans match against it.
+            if configured {
+                if let Err(e) = scanner.reload().await {
+                    tracing::warn!("vulnerability data check failed: {e}");
+                }
+            }
+            if upgrading {
+                let batch = scanner.settings().upgrade_batch;
+                match scanner.upgrade_rescans(&self.registry, batch).await {
+                    Ok(r) => upgrading = !r.done,
+                    Err(e) => tracing::warn!("upgrade rescans failed: {e}"),
+                }
+                if !configured && !upgrading {
+                    return;
+                }
             }
         }
     }

@@ -19,7 +19,13 @@ pub struct ScanSettings {
     pub rescan_interval: Duration,
     /// Pull gates; the first whose pattern matches a repository applies.
     pub gates: Vec<GatePolicy>,
+    /// Most images whose inventory an older analyzer made (before a breakwater upgrade)
+    /// rescanned per `rescan_interval`, oldest first; 0 turns upgrade rescans off.
+    pub upgrade_batch: usize,
 }
+
+/// Default of [`ScanSettings::upgrade_batch`].
+pub const DEFAULT_UPGRADE_BATCH: usize = 16;
 
 /// What a gate does with an image over its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,6 +95,7 @@ pub(crate) struct RawScan {
     #[serde(default, with = "humantime_serde")]
     rescan_interval: Option<Duration>,
     gates: Option<Vec<RawGate>>,
+    upgrade_batch: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +155,7 @@ impl ScanSettings {
             on_cache,
             rescan_interval,
             gates,
+            upgrade_batch: raw.upgrade_batch.unwrap_or(DEFAULT_UPGRADE_BATCH),
         })
     }
 }
@@ -173,6 +181,8 @@ mod tests {
         assert!(s.osv_paths.is_empty() && s.gates.is_empty());
         assert!(!s.scans_on_cache("docker.io/library/nginx"));
         assert_eq!(s.rescan_interval, Duration::from_secs(300));
+        assert_eq!(s.upgrade_batch, DEFAULT_UPGRADE_BATCH);
+        assert_eq!(parse("upgrade_batch = 0").unwrap().upgrade_batch, 0);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! - `scan_results`: per image manifest digest, the latest findings with the hash of the
 //!   vulnerability data they were matched against; a rematch rewrites only these small rows.
 //!
+//! `scan_results.analyzer_version` is the analyzer that made the stored inventory (0: before
+//! the column existed, i.e. an older release); older inventories are redone in the background
+//! (see `upgrade.rs`).
+//!
 //! A rescan after the data changed reads only these two tables. Rows go when the index drops
 //! the manifest (foreign key cascade, e.g. lifecycle expiry or scrub).
 
@@ -48,7 +52,8 @@ CREATE TABLE IF NOT EXISTS scan_results (
     scanned_at INTEGER NOT NULL,
     matched_at INTEGER NOT NULL,
     db_hash TEXT,
-    db_updated_at INTEGER
+    db_updated_at INTEGER,
+    analyzer_version INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -116,6 +121,21 @@ pub struct ImageScan {
     pub db_updated_at_ms: Option<i64>,
 }
 
+/// A stored scan whose inventory an older analyzer made (what an upgrade rescan needs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outdated {
+    /// Image manifest digest.
+    pub digest: String,
+    /// Upstream it was scanned for.
+    pub upstream: String,
+    /// Repository, as the upstream names it.
+    pub repository: String,
+    /// Layer digests, base first.
+    pub layers: Vec<String>,
+    /// When it was scanned (unix ms).
+    pub scanned_at_ms: i64,
+}
+
 /// New findings for a stored image after a rematch.
 pub struct Rematched {
     /// Image digest.
@@ -172,6 +192,20 @@ fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageScan> {
     })
 }
 
+/// Adds `scan_results.analyzer_version` to a table made by a release without it; the rows
+/// there read as 0 (older than any analyzer), so they are redone.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('scan_results') WHERE name = 'analyzer_version'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch(
+            "ALTER TABLE scan_results ADD COLUMN analyzer_version INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
+
 impl ScanStore {
     /// Opens the index database at `path` and creates the scan tables if missing.
     pub fn open(path: &Path) -> Result<Self> {
@@ -182,6 +216,7 @@ impl ScanStore {
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(err("open"))?;
         conn.execute_batch(SCHEMA).map_err(err("create schema"))?;
+        migrate(&conn).map_err(err("migrate schema"))?;
         Ok(ScanStore {
             conn: Mutex::new(conn),
         })
@@ -233,7 +268,8 @@ impl ScanStore {
         })
     }
 
-    /// Stores (replacing) an image's scan.
+    /// Stores (replacing) an image's scan, as made by the current analyzer (the scanner merges
+    /// only analyses of [`ANALYZER_VERSION`]).
     pub fn put_image(&self, s: &ImageScan) -> Result<()> {
         let (layers, inventory, findings) =
             (json(&s.layers)?, json(&s.inventory)?, json(&s.findings)?);
@@ -249,15 +285,16 @@ impl ScanStore {
             tx.execute(
                 "INSERT OR REPLACE INTO scan_results (digest, upstream, repository, status, description,
                    findings, critical, high, medium, low, undefined,
-                   scanned_at, matched_at, db_hash, db_updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                   scanned_at, matched_at, db_hash, db_updated_at, analyzer_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 params![
                     s.digest, s.upstream, s.repository, s.status.as_str(), s.description,
                     findings,
                     n[&Severity::Critical] as i64, n[&Severity::High] as i64,
                     n[&Severity::Medium] as i64, n[&Severity::Low] as i64,
                     n[&Severity::Undefined] as i64,
-                    s.scanned_at_ms, s.matched_at_ms, s.db_hash, s.db_updated_at_ms
+                    s.scanned_at_ms, s.matched_at_ms, s.db_hash, s.db_updated_at_ms,
+                    ANALYZER_VERSION
                 ],
             )?;
             tx.commit()
@@ -281,6 +318,43 @@ impl ScanStore {
                 .map_err(err("list unmatched"))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(err("list unmatched"))
+        })
+    }
+
+    /// Up to `limit` stored scans made by an analyzer older than the current one, oldest scan
+    /// first, after the (`scanned_at`, digest) position `after` (paging, as [`Self::unmatched`]).
+    pub fn outdated(&self, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<Outdated>> {
+        let (at, digest) = after.unwrap_or((i64::MIN, ""));
+        self.with(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT r.digest, r.upstream, r.repository, i.layers, r.scanned_at
+                     FROM scan_results r JOIN scan_inventories i ON i.digest = r.digest
+                     WHERE r.analyzer_version < ?1
+                       AND (r.scanned_at > ?2 OR (r.scanned_at = ?2 AND r.digest > ?3))
+                     ORDER BY r.scanned_at, r.digest LIMIT ?4",
+                )
+                .map_err(err("list outdated"))?;
+            let rows = st
+                .query_map(params![ANALYZER_VERSION, at, digest, limit as i64], |r| {
+                    let layers: String = r.get(3)?;
+                    Ok(Outdated {
+                        digest: r.get(0)?,
+                        upstream: r.get(1)?,
+                        repository: r.get(2)?,
+                        layers: serde_json::from_str(&layers).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                3,
+                                rusqlite::types::Type::Text,
+                                e.to_string().into(),
+                            )
+                        })?,
+                        scanned_at_ms: r.get(4)?,
+                    })
+                })
+                .map_err(err("list outdated"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err("list outdated"))
         })
     }
 
@@ -349,6 +423,8 @@ impl ScanStore {
     }
 
     /// Drops analyses of layers no cached manifest references any more, and of old analyzers.
+    /// An image whose inventory an old analyzer made does not need them: its upgrade rescan
+    /// reads its layers from the blob store again, and its stored inventory stays meanwhile.
     pub fn prune_layers(&self) -> Result<usize> {
         self.with(|c| {
             c.execute(
@@ -439,5 +515,98 @@ mod tests {
         index.forget_blobs(std::slice::from_ref(&a)).unwrap();
         assert!(store.image(&a.to_string()).unwrap().is_none());
         assert!(store.image(&b.to_string()).unwrap().is_some());
+    }
+
+    #[test]
+    fn old_results_table_gains_analyzer_version_and_its_rows_are_outdated_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let index = SqliteIndex::open(&path).unwrap();
+        let repo = RepoKey {
+            upstream: "local".into(),
+            name: "team/app".into(),
+        };
+        let (a, b, c) = (
+            Digest::sha256_of(b"a"),
+            Digest::sha256_of(b"b"),
+            Digest::sha256_of(b"c"),
+        );
+        for d in [&a, &b, &c] {
+            let m = ManifestRecord {
+                digest: d.clone(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 1,
+            };
+            index.record_manifest(&repo, &m, &[], None, 0).unwrap();
+        }
+        // The tables as a release before the column made them, with one row.
+        let old_schema =
+            SCHEMA.replace(",\n    analyzer_version INTEGER NOT NULL DEFAULT 0\n", "\n");
+        assert!(!old_schema.contains("DEFAULT 0\n);\n\";"), "column removed");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&old_schema).unwrap();
+            conn.execute(
+                "INSERT INTO scan_inventories (digest, layers, inventory) VALUES (?1, '[\"sha256:aa\"]', ?2)",
+                params![b.to_string(), json(&Inventory::default()).unwrap()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO scan_results (digest, upstream, repository, status, description, findings,
+                   scanned_at, matched_at) VALUES (?1, 'local', 'team/app', 'COMPLETE', 'd', '[]', 5, 5)",
+                params![b.to_string()],
+            )
+            .unwrap();
+        }
+        let store = ScanStore::open(&path).unwrap();
+        // Opening again does not add it twice.
+        drop(ScanStore::open(&path).unwrap());
+        let version = |d: &Digest| -> i64 {
+            store.with(|c| {
+                c.query_row(
+                    "SELECT analyzer_version FROM scan_results WHERE digest = ?1",
+                    params![d.to_string()],
+                    |r| r.get(0),
+                )
+                .unwrap()
+            })
+        };
+        assert!(
+            store.image(&b.to_string()).unwrap().is_some(),
+            "old row reads"
+        );
+        assert_eq!(version(&b), 0, "missing reads as old");
+
+        let mut current = scan(&a, Some("h"));
+        current.scanned_at_ms = 1;
+        store.put_image(&current).unwrap();
+        let mut older = scan(&c, Some("h"));
+        older.scanned_at_ms = 9;
+        store.put_image(&older).unwrap();
+        assert_eq!(version(&c), i64::from(ANALYZER_VERSION));
+        // As an older release stored it.
+        store.with(|conn| {
+            conn.execute(
+                "UPDATE scan_results SET analyzer_version = ?1 WHERE digest = ?2",
+                params![ANALYZER_VERSION - 1, c.to_string()],
+            )
+            .unwrap()
+        });
+
+        let rows = store.outdated(None, 10).unwrap();
+        let digests: Vec<&str> = rows.iter().map(|r| r.digest.as_str()).collect();
+        assert_eq!(digests, [b.to_string(), c.to_string()], "oldest first");
+        assert_eq!(rows[0].layers, vec!["sha256:aa".to_string()]);
+        let page = store.outdated(Some((5, &b.to_string())), 10).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].digest, c.to_string());
+
+        // Redone with the current analyzer: no longer outdated.
+        let mut redone = scan(&b, Some("h"));
+        redone.scanned_at_ms = 20;
+        store.put_image(&redone).unwrap();
+        let left = store.outdated(None, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].digest, c.to_string());
     }
 }

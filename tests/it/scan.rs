@@ -527,3 +527,118 @@ mode = \"warn\"
         .unwrap();
     assert_eq!(attr(zlib, "platforms"), "linux/amd64,linux/arm64/v8");
 }
+
+/// The analyzer version stored with each image's scan, read from the index database.
+fn stored_analyzer_versions(db: &Path, digests: &[&str]) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(db).expect("open index");
+    digests
+        .iter()
+        .map(|d| {
+            conn.query_row(
+                "SELECT analyzer_version FROM scan_results WHERE digest = ?1",
+                [d],
+                |r| r.get(0),
+            )
+            .expect("stored scan")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventories_from_an_older_analyzer_are_rescanned_once_when_their_bytes_are_stored() {
+    let reg = Registry::start_plain().await;
+    // Same base layer (same dpkg status), different app layers.
+    let (kept, archived) = (debian_image(STATUS, 10), debian_image(STATUS, 11));
+    reg.pusher().push_image("team/up", "v1", &kept).await;
+    reg.pusher().push_image("team/up", "v2", &archived).await;
+    let osv = TempDir::new("osv");
+    add_records(osv.path(), &[5]);
+    let body = local_upstream(&reg.url(), "10m", "")
+        + &scan_section(osv.path(), "rescan_interval = \"200ms\"\nupgrade_batch = 4");
+    let mut bw = Breakwater::start(&body).await;
+    let admin = admin_url(&bw);
+    let upgrade = ["trigger=\"upgrade\""];
+    const READS: &str = "breakwater_scan_layer_reads_total";
+
+    for tag in ["v1", "v2"] {
+        let image = format!("local/team/up:{tag}");
+        let (ok, out, err) = cli(&["scan", "run", "--admin", &admin, &image]);
+        assert!(ok && out.contains("SYNTH-DEB-0005"), "{out}{err}");
+    }
+    assert_eq!(bw.metric(READS, &[]).await, 3.0, "base layer shared");
+    for l in kept.layers.iter().chain(&archived.layers) {
+        assert!(wait_until(Duration::from_secs(10), || bw.has_blob(&l.digest)).await);
+    }
+    let current = i64::from(breakwater::scan::layer::ANALYZER_VERSION);
+    let db = bw.root().join("index.sqlite");
+    let (k, a) = (
+        kept.manifest.digest.as_str(),
+        archived.manifest.digest.as_str(),
+    );
+    assert_eq!(stored_analyzer_versions(&db, &[k, a]), [current, current]);
+    assert_eq!(bw.metric("breakwater_scans_total", &upgrade).await, 0.0);
+
+    // As an older release left the store: its layer analyses and image scans carry the
+    // previous analyzer version, and that analyzer found no packages. The second image's app
+    // layer bytes are gone from the store (as after archiving and GC).
+    bw.kill9();
+    let gone = &archived.layers[1].digest;
+    let hex = gone.trim_start_matches("sha256:");
+    std::fs::remove_file(bw.root().join("blobs/sha256").join(&hex[..2]).join(hex)).unwrap();
+    {
+        let mut conn = rusqlite::Connection::open(&db).expect("open index");
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "UPDATE scan_layers SET analyzer_version = ?1",
+            [current - 1],
+        )
+        .unwrap();
+        tx.execute(
+            "UPDATE scan_results SET analyzer_version = ?1, findings = '[]', critical = 0",
+            [current - 1],
+        )
+        .unwrap();
+        tx.execute(
+            "UPDATE scan_inventories SET inventory = json_set(inventory, '$.packages', json('[]'))",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+
+    // The new release starts: right away it rescans the image whose bytes are stored, both
+    // its layers read again with the current analyzer, and the finding the old inventory
+    // missed reported as new.
+    bw.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bw.metric("breakwater_scans_total", &upgrade).await < 1.0 {
+        assert!(Instant::now() < deadline, "no upgrade rescan");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let new = wait_for_events(&admin, "scan_finding_new", 1).await;
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0]["digest"], k);
+    assert_eq!(detail_ids(&new[0]), set(&["SYNTH-DEB-0005"]));
+    let report = wait_for_scan(&admin, &format!("local/team/up@{k}")).await;
+    assert_eq!(ids(&report), set(&["SYNTH-DEB-0005"]), "{report}");
+    assert_eq!(report["inventory"]["packages"], 5);
+    assert_eq!(
+        bw.metric(READS, &[]).await,
+        2.0,
+        "the rescanned image's layers"
+    );
+    assert_eq!(
+        stored_analyzer_versions(&db, &[k, a]),
+        [current, current - 1],
+        "the image without its bytes waits"
+    );
+
+    // Later rounds have nothing to do.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(bw.metric("breakwater_scans_total", &upgrade).await, 1.0);
+    assert_eq!(bw.metric(READS, &[]).await, 2.0);
+    assert_eq!(
+        stored_analyzer_versions(&db, &[k, a]),
+        [current, current - 1]
+    );
+}
