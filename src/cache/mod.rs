@@ -4,6 +4,7 @@ pub mod events;
 pub mod images;
 pub mod index;
 pub mod scrub;
+mod snapshot;
 pub mod store;
 
 pub use events::{Event, EventQuery};

@@ -1,0 +1,69 @@
+//! The admin API's token: read once at start from a file or an environment variable.
+
+use super::ConfigError;
+use std::path::PathBuf;
+
+/// The admin API's shared secret. Never logged: `Debug` hides it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token from its text (surrounding whitespace, e.g. a file's newline, is not part of it).
+    pub fn new(text: &str) -> Option<Self> {
+        let t = text.trim();
+        (!t.is_empty()).then(|| AdminToken(t.to_string()))
+    }
+
+    /// The token, to send as `Authorization: Bearer <token>`.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<hidden>)")
+    }
+}
+
+/// Reads the admin token from `server.admin_token_file` or `server.admin_token_env`.
+pub(super) fn admin_token(
+    file: Option<PathBuf>,
+    env: Option<String>,
+) -> Result<Option<AdminToken>, ConfigError> {
+    let (text, source) = match (file, env) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid(
+                "server.admin_token_file and server.admin_token_env are alternatives: set one"
+                    .into(),
+            ))
+        }
+        (Some(path), None) => (
+            std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "server.admin_token_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?,
+            format!("server.admin_token_file {}", path.display()),
+        ),
+        (None, Some(var)) => (
+            std::env::var(&var).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "server.admin_token_env: environment variable {var} is not set"
+                ))
+            })?,
+            format!("server.admin_token_env {var}"),
+        ),
+    };
+    AdminToken::new(&text)
+        .map(Some)
+        .ok_or_else(|| ConfigError::Invalid(format!("{source} holds an empty token")))
+}
