@@ -21,8 +21,8 @@ use breakwater::scan::findings::{match_inventory, Memo};
 use breakwater::scan::inventory::{merge, Inventory};
 use breakwater::scan::layer::analyze_layer;
 use breakwater::scan::osv::Database;
+use breakwater::scan::record::{ImageScan, ScanStatus};
 use breakwater::scan::settings::ScanSettings;
-use breakwater::scan::store::{ImageScan, ScanStatus};
 use breakwater::scan::vulndb::DbSnapshot;
 use breakwater::scan::Scanner;
 use criterion::{Criterion, Throughput};
@@ -42,9 +42,7 @@ fn bench_dir() -> PathBuf {
 }
 
 fn shared() -> PathBuf {
-    let s = std::env::var("BREAKWATER_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared").to_string());
-    PathBuf::from(s).join("testdata/vulndb/osv")
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/vulndb/osv"))
 }
 
 /// The Debian rootfs as a gzip layer, built once; `None` when there is no rootfs.

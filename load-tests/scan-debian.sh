@@ -13,7 +13,7 @@ LT_DIR="$(cd "$(dirname "$0")" && pwd)"
 source "$LT_DIR/lib.sh"
 bench_init scan-debian
 need skopeo tar
-shared="${BREAKWATER_SHARED:-$LT_DIR/../../shared}/testdata/vulndb/osv"
+shared="$LT_DIR/../testdata/vulndb/osv"
 if [ $# -gt 0 ]; then osv=("$@"); else
     osv=("$shared/Debian-synthetic-edgecases" "$shared/PyPI-all.zip" "$shared/Go-all.zip" "$shared/crates.io-all.zip")
 fi

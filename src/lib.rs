@@ -6,21 +6,15 @@
 
 pub mod admin;
 pub mod background;
-pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod lifecycle;
 pub mod metrics;
-pub mod oci;
 pub mod registry;
 pub mod scan;
 pub mod server;
 pub mod upstream;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use breakwater_oci as oci;
+pub use breakwater_oci::time::now_ms;
+pub use breakwater_store as cache;

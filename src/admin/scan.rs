@@ -17,9 +17,9 @@ use crate::lifecycle::service::ImageRef;
 use crate::oci::manifest::{self, Accept, RefKind};
 use crate::oci::{Digest, Reference, RegistryError, RepoName, Tag};
 use crate::registry::{Registry, Target};
+use crate::scan::record::ImageScan;
 use crate::scan::report::{image_report, index_report, Platform};
 use crate::scan::scanner::Trigger;
-use crate::scan::store::ImageScan;
 use serde_json::json as j;
 use std::sync::Arc;
 

@@ -139,3 +139,70 @@ fn custom_upstream_and_errors() {
     let e = Settings::parse("[upstreams.x]\nurl=\"ftp://h\"").unwrap_err();
     assert!(e.to_string().contains("http(s)"), "{e}");
 }
+
+mod lifecycle_sections {
+    use crate::config::Settings;
+    use std::time::Duration;
+
+    #[test]
+    fn lifecycle_sections_parse_json_strings_and_tables() {
+        let s = Settings::parse(
+            r#"
+            [storage]
+            max_bytes = "2GiB"
+            high_water = 95
+            low_water = 70
+            [lifecycle]
+            apply_interval = "0s"
+            default_policy = '{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}]}'
+            [[lifecycle.policies]]
+            repositories = "docker.io/library/*"
+            [lifecycle.policies.policy]
+            rules = [{ rulePriority = 1, selection = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = 10 }, action = { type = "expire" } }]
+            [gc]
+            interval = "5m"
+            grace = "30s"
+            "#,
+        )
+        .unwrap();
+        let l = &s.lifecycle;
+        assert_eq!(l.apply_interval, Duration::ZERO);
+        assert_eq!(
+            (l.gc_interval, l.gc_grace),
+            (Duration::from_secs(300), Duration::from_secs(30))
+        );
+        assert_eq!(l.default_policy.as_ref().unwrap().rules.len(), 1);
+        assert_eq!(l.policies[0].repositories.as_str(), "docker.io/library/*");
+        assert_eq!(l.policies[0].policy.rules[0].selection.count_number, 10);
+        let q = s.storage.quota.as_ref().unwrap();
+        assert_eq!(q.max_bytes, 2 * 1024 * 1024 * 1024);
+        assert_eq!(q.high_water_bytes(), (q.max_bytes as f64 * 0.95) as u64);
+    }
+
+    #[test]
+    fn lifecycle_config_errors_name_the_setting() {
+        let err = |text: &str| Settings::parse(text).unwrap_err().to_string();
+        let e = err("[[lifecycle.policies]]\nrepositories = \"a/*\"\npolicy = '{\"rules\":[{\"rulePriority\":1,\"selection\":{\"tagStatus\":\"tagged\",\"countType\":\"imageCountMoreThan\",\"countNumber\":1},\"action\":{\"type\":\"expire\"}}]}'");
+        assert!(
+            e.contains("lifecycle.policies[0].policy") && e.contains("rule 1"),
+            "{e}"
+        );
+        assert!(
+            e.contains("tagPrefixList") || e.contains("tagPatternList"),
+            "{e}"
+        );
+        let e = err("[[lifecycle.policies]]\nrepositories = \"a//b\"\npolicy = '{}'");
+        assert!(e.contains("lifecycle.policies[0].repositories"), "{e}");
+        let e = err("[lifecycle]\ndefault_policy = 'not json'");
+        assert!(
+            e.contains("lifecycle.default_policy") && e.contains("not valid JSON"),
+            "{e}"
+        );
+        let e = err("[gc]\ngrace = \"10m\"\nspeed = 3");
+        assert!(e.contains("speed"), "{e}");
+        let e = err("[storage]\nmax_bytes = \"lots\"");
+        assert!(e.contains("not a size"), "{e}");
+        let e = err("[storage]\nhigh_water = 50\nlow_water = 60");
+        assert!(e.contains("low_water"), "{e}");
+    }
+}

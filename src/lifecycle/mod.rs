@@ -5,25 +5,18 @@
 
 pub mod apply;
 pub mod catalog;
-pub mod evaluate;
 pub mod gc;
-pub mod graph;
-mod parse;
-pub mod pattern;
-pub mod policy;
-pub mod preview;
 pub mod quota;
 mod restore;
 pub mod runner;
 pub mod service;
-pub mod settings;
 #[cfg(test)]
 mod tests;
-mod validate;
-pub mod views;
 
-pub use evaluate::{evaluate, CachedImage, Decision, DecisionAction};
+pub use breakwater_lifecycle::{evaluate, graph, pattern, policy, preview, settings, views};
+
+pub use evaluate::{CachedImage, Decision, DecisionAction};
 pub use pattern::{RepoPattern, RepoPolicies, TagPattern};
 pub use policy::{LifecyclePolicy, PolicyError, PolicyIssue, StorageClass};
-pub use preview::{preview, Preview, RuleSummary};
+pub use preview::{Preview, RuleSummary};
 pub use service::{Lifecycle, OpError};

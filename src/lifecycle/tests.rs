@@ -1,13 +1,8 @@
-//! Unit tests for the lifecycle engine, grouped by topic, and for lifecycle, quota and GC over a
-//! real store and index.
+//! Lifecycle, quota and GC over a real store and index (the engine's own tests are in its crate).
 
 mod admin;
-mod ecr_examples;
 mod fixture;
 mod gc;
 mod ops;
 mod quota;
-mod semantics;
 mod served;
-mod support;
-mod validation;

@@ -13,9 +13,9 @@ use crate::oci::{ErrorCode, RegistryError};
 use crate::registry::manifests::CachedManifest;
 use crate::registry::{Registry, Target};
 use crate::scan::findings::VulnFinding;
+use crate::scan::record::ScanStatus;
 use crate::scan::scanner::{Scanner, Trigger};
 use crate::scan::settings::{GateMode, GatePolicy};
-use crate::scan::store::ScanStatus;
 use std::sync::Arc;
 
 /// Findings named in a denial message or warning header.

@@ -5,8 +5,8 @@
 use crate::cache::Event;
 use crate::scan::findings::{diff, Memo, VulnFinding};
 use crate::scan::osv::Severity;
+use crate::scan::record::{ImageScan, Rematched, ScanStatus};
 use crate::scan::scanner::Scanner;
-use crate::scan::store::{ImageScan, Rematched, ScanStatus};
 use crate::scan::vulndb::DbSnapshot;
 use serde::Serialize;
 use std::sync::Arc;

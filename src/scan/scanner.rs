@@ -7,6 +7,7 @@
 //! data in use. Scans of one image, and analyses of one layer, are single-flight: the on-cache
 //! trigger, the pull gate and an API call arriving together share one piece of work.
 
+use crate::cache::scans::ScanStore;
 use crate::cache::Index;
 use crate::metrics::Metrics;
 use crate::oci::manifest::{self, Accept, RefKind};
@@ -20,8 +21,8 @@ use crate::scan::findings::match_inventory;
 use crate::scan::inventory::merge;
 use crate::scan::layer::{analyze_layer, LayerAnalysis};
 use crate::scan::metrics::ScanMetrics;
+use crate::scan::record::{ImageScan, ScanStatus};
 use crate::scan::settings::ScanSettings;
-use crate::scan::store::{ImageScan, ScanStatus, ScanStore};
 use crate::scan::vulndb::{DbSnapshot, VulnDb};
 use serde::Deserialize;
 use std::collections::HashMap;

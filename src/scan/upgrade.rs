@@ -10,8 +10,8 @@
 use crate::oci::{Digest, RepoName};
 use crate::registry::{blocking, Registry, Target};
 use crate::scan::layer::ANALYZER_VERSION;
+use crate::scan::record::{Outdated, ScanStatus};
 use crate::scan::scanner::{Scanner, Trigger};
-use crate::scan::store::{Outdated, ScanStatus};
 use serde::Serialize;
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Vulnerability scanning against the real binary and a real `docker-registry`: images built
 //! here with a Debian 12 dpkg database whose package versions the synthetic OSV edge-case
-//! records (`shared/testdata/vulndb/osv/Debian-synthetic-edgecases`) do or do not affect,
+//! records (`testdata/vulndb/osv/Debian-synthetic-edgecases`) do or do not affect,
 //! pulled through breakwater by skopeo and raw requests.
 //!
 //! Which records affect the test image (installed → record):
@@ -58,18 +58,18 @@ fn clean_status() -> String {
 }
 
 fn edgecases() -> PathBuf {
-    let shared = std::env::var("BREAKWATER_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared").to_string());
-    PathBuf::from(shared).join("testdata/vulndb/osv/Debian-synthetic-edgecases")
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/vulndb/osv/Debian-synthetic-edgecases"
+    ))
 }
 
 /// Copies SYNTH-DEB-<n>.json records into `dir`.
 fn add_records(dir: &Path, numbers: &[u32]) {
     for n in numbers {
         let name = format!("SYNTH-DEB-{n:04}.json");
-        std::fs::copy(edgecases().join(&name), dir.join(&name)).unwrap_or_else(|e| {
-            panic!("copy {name}: {e} (set BREAKWATER_SHARED to the shared/ dir)")
-        });
+        std::fs::copy(edgecases().join(&name), dir.join(&name))
+            .unwrap_or_else(|e| panic!("copy {name}: {e}"));
     }
 }
 

@@ -1,0 +1,16 @@
+//! Registry vocabulary: digests, names, references, `<upstream>/<name>` keys and their `*`/`**`
+//! patterns, manifests, error codes and time, each a type that can only hold a valid value. Everything from the network is parsed into these at the edge.
+
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod name;
+pub mod pattern;
+pub mod repo;
+pub mod time;
+
+pub use digest::{Algorithm, Digest, Hasher};
+pub use error::{ErrorCode, RegistryError};
+pub use name::{Reference, RepoName, Tag};
+pub use pattern::{RepoPattern, RepoPolicies, TagPattern};
+pub use repo::RepoKey;

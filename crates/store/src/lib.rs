@@ -1,0 +1,18 @@
+//! What the cache holds: the blob store (bytes) and the index (what those bytes mean: tags,
+//! manifests, links, pulls, lifecycle state, pins, events and scan results), each behind a trait
+//! with the filesystem and SQLite backends beside it.
+
+pub mod events;
+pub mod images;
+pub mod index;
+pub mod scans;
+pub mod scrub;
+mod snapshot;
+pub mod store;
+
+pub use events::{Event, EventQuery};
+pub use index::{Index, ManifestRecord, RepoKey, SqliteIndex, TagRecord};
+pub use store::{BlobStore, FsStore};
+
+pub(crate) use breakwater_oci as oci;
+pub(crate) use breakwater_oci::time::now_ms;
