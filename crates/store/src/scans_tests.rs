@@ -124,15 +124,18 @@ fn old_results_table_gains_analyzer_version_and_its_rows_are_outdated_oldest_fir
         index.record_manifest(&repo, &m, &[], None, 0).unwrap();
     }
     // The tables as a release before the column made them, with one row.
-    let old_schema =
-        SCHEMA.replace(",\n    analyzer_version INTEGER NOT NULL DEFAULT 0\n", "\n");
+    let old_schema = SCHEMA.replace(",\n    analyzer_version INTEGER NOT NULL DEFAULT 0\n", "\n");
     assert!(!old_schema.contains("DEFAULT 0\n);\n\";"), "column removed");
     {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(&old_schema).unwrap();
         conn.execute(
             "INSERT INTO scan_inventories (digest, layers, inventory) VALUES (?1, ?2, ?3)",
-            params![b.to_string(), json(&[layer()]).unwrap(), json(&breakwater_scan::inventory::Inventory::default()).unwrap()],
+            params![
+                b.to_string(),
+                json(&[layer()]).unwrap(),
+                json(&breakwater_scan::inventory::Inventory::default()).unwrap()
+            ],
         )
         .unwrap();
         conn.execute(
@@ -148,13 +151,13 @@ fn old_results_table_gains_analyzer_version_and_its_rows_are_outdated_oldest_fir
     let version = |d: &Digest| -> i64 {
         store
             .db("test", |c| {
-            c.query_row(
-                "SELECT analyzer_version FROM scan_results WHERE digest = ?1",
-                params![d.to_string()],
-                |r| r.get(0),
-            )
-        })
-        .unwrap()
+                c.query_row(
+                    "SELECT analyzer_version FROM scan_results WHERE digest = ?1",
+                    params![d.to_string()],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap()
     };
     assert!(store.image(&b).unwrap().is_some(), "old row reads");
     assert_eq!(version(&b), 0, "missing reads as old");
@@ -193,4 +196,3 @@ fn old_results_table_gains_analyzer_version_and_its_rows_are_outdated_oldest_fir
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].digest, c);
 }
-
