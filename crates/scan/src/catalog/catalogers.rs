@@ -450,4 +450,42 @@ mod tests {
             Some(FileKind::OsRelease)
         );
     }
+
+    #[test]
+    fn classification_keeps_its_precedence_and_edges() {
+        let cases = [
+            ("/usr/lib/os-release", Some(FileKind::OsRelease)),
+            ("/var/lib/dpkg/status-old", None),
+            ("/var/lib/dpkg/status.d/libc6.md5sums", None),
+            // The dpkg directory wins over a name another cataloger would claim.
+            (
+                "/var/lib/dpkg/status.d/foo.egg-info",
+                Some(FileKind::DpkgStatusD),
+            ),
+            ("/usr/lib/apk/db/installed", Some(FileKind::ApkInstalled)),
+            ("/usr/share/rpm/Packages.db", Some(FileKind::RpmNdb)),
+            ("/var/lib/rpm/sub/Packages", None),
+            ("/opt/Packages", None),
+            ("/x/foo.egg-info", Some(FileKind::PythonMetadata)),
+            ("/x/foo.egg-info/PKG-INFO", Some(FileKind::PythonMetadata)),
+            ("/x/METADATA", None),
+            ("/app/package.json", None),
+            (
+                "/app/node_modules/@scope/pkg/package.json",
+                Some(FileKind::NpmPackageJson),
+            ),
+            ("/app/node_modules/pkg/lib/package.json", None),
+            ("/Cargo.lock", Some(FileKind::CargoLock)),
+            ("/srv/app.War", Some(FileKind::JavaArchive)),
+            ("/srv/jar", None),
+            ("/usr/bin/app", None),
+        ];
+        for (path, kind) in cases {
+            assert_eq!(classify(path), kind, "{path}");
+        }
+        assert_eq!(FileKind::RpmBdb.limit(), Limit::Database);
+        assert_eq!(FileKind::JavaArchive.limit(), Limit::Archive);
+        assert_eq!(FileKind::OsRelease.limit(), Limit::Manifest);
+        assert!(!FileKind::DpkgStatusD.is_database());
+    }
 }
