@@ -116,10 +116,11 @@ fn bench_rematch(c: &mut Criterion, inv: &Inventory) {
     ]);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("index.sqlite");
-    let index: Arc<dyn Index> = Arc::new(SqliteIndex::open(&path).expect("index"));
+    let sqlite = SqliteIndex::open(&path).expect("index");
+    let scans = sqlite.scans().expect("scan tables");
+    let index: Arc<dyn Index> = Arc::new(sqlite);
     let metrics = Metrics::new();
-    let scanner =
-        Scanner::open(&ScanSettings::default(), &path, index.clone(), &metrics).expect("scanner");
+    let scanner = Scanner::new(&ScanSettings::default(), scans, index.clone(), &metrics);
     let repo = RepoKey {
         upstream: "docker.io".into(),
         name: "library/debian".into(),
@@ -138,7 +139,7 @@ fn bench_rematch(c: &mut Criterion, inv: &Inventory) {
         scanner
             .store()
             .put_image(&ImageScan {
-                digest: digest.to_string(),
+                digest,
                 upstream: repo.upstream.clone(),
                 repository: repo.name.clone(),
                 status: ScanStatus::Complete,
@@ -207,14 +208,14 @@ fn breakdown(
         .expect("reset rows");
     let t = Instant::now();
     let mut rows = Vec::new();
-    let mut after = String::new();
+    let mut after = None;
     loop {
         let page = scanner
             .store()
-            .unmatched(&new.hash, &after, 256)
+            .unmatched(&new.hash, after.as_ref(), 256)
             .expect("read rows");
         let Some(last) = page.last() else { break };
-        after = last.digest.clone();
+        after = Some(last.digest.clone());
         rows.extend(page);
     }
     let read = t.elapsed();

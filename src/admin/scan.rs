@@ -248,16 +248,11 @@ async fn findings(registry: &Arc<Registry>, image: &str, scan: bool) -> Answer {
         };
         platforms.push(Platform {
             platform: r.platform.clone(),
-            digest: r.digest.to_string(),
+            digest: r.digest.clone(),
             scan: result,
         });
     }
-    let report = index_report(
-        &n.repository,
-        &n.digest.to_string(),
-        n.tag.as_deref(),
-        &platforms,
-    );
+    let report = index_report(&n.repository, &n.digest, n.tag.as_deref(), &platforms);
     Ok(json(200, &report))
 }
 
@@ -302,7 +297,7 @@ async fn status(registry: &Arc<Registry>) -> Answer {
     let s2 = registry.scanner.clone();
     let totals = blocking(move || s2.store().totals()).await?;
     let totals: serde_json::Map<String, serde_json::Value> = totals
-        .map_err(|e| ApiError::new(500, e))?
+        .map_err(|e| ApiError::new(500, e.to_string()))?
         .iter()
         .map(|(s, n)| (s.as_str().to_string(), j!(n)))
         .collect();

@@ -94,14 +94,11 @@ impl Registry {
             .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
         let index = SqliteIndex::open(&root.join("index.sqlite"))
             .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?;
+        let scans = index
+            .scans()
+            .map_err(|e| format!("cannot open scan tables at {}: {e}", root.display()))?;
         let index: Arc<dyn Index> = Arc::new(index);
-        let scanner = crate::scan::Scanner::open(
-            &settings.scan,
-            &root.join("index.sqlite"),
-            index.clone(),
-            &metrics,
-        )
-        .map_err(|e| format!("cannot open scan tables at {}: {e}", root.display()))?;
+        let scanner = crate::scan::Scanner::new(&settings.scan, scans, index.clone(), &metrics);
         let stored = store.list().unwrap_or_default();
         metrics.store_blobs.set(stored.len() as i64);
         metrics

@@ -42,13 +42,16 @@ impl Scanner {
     /// [`Scanner::rematch_all`] on the calling thread (blocking).
     pub fn rematch_all_blocking(&self, snap: &Arc<DbSnapshot>) -> Result<RematchReport, String> {
         let mut report = RematchReport::default();
-        let mut after = String::new();
+        let mut after = None;
         // Cached images share base layers, so the same package versions recur: match each once.
         let mut memo = Memo::new(&snap.db);
         loop {
-            let rows = self.store.unmatched(&snap.hash, &after, PAGE)?;
+            let rows = self
+                .store
+                .unmatched(&snap.hash, after.as_ref(), PAGE)
+                .map_err(|e| e.to_string())?;
             let Some(last) = rows.last() else { break };
-            after = last.digest.clone();
+            after = Some(last.digest.clone());
             let (updated, changes) = self.rematch_with(rows, snap, &mut memo)?;
             report.images += updated.len();
             report.new_findings += changes.0;
@@ -110,7 +113,8 @@ impl Scanner {
             out.push(row);
         }
         self.store
-            .update_matches(&updates, &snap.hash, Some(snap.updated_at_ms()), now)?;
+            .update_matches(&updates, &snap.hash, Some(snap.updated_at_ms()), now)
+            .map_err(|e| e.to_string())?;
         self.metrics.rematched.inc_by(out.len() as u64);
         if !events.is_empty() {
             self.index
@@ -134,7 +138,7 @@ impl Scanner {
             let mut e = Event::new(kind, reason);
             e.upstream = Some(new.upstream.clone());
             e.repository = Some(new.repository.clone());
-            e.digest = Some(new.digest.clone());
+            e.digest = Some(new.digest.to_string());
             e
         };
         let data = new

@@ -7,8 +7,7 @@
 //! data in use. Scans of one image, and analyses of one layer, are single-flight: the on-cache
 //! trigger, the pull gate and an API call arriving together share one piece of work.
 
-use crate::cache::scans::ScanStore;
-use crate::cache::Index;
+use crate::cache::{Index, ScanIndex};
 use crate::metrics::Metrics;
 use crate::oci::manifest::{self, Accept, RefKind};
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
@@ -26,7 +25,6 @@ use crate::scan::settings::ScanSettings;
 use crate::scan::vulndb::{DbSnapshot, VulnDb};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,7 +61,7 @@ const IMAGE_CONFIGS: [&str; 2] = [
 /// The vulnerability scanner of one cache.
 pub struct Scanner {
     pub(crate) settings: ScanSettings,
-    pub(crate) store: Arc<ScanStore>,
+    pub(crate) store: Arc<dyn ScanIndex>,
     pub(crate) db: Arc<VulnDb>,
     pub(crate) metrics: Arc<ScanMetrics>,
     pub(crate) index: Arc<dyn Index>,
@@ -75,21 +73,21 @@ pub struct Scanner {
 }
 
 /// A scan error as the registry and API report it.
-pub(crate) fn scan_error(msg: impl Into<String>) -> RegistryError {
-    RegistryError::new(ErrorCode::Unavailable, msg)
+pub(crate) fn scan_error(msg: impl std::fmt::Display) -> RegistryError {
+    RegistryError::new(ErrorCode::Unavailable, msg.to_string())
 }
 
 impl Scanner {
-    /// Opens the scan tables in the index database at `index_path`.
-    pub fn open(
+    /// A scanner keeping its results in `store`, the scan tables the index handed out.
+    pub fn new(
         settings: &ScanSettings,
-        index_path: &Path,
+        store: Arc<dyn ScanIndex>,
         index: Arc<dyn Index>,
         metrics: &Metrics,
-    ) -> Result<Self, String> {
-        Ok(Scanner {
+    ) -> Self {
+        Scanner {
             settings: settings.clone(),
-            store: Arc::new(ScanStore::open(index_path)?),
+            store,
             db: Arc::new(VulnDb::new(settings.osv_paths.clone())),
             metrics: Arc::new(ScanMetrics::new(metrics)),
             index,
@@ -97,7 +95,7 @@ impl Scanner {
             layers: Flights::default(),
             rematching: tokio::sync::Mutex::new(()),
             upgrading: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
     /// The settings.
@@ -111,8 +109,8 @@ impl Scanner {
     }
 
     /// The stored results.
-    pub fn store(&self) -> &ScanStore {
-        &self.store
+    pub fn store(&self) -> &dyn ScanIndex {
+        &*self.store
     }
 
     /// The metrics.
@@ -141,7 +139,7 @@ impl Scanner {
         self: &Arc<Self>,
         digest: &Digest,
     ) -> Result<Option<Arc<ImageScan>>, RegistryError> {
-        let (store, d) = (self.store.clone(), digest.to_string());
+        let (store, d) = (self.store.clone(), digest.clone());
         let found = blocking(move || store.image(&d))
             .await?
             .map_err(scan_error)?;
@@ -151,7 +149,7 @@ impl Scanner {
             // time, so no change is reported twice), then read this one again.
             Some(snap) if scan.db_hash.as_deref() != Some(snap.hash.as_str()) => {
                 self.rematch_all().await.map_err(scan_error)?;
-                let (store, d) = (self.store.clone(), digest.to_string());
+                let (store, d) = (self.store.clone(), digest.clone());
                 let again = blocking(move || store.image(&d))
                     .await?
                     .map_err(scan_error)?;
@@ -230,12 +228,12 @@ impl Scanner {
         let snap = self.db.current();
         let now = crate::now_ms();
         let mut scan = ImageScan {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             upstream: t.upstream.name.clone(),
             repository: t.repo.to_string(),
             status,
             description: String::new(),
-            layers: plan.layers.iter().map(|d| d.to_string()).collect(),
+            layers: plan.layers.clone(),
             findings: Vec::new(),
             scanned_at_ms: now,
             matched_at_ms: now,
@@ -253,9 +251,7 @@ impl Scanner {
         scan.description = describe(&scan, &problems, self.db.configured());
         let this = self.clone();
         let scan2 = scan.clone();
-        blocking(move || this.record_scan(scan2))
-            .await?
-            .map_err(scan_error)?;
+        blocking(move || this.record_scan(scan2)).await??;
         self.metrics
             .scans
             .with_label_values(&[trigger.as_str(), scan.status.as_str()])
@@ -279,18 +275,16 @@ impl Scanner {
     }
 
     /// Stores a fresh scan, records events against any previous one, refreshes the gauge.
-    fn record_scan(&self, scan: ImageScan) -> Result<(), String> {
-        let previous = self.store.image(&scan.digest)?;
-        self.store.put_image(&scan)?;
+    fn record_scan(&self, scan: ImageScan) -> Result<(), RegistryError> {
+        let previous = self.store.image(&scan.digest).map_err(scan_error)?;
+        self.store.put_image(&scan).map_err(scan_error)?;
         let prev = previous
             .as_ref()
             .filter(|p| p.db_hash.is_some())
             .map(|p| p.findings.as_slice());
         let (events, _, _) = self.change_events(prev, &scan);
         if !events.is_empty() {
-            self.index
-                .record_events(&events)
-                .map_err(|e| e.to_string())?;
+            self.index.record_events(&events).map_err(scan_error)?;
         }
         self.refresh_gauge();
         Ok(())
@@ -304,7 +298,7 @@ impl Scanner {
         t: &Target,
         digest: &Digest,
     ) -> Result<Arc<LayerAnalysis>, RegistryError> {
-        let (store, d) = (self.store.clone(), digest.to_string());
+        let (store, d) = (self.store.clone(), digest.clone());
         if let Some(a) = blocking(move || store.layer(&d))
             .await?
             .map_err(scan_error)?
@@ -314,7 +308,7 @@ impl Scanner {
         let (this, registry, t, d) = (self.clone(), registry.clone(), t.clone(), digest.clone());
         self.layers
             .run(digest.to_string(), move || async move {
-                let (store, key) = (this.store.clone(), d.to_string());
+                let (store, key) = (this.store.clone(), d.clone());
                 // Another flight may have finished between the lookup and this one starting.
                 if let Some(a) = blocking(move || store.layer(&key))
                     .await?
@@ -323,14 +317,15 @@ impl Scanner {
                     return Ok(Arc::new(a));
                 }
                 let source = layer_source(&registry, &t, &d).await?;
-                let (store, metrics, key) =
-                    (this.store.clone(), this.metrics.clone(), d.to_string());
+                let (store, metrics, key) = (this.store.clone(), this.metrics.clone(), d.clone());
                 let handle = tokio::runtime::Handle::current();
                 let a = blocking(move || -> Result<LayerAnalysis, String> {
                     metrics.layer_reads.inc();
                     let a = analyze_source(source, handle)
                         .map_err(|e| format!("analysing the layer failed: {e}"))?;
-                    store.put_layer(&key, &a, crate::now_ms())?;
+                    store
+                        .put_layer(&key, &a, crate::now_ms())
+                        .map_err(|e| e.to_string())?;
                     Ok(a)
                 })
                 .await?

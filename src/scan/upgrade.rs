@@ -43,14 +43,14 @@ impl Scanner {
         let Ok(_one_at_a_time) = self.upgrading.try_lock() else {
             return Ok(report);
         };
-        let mut after: Option<(i64, String)> = None;
+        let mut after: Option<(i64, Digest)> = None;
         let mut seen = 0;
         'pages: loop {
             let (store, a) = (self.store.clone(), after.clone());
-            let rows =
-                blocking(move || store.outdated(a.as_ref().map(|(t, d)| (*t, d.as_str())), PAGE))
-                    .await
-                    .map_err(|e| e.message)??;
+            let rows = blocking(move || store.outdated(a.as_ref().map(|(t, d)| (*t, d)), PAGE))
+                .await
+                .map_err(|e| e.message)?
+                .map_err(|e| e.to_string())?;
             let Some(last) = rows.last() else { break };
             after = Some((last.scanned_at_ms, last.digest.clone()));
             for row in rows {
@@ -99,23 +99,19 @@ impl Scanner {
 /// Where to scan a stored row from, unless its upstream is gone from the configuration (or a
 /// stored name no longer parses).
 fn target(registry: &Registry, row: &Outdated) -> Option<(Target, Digest)> {
-    let upstream = registry.upstreams.get(&row.upstream)?.clone();
-    let repo = RepoName::parse(&row.repository).ok()?;
-    let digest = Digest::parse(&row.digest).ok()?;
-    Some((Target { upstream, repo }, digest))
+    let upstream = registry.upstreams.get(&row.repo.upstream)?.clone();
+    let repo = RepoName::parse(&row.repo.name).ok()?;
+    Some((Target { upstream, repo }, row.digest.clone()))
 }
 
 /// True when the manifest and every layer are in the blob store: a rescan then reads only
 /// local bytes, never the upstream.
-async fn bytes_stored(registry: &Registry, manifest: &Digest, layers: &[String]) -> bool {
+async fn bytes_stored(registry: &Registry, manifest: &Digest, layers: &[Digest]) -> bool {
     let store = registry.store.clone();
     let (manifest, layers) = (manifest.clone(), layers.to_vec());
     blocking(move || {
         let present = |d: &Digest| matches!(store.stat(d), Ok(Some(_)));
-        present(&manifest)
-            && layers
-                .iter()
-                .all(|l| Digest::parse(l).is_ok_and(|d| present(&d)))
+        present(&manifest) && layers.iter().all(present)
     })
     .await
     .unwrap_or(false)

@@ -1,96 +1,52 @@
 //! RFC 3339 timestamps: OSV `modified` dates in, report timestamps out (UTC, millisecond
-//! precision), without a date-time dependency.
+//! precision), through `humantime`.
 
-/// Formats unix milliseconds as `2026-01-02T03:04:05.678Z`.
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The last millisecond `humantime` formats (9999-12-31T23:59:59.999Z).
+const MAX_MS: i64 = 253_402_300_799_999;
+
+/// Formats unix milliseconds as `2026-01-02T03:04:05.678Z` (clamped to years 1970–9999).
 pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    let t = UNIX_EPOCH + Duration::from_millis(ms.clamp(0, MAX_MS) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into unix milliseconds.
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into unix milliseconds (a zone is required;
+/// `humantime` reads UTC only, so an offset is taken off here).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let s = s.trim();
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_secs = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
+    let (local, offset_secs) = match s.strip_suffix(['Z', 'z']) {
+        Some(local) => (local, 0),
+        None => {
+            let at = s.len().checked_sub(6)?;
+            let (local, zone) = (s.get(..at)?, s.get(at..)?.as_bytes());
+            let sign = match zone[0] {
                 b'+' => 1,
                 b'-' => -1,
                 _ => return None,
             };
-            let (oh, om) = rest[1..].split_once(':')?;
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+            let digits = |a: u8, b: u8| -> Option<i64> {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            if zone[3] != b':' {
+                return None;
+            }
+            let (h, m) = (digits(zone[1], zone[2])?, digits(zone[4], zone[5])?);
+            (local, sign * (h * 3600 + m * 60))
         }
     };
-    let days = days_from_civil(y, mo, d);
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset_secs) * 1000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    // humantime wants an upper-case `T` (or a space) and takes `Z` for UTC.
+    let mut utc = String::with_capacity(local.len() + 1);
+    utc.push_str(local);
+    if utc.as_bytes().get(10) == Some(&b't') {
+        utc.replace_range(10..11, "T");
+    }
+    utc.push('Z');
+    let t = humantime::parse_rfc3339_weak(&utc).ok()?;
+    let ms = i64::try_from(t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    Some(ms - offset_secs * 1000)
 }
 
 #[cfg(test)]
@@ -100,6 +56,12 @@ mod tests {
     #[test]
     fn round_trips_and_offsets() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z", "clamped, no panic");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            parse_rfc3339("2026-11-23t00:00:00z"),
+            parse_rfc3339("2026-11-23T01:30:00+01:30")
+        );
         let t = parse_rfc3339("2026-11-23T00:00:00Z").unwrap();
         assert_eq!(t, 1_795_392_000_000);
         assert_eq!(rfc3339(t + 1_234), "2026-11-23T00:00:01.234Z");
@@ -116,6 +78,8 @@ mod tests {
             "2024-13-01T00:00:00Z",
             "2024-01-01",
             "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00+0100",
+            "2024-01-01T00:00:00+01:x0",
             "x024-01-01T00:00:00Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");

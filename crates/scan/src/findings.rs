@@ -160,7 +160,7 @@ impl<'a> Memo<'a> {
                     package_version: p.version.clone(),
                     fixed_version: f.fixed_version.clone(),
                     ecosystem: f.package.ecosystem.clone(),
-                    package_type: kind_name(p),
+                    package_type: p.kind.name().to_string(),
                     file_path: p.path.clone(),
                     source_name: p.source_name.clone(),
                     source_version: p.source_version.clone(),
@@ -185,13 +185,6 @@ pub fn sort(findings: &mut [VulnFinding]) {
             .then_with(|| a.package_name.cmp(&b.package_name))
             .then_with(|| a.file_path.cmp(&b.file_path))
     });
-}
-
-fn kind_name(p: &Installed) -> String {
-    serde_json::to_value(p.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Findings per severity, every level present (zero included) so dashboards see all series.

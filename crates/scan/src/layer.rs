@@ -11,7 +11,7 @@ use std::rc::Rc;
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, golang, Cataloged, FileKind, OsRelease, Package};
+use crate::catalog::{self, golang, Cataloged, FileKind, Limit, OsRelease, Package};
 
 /// Bumped whenever analysis output can change, so cached `LayerAnalysis` values are redone.
 pub const ANALYZER_VERSION: u32 = 1;
@@ -309,10 +309,11 @@ impl State {
         kind: FileKind,
         size: u64,
     ) -> io::Result<()> {
-        let cap = match kind {
-            k if k.is_database() => MAX_DATABASE_BYTES,
-            FileKind::JavaArchive => MAX_ARCHIVE_BYTES,
-            _ => MAX_MANIFEST_BYTES,
+        let cap = match kind.limit() {
+            Limit::Database => MAX_DATABASE_BYTES,
+            Limit::Archive => MAX_ARCHIVE_BYTES,
+            Limit::Binary => MAX_BINARY_BYTES,
+            Limit::Manifest => MAX_MANIFEST_BYTES,
         };
         let outcome = if size > cap {
             Outcome::Skipped(format!(

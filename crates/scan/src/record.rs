@@ -3,6 +3,7 @@
 
 use crate::findings::VulnFinding;
 use crate::inventory::Inventory;
+use breakwater_oci::{Digest, RepoKey};
 use serde::{Deserialize, Serialize};
 
 /// ECR's scan statuses that breakwater produces.
@@ -45,7 +46,7 @@ impl ScanStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ImageScan {
     /// Image manifest digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Upstream of the repository it was first scanned for (events name it).
     pub upstream: String,
     /// That repository, as the upstream names it.
@@ -55,7 +56,7 @@ pub struct ImageScan {
     /// What the status means for this image (which layer failed, why nothing was matched).
     pub description: String,
     /// Layer digests, base first.
-    pub layers: Vec<String>,
+    pub layers: Vec<Digest>,
     /// The merged inventory.
     pub inventory: Inventory,
     /// Findings, worst first.
@@ -74,13 +75,11 @@ pub struct ImageScan {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outdated {
     /// Image manifest digest.
-    pub digest: String,
-    /// Upstream it was scanned for.
-    pub upstream: String,
-    /// Repository, as the upstream names it.
-    pub repository: String,
+    pub digest: Digest,
+    /// The repository it was scanned for (upstream and the upstream's name).
+    pub repo: RepoKey,
     /// Layer digests, base first.
-    pub layers: Vec<String>,
+    pub layers: Vec<Digest>,
     /// When it was scanned (unix ms).
     pub scanned_at_ms: i64,
 }
@@ -88,7 +87,7 @@ pub struct Outdated {
 /// New findings for a stored image after a rematch.
 pub struct Rematched {
     /// Image digest.
-    pub digest: String,
+    pub digest: Digest,
     /// The findings now.
     pub findings: Vec<VulnFinding>,
     /// Status now (a data-less scan becomes complete once data is matched).

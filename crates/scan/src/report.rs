@@ -10,6 +10,7 @@
 use crate::clock::rfc3339;
 use crate::findings::{severity_counts, VulnFinding};
 use crate::record::{ImageScan, ScanStatus};
+use breakwater_oci::Digest;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -35,7 +36,7 @@ pub struct Platform {
     /// `os/arch[/variant]`, when the index says.
     pub platform: Option<String>,
     /// The child manifest digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Its scan, or the error that prevented it.
     pub scan: Result<ImageScan, String>,
 }
@@ -43,7 +44,7 @@ pub struct Platform {
 /// The report of an index: per platform, and the union of their findings.
 pub fn index_report(
     repository: &str,
-    digest: &str,
+    digest: &Digest,
     tag: Option<&str>,
     platforms: &[Platform],
 ) -> Value {
@@ -129,7 +130,7 @@ fn worse(a: ScanStatus, b: ScanStatus) -> ScanStatus {
     }
 }
 
-fn image_id(digest: &str, tag: Option<&str>) -> Value {
+fn image_id(digest: &Digest, tag: Option<&str>) -> Value {
     let mut id = json!({ "imageDigest": digest });
     if let Some(t) = tag {
         id["imageTag"] = json!(t);

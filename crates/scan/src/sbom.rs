@@ -15,7 +15,7 @@ pub fn cyclonedx(repository: &str, scan: &ImageScan) -> Value {
         "oci",
         None,
         short,
-        &scan.digest,
+        &scan.digest.to_string(),
         &[("repository_url", Some(repository))],
     );
     let mut components = Vec::new();
@@ -124,7 +124,7 @@ mod tests {
             purl: "pkg:pypi/requests@2.0.0".into(),
         };
         let scan = ImageScan {
-            digest: "sha256:ab".into(),
+            digest: breakwater_oci::Digest::sha256_of(b"ab"),
             upstream: "local".into(),
             repository: "team/app".into(),
             status: ScanStatus::Complete,
@@ -149,7 +149,10 @@ mod tests {
         assert_eq!(bom["specVersion"], "1.5");
         assert_eq!(
             bom["metadata"]["component"]["purl"],
-            "pkg:oci/app@sha256%3Aab?repository_url=local%2Fteam%2Fapp"
+            format!(
+                "pkg:oci/app@sha256%3A{}?repository_url=local%2Fteam%2Fapp",
+                scan.digest.hex()
+            )
         );
         let c = bom["components"].as_array().unwrap();
         assert_eq!(c[0]["type"], "operating-system");

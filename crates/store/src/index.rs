@@ -11,7 +11,7 @@ use crate::oci::manifest::Reference as ManifestRef;
 use crate::oci::Digest;
 pub use crate::oci::RepoKey;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// What the index knows of a tag.
@@ -106,6 +106,8 @@ pub trait Index: Send + Sync + 'static {
 /// The embedded SQLite index.
 pub struct SqliteIndex {
     conn: Mutex<Connection>,
+    /// The database file (`None`: in memory); the scan tables open their own connection to it.
+    path: Option<PathBuf>,
 }
 
 const SCHEMA: &str = "
@@ -171,6 +173,7 @@ impl SqliteIndex {
         super::images::migrate(&conn).map_err(wrap("migrate schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
+            path: Some(path.to_path_buf()),
         })
     }
 
@@ -183,7 +186,13 @@ impl SqliteIndex {
         super::images::migrate(&conn).map_err(wrap("migrate schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
+            path: None,
         })
+    }
+
+    /// The database file, unless the index is in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Runs `f` with the connection (for modules that own their own tables and queries).

@@ -12,6 +12,7 @@ pub mod store;
 
 pub use events::{Event, EventQuery};
 pub use index::{Index, ManifestRecord, RepoKey, SqliteIndex, TagRecord};
+pub use scans::{ScanIndex, ScanStoreError};
 pub use store::{BlobStore, FsStore};
 
 pub(crate) use breakwater_oci as oci;

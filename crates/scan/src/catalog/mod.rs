@@ -3,6 +3,7 @@
 //! SQLite reader, which needs a short-lived temp file because SQLite reads files, not bytes.
 
 pub mod apk;
+pub mod catalogers;
 pub mod dpkg;
 pub mod elf;
 pub mod golang;
@@ -20,9 +21,11 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use catalogers::{cataloger, Cataloger, Limit, CATALOGERS};
 pub use os_release::OsRelease;
 
-/// Which package manager or language ecosystem recorded a package.
+/// Which package manager or language ecosystem recorded a package; everything else about
+/// it is in its [`Cataloger`] entry (same order as [`CATALOGERS`]).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum PackageKind {
@@ -47,10 +50,12 @@ pub enum PackageKind {
 impl PackageKind {
     /// True for distribution packages, whose ecosystem and purl depend on the image's OS.
     pub fn is_os(self) -> bool {
-        matches!(
-            self,
-            PackageKind::Dpkg | PackageKind::Apk | PackageKind::Rpm
-        )
+        cataloger(self).is_os()
+    }
+
+    /// The kind's name in reports (`dpkg`, `python`, …), as it is serialised.
+    pub fn name(self) -> &'static str {
+        cataloger(self).name
     }
 }
 
@@ -83,9 +88,10 @@ pub struct Package {
 impl Package {
     /// Re-derives ecosystem and purl of an OS package from the image's os-release.
     pub fn apply_os(&mut self, os: Option<&OsRelease>) {
-        if self.kind.is_os() {
+        let c = cataloger(self.kind);
+        if c.is_os() {
             self.ecosystem = purl::os_ecosystem(self.kind, os);
-            self.purl = purl::os_purl(self, os);
+            self.purl = (c.purl)(c, self, os);
         }
     }
 }
@@ -182,64 +188,27 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// Which size cap applies to files of this kind.
+    pub fn limit(self) -> Limit {
+        catalogers::formats(self)
+            .next()
+            .map_or(Limit::Manifest, |f| f.limit)
+    }
+
     /// True for package databases, which get the larger size cap.
     pub fn is_database(self) -> bool {
-        matches!(
-            self,
-            FileKind::DpkgStatus
-                | FileKind::ApkInstalled
-                | FileKind::RpmSqlite
-                | FileKind::RpmBdb
-                | FileKind::RpmNdb
-        )
+        self.limit() == Limit::Database
     }
 }
 
-const RPM_DIRS: [&str; 3] = ["/var/lib/rpm/", "/usr/lib/sysimage/rpm/", "/usr/share/rpm/"];
-
-/// Classifies an absolute, normalised image path (`/etc/os-release`); binaries are not path-based.
+/// Classifies an absolute, normalised image path (`/etc/os-release`) by the cataloger table;
+/// binaries are not path-based.
 pub fn classify(path: &str) -> Option<FileKind> {
     let (dir, base) = path.rsplit_once('/')?;
-    match path {
-        "/etc/os-release" | "/usr/lib/os-release" => return Some(FileKind::OsRelease),
-        "/var/lib/dpkg/status" => return Some(FileKind::DpkgStatus),
-        "/lib/apk/db/installed" | "/usr/lib/apk/db/installed" => {
-            return Some(FileKind::ApkInstalled)
-        }
-        _ => {}
+    if matches!(path, "/etc/os-release" | "/usr/lib/os-release") {
+        return Some(FileKind::OsRelease);
     }
-    if dir == "/var/lib/dpkg/status.d" {
-        // distroless keeps `<pkg>.md5sums` next to each `<pkg>` control file.
-        return (!base.ends_with(".md5sums") && !base.is_empty()).then_some(FileKind::DpkgStatusD);
-    }
-    if RPM_DIRS
-        .iter()
-        .any(|d| path.len() == d.len() + base.len() && path.starts_with(d))
-    {
-        match base {
-            "rpmdb.sqlite" => return Some(FileKind::RpmSqlite),
-            "Packages" => return Some(FileKind::RpmBdb),
-            "Packages.db" => return Some(FileKind::RpmNdb),
-            _ => {}
-        }
-    }
-    if (base == "METADATA" && dir.ends_with(".dist-info"))
-        || (base == "PKG-INFO" && dir.ends_with(".egg-info"))
-        || base.ends_with(".egg-info")
-    {
-        return Some(FileKind::PythonMetadata);
-    }
-    if base == "package.json" && npm::is_package_root(dir) {
-        return Some(FileKind::NpmPackageJson);
-    }
-    if base == "Cargo.lock" {
-        return Some(FileKind::CargoLock);
-    }
-    let lower = base.to_ascii_lowercase();
-    if [".jar", ".war", ".ear"].iter().any(|e| lower.ends_with(e)) {
-        return Some(FileKind::JavaArchive);
-    }
-    None
+    catalogers::classify_path(&catalogers::ImagePath { path, dir, base }).map(|f| f.kind)
 }
 
 /// The result of cataloging one file.
@@ -252,26 +221,21 @@ pub enum Cataloged {
     Packages(Vec<Package>),
 }
 
-/// Runs the cataloger for `kind` over a file's complete contents.
+/// Runs the cataloger(s) for `kind` over a file's complete contents (an ELF binary goes to
+/// every cataloger that reads binaries, in table order).
 pub fn catalog(kind: FileKind, path: &str, data: &[u8]) -> Result<Cataloged, CatalogError> {
-    let pkgs = match kind {
-        FileKind::OsRelease => return os_release::parse(path, data).map(Cataloged::Os),
-        FileKind::DpkgStatus => dpkg::parse_status(path, data)?,
-        FileKind::DpkgStatusD => dpkg::parse_status_d(path, data)?,
-        FileKind::ApkInstalled => apk::parse(path, data)?,
-        FileKind::RpmSqlite => rpm::parse_sqlite(path, data)?,
-        FileKind::RpmBdb => rpmdb::parse_bdb(path, data)?,
-        FileKind::RpmNdb => rpmdb::parse_ndb(path, data)?,
-        FileKind::PythonMetadata => python::parse(path, data)?,
-        FileKind::NpmPackageJson => npm::parse(path, data)?,
-        FileKind::CargoLock => rust::parse_cargo_lock(path, data)?,
-        FileKind::JavaArchive => java::parse_archive(path, data)?,
-        FileKind::Binary => {
-            let mut pkgs = golang::parse_binary(path, data)?;
-            pkgs.extend(rust::parse_auditable_binary(path, data)?);
-            pkgs
+    if kind == FileKind::OsRelease {
+        return os_release::parse(path, data).map(Cataloged::Os);
+    }
+    let mut pkgs = Vec::new();
+    for f in catalogers::formats(kind) {
+        let found = (f.parse)(path, data)?;
+        if pkgs.is_empty() {
+            pkgs = found;
+        } else {
+            pkgs.extend(found);
         }
-    };
+    }
     Ok(Cataloged::Packages(pkgs))
 }
 

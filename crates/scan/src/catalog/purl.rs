@@ -1,5 +1,6 @@
 //! Package URLs (purl) and OSV ecosystem names.
 
+use super::catalogers::{cataloger, Cataloger, Osv};
 use super::{OsRelease, Package, PackageKind};
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, so any version
@@ -87,101 +88,117 @@ pub fn os_ecosystem(kind: PackageKind, os: Option<&OsRelease>) -> String {
             return name;
         }
     }
-    match kind {
-        PackageKind::Dpkg => "Debian",
-        PackageKind::Apk => "Alpine",
-        _ => "rpm",
+    match cataloger(kind).osv {
+        Osv::Distro { fallback, .. } => fallback,
+        Osv::Named { name, .. } => name,
     }
     .to_string()
 }
 
 /// The purl of an OS package (`pkg:deb/debian/…`, `pkg:apk/alpine/…`, `pkg:rpm/…`).
 pub fn os_purl(p: &Package, os: Option<&OsRelease>) -> String {
-    let distro = os.map(OsRelease::distro_qualifier);
-    let upstream = match (&p.source_name, &p.source_version) {
+    let c = cataloger(p.kind);
+    (c.purl)(c, p, os)
+}
+
+/// The source package as purls name it: only when it differs from the binary package.
+fn upstream(p: &Package) -> Option<&str> {
+    match (&p.source_name, &p.source_version) {
         (Some(n), _) if *n != p.name => Some(n.as_str()),
         _ => None,
-    };
-    let id = os.map(|o| o.id.as_str()).filter(|s| !s.is_empty());
-    match p.kind {
-        PackageKind::Dpkg => build(
-            "deb",
-            Some(id.unwrap_or("debian")),
-            &p.name,
-            &p.version,
-            &[
-                ("arch", p.arch.as_deref()),
-                ("upstream", upstream),
-                ("distro", distro.as_deref()),
-            ],
-        ),
-        PackageKind::Apk => build(
-            "apk",
-            Some(id.unwrap_or("alpine")),
-            &p.name,
-            &p.version,
-            &[
-                ("arch", p.arch.as_deref()),
-                ("upstream", upstream),
-                ("distro", distro.as_deref()),
-            ],
-        ),
-        _ => {
-            // purl carries the rpm epoch as a qualifier, not in the version.
-            let (epoch, vr) = match p.version.split_once(':') {
-                Some((e, vr)) if e.bytes().all(|b| b.is_ascii_digit()) => (Some(e), vr),
-                _ => (None, p.version.as_str()),
-            };
-            let srpm = match (&p.source_name, &p.source_version) {
-                (Some(n), Some(v)) => Some(format!("{n}-{v}.src.rpm")),
-                _ => None,
-            };
-            build(
-                "rpm",
-                id,
-                &p.name,
-                vr,
-                &[
-                    ("arch", p.arch.as_deref()),
-                    ("epoch", epoch),
-                    ("upstream", srpm.as_deref()),
-                    ("distro", distro.as_deref()),
-                ],
-            )
-        }
     }
+}
+
+/// The distro id from os-release, if it names one.
+fn distro_id(os: Option<&OsRelease>) -> Option<&str> {
+    os.map(|o| o.id.as_str()).filter(|s| !s.is_empty())
+}
+
+/// dpkg and apk purls: `pkg:<type>/<distro id>/name@version?arch=&upstream=&distro=`.
+pub(super) fn distro(c: &Cataloger, p: &Package, os: Option<&OsRelease>) -> String {
+    let fallback = match c.osv {
+        Osv::Distro { namespace, .. } => namespace,
+        Osv::Named { .. } => None,
+    };
+    let distro = os.map(OsRelease::distro_qualifier);
+    build(
+        c.purl_type,
+        distro_id(os).or(fallback),
+        &p.name,
+        &p.version,
+        &[
+            ("arch", p.arch.as_deref()),
+            ("upstream", upstream(p)),
+            ("distro", distro.as_deref()),
+        ],
+    )
+}
+
+/// rpm purls carry the epoch as a qualifier, not in the version, and the source rpm.
+pub(super) fn rpm(c: &Cataloger, p: &Package, os: Option<&OsRelease>) -> String {
+    let distro = os.map(OsRelease::distro_qualifier);
+    let (epoch, vr) = match p.version.split_once(':') {
+        Some((e, vr)) if e.bytes().all(|b| b.is_ascii_digit()) => (Some(e), vr),
+        _ => (None, p.version.as_str()),
+    };
+    let srpm = match (&p.source_name, &p.source_version) {
+        (Some(n), Some(v)) => Some(format!("{n}-{v}.src.rpm")),
+        _ => None,
+    };
+    build(
+        c.purl_type,
+        distro_id(os),
+        &p.name,
+        vr,
+        &[
+            ("arch", p.arch.as_deref()),
+            ("epoch", epoch),
+            ("upstream", srpm.as_deref()),
+            ("distro", distro.as_deref()),
+        ],
+    )
+}
+
+/// A purl with the name as is (crates).
+pub(super) fn plain(c: &Cataloger, p: &Package, _: Option<&OsRelease>) -> String {
+    build(c.purl_type, None, &p.name, &p.version, &[])
+}
+
+/// A purl with the PEP 503 name (PyPI).
+pub(super) fn pypi(c: &Cataloger, p: &Package, _: Option<&OsRelease>) -> String {
+    build(c.purl_type, None, &pep503(&p.name), &p.version, &[])
+}
+
+/// A purl whose `/`-separated name prefix is the namespace (npm scopes, Go module paths).
+pub(super) fn namespaced(c: &Cataloger, p: &Package, _: Option<&OsRelease>) -> String {
+    let (ns, n) = split_namespace(&p.name);
+    build(c.purl_type, ns, n, &p.version, &[])
+}
+
+/// A purl from `group:artifact`.
+pub(super) fn maven(c: &Cataloger, p: &Package, _: Option<&OsRelease>) -> String {
+    let (g, a) = p.name.split_once(':').unwrap_or(("", &p.name));
+    build(c.purl_type, Some(g), a, &p.version, &[])
 }
 
 /// Fills in ecosystem and purl of a language package from its kind, name and version.
 pub fn language_package(kind: PackageKind, name: &str, version: &str, path: &str) -> Package {
-    let (ecosystem, purl) = match kind {
-        PackageKind::Python => ("PyPI", build("pypi", None, &pep503(name), version, &[])),
-        PackageKind::Npm => {
-            let (ns, n) = split_namespace(name);
-            ("npm", build("npm", ns, n, version, &[]))
-        }
-        PackageKind::Go => {
-            let (ns, n) = split_namespace(name);
-            ("Go", build("golang", ns, n, version, &[]))
-        }
-        PackageKind::Cargo => ("crates.io", build("cargo", None, name, version, &[])),
-        PackageKind::Maven => {
-            let (g, a) = name.split_once(':').unwrap_or(("", name));
-            ("Maven", build("maven", Some(g), a, version, &[]))
-        }
-        _ => ("", String::new()),
-    };
-    Package {
+    let c = cataloger(kind);
+    let mut p = Package {
         kind,
-        ecosystem: ecosystem.to_string(),
+        ecosystem: c.osv_name().unwrap_or("").to_string(),
         name: name.to_string(),
         version: version.to_string(),
         arch: None,
         source_name: None,
         source_version: None,
         path: path.to_string(),
-        purl,
+        purl: String::new(),
+    };
+    if !c.is_os() {
+        p.purl = (c.purl)(c, &p, None);
     }
+    p
 }
 
 /// PEP 503 normalised project name, which is what PyPI purls and OSV use.

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::catalog::{cataloger, catalogers, PackageKind};
 use crate::version::Ecosystem as Scheme;
 
 /// The ecosystem families the matcher knows.
@@ -17,18 +18,23 @@ pub enum Family {
     Alpine,
     /// RPM distros (Red Hat, Rocky, AlmaLinux, SUSE, openSUSE, Mageia, …).
     Rpm,
-    /// Python packages.
-    PyPI,
-    /// npm packages.
-    Npm,
-    /// Rust crates.
-    CratesIo,
-    /// Go modules (and the `stdlib`/`toolchain` pseudo-modules).
-    Go,
-    /// Maven artifacts (`groupId:artifactId`), ordered by Maven's version order specification.
-    Maven,
+    /// A language ecosystem of the cataloger table (PyPI, npm, Go, crates.io, Maven).
+    Language(PackageKind),
     /// Anything else: only `versions` lists match.
     Other,
+}
+
+impl Family {
+    /// The cataloger whose packages this family's advisories are about.
+    pub fn kind(self) -> Option<PackageKind> {
+        match self {
+            Family::Debian | Family::Ubuntu => Some(PackageKind::Dpkg),
+            Family::Alpine => Some(PackageKind::Apk),
+            Family::Rpm => Some(PackageKind::Rpm),
+            Family::Language(k) => Some(k),
+            Family::Other => None,
+        }
+    }
 }
 
 /// A parsed OSV ecosystem string.
@@ -53,23 +59,21 @@ impl OsvEcosystem {
             "Debian" => Family::Debian,
             "Ubuntu" => Family::Ubuntu,
             "Alpine" | "Wolfi" | "Chainguard" => Family::Alpine,
-            "PyPI" => Family::PyPI,
-            "npm" => Family::Npm,
-            "crates.io" => Family::CratesIo,
-            "Go" => Family::Go,
-            "Maven" => Family::Maven,
-            n if n.starts_with("Red Hat")
-                || n.starts_with("Rocky")
-                || n.starts_with("AlmaLinux")
-                || n.starts_with("openSUSE")
-                || n.starts_with("SUSE")
-                || n == "Mageia"
-                || n == "openEuler"
-                || n == "Photon OS" =>
-            {
-                Family::Rpm
-            }
-            _ => Family::Other,
+            n => match catalogers::by_osv_name(n) {
+                Some(c) => Family::Language(c.kind),
+                None if n.starts_with("Red Hat")
+                    || n.starts_with("Rocky")
+                    || n.starts_with("AlmaLinux")
+                    || n.starts_with("openSUSE")
+                    || n.starts_with("SUSE")
+                    || n == "Mageia"
+                    || n == "openEuler"
+                    || n == "Photon OS" =>
+                {
+                    Family::Rpm
+                }
+                None => Family::Other,
+            },
         };
         let release = release
             .filter(|r| !r.is_empty())
@@ -93,30 +97,26 @@ impl OsvEcosystem {
 
     /// How versions of this ecosystem are ordered (`None`: not supported).
     pub fn scheme(&self) -> Option<Scheme> {
-        match self.family {
-            Family::Debian | Family::Ubuntu => Some(Scheme::Dpkg),
-            Family::Alpine => Some(Scheme::Apk),
-            Family::Rpm => Some(Scheme::Rpm),
-            Family::PyPI => Some(Scheme::Pep440),
-            Family::Npm | Family::CratesIo => Some(Scheme::Semver),
-            Family::Go => Some(Scheme::Go),
-            Family::Maven => Some(Scheme::Maven),
-            Family::Other => None,
-        }
+        self.family.kind().map(|k| cataloger(k).scheme)
     }
 
     /// True when advisories name the source package rather than the binary one.
     pub fn matches_by_source(&self) -> bool {
-        matches!(
-            self.family,
-            Family::Debian | Family::Ubuntu | Family::Alpine
-        )
+        self.family.kind().is_some_and(|k| {
+            matches!(
+                cataloger(k).osv,
+                catalogers::Osv::Distro {
+                    by_source: true,
+                    ..
+                }
+            )
+        })
     }
 
     /// Normalises a package name for lookup (PEP 503 for PyPI, unchanged otherwise).
     pub fn normalise_name(&self, name: &str) -> String {
         match self.family {
-            Family::PyPI => pep503(name),
+            Family::Language(k) => cataloger(k).normalise(name),
             _ => name.trim().to_string(),
         }
     }

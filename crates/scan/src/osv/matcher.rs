@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 
 use super::ecosystem::{Family, OsvEcosystem};
 use super::model::{Affected, RangeKind};
+use crate::catalog::PackageKind;
 use crate::version::{Ecosystem as Scheme, Version};
 
 /// A range event bound: `introduced: "0"` is below everything, `limit: "*"` above.
@@ -93,7 +94,9 @@ impl CompiledAffected {
                 RangeKind::Git => continue,
                 // SEMVER ranges are SemVer whatever the ecosystem; Go's own
                 // scheme is SemVer plus the `v` prefix, so keep it there.
-                RangeKind::Semver if eco.family() == Family::Go => Some(Scheme::Go),
+                RangeKind::Semver if eco.family() == Family::Language(PackageKind::Go) => {
+                    Some(Scheme::Go)
+                }
                 RangeKind::Semver => Some(Scheme::Semver),
                 RangeKind::Ecosystem => scheme,
                 RangeKind::Unknown => None,

@@ -244,7 +244,8 @@ fn npm_tree_matches_npm_ls() {
 }
 
 #[test]
-fn cargo_lock_of_this_workspace() {
+fn cargo_lock_of_this_crate() {
+    // The workspace's lock file, two levels above this crate.
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock");
     let Ok(data) = std::fs::read(path) else {
         super::skip(&format!("no Cargo.lock at {path}"));
