@@ -123,7 +123,9 @@ impl Registry {
         })
     }
 
-    /// Installs the manifest hooks (scan on cache, pull gate); only the first call counts.
+    /// Installs the manifest hooks (scan on cache, pull gate); only the first call counts. The
+    /// hooks may hold this registry (the scanner reads through it): both live as long as the
+    /// process, so the reference cycle is never meant to be dropped.
     pub fn set_hooks(&self, hooks: Arc<dyn ManifestHooks>) {
         if self.hooks.set(hooks).is_err() {
             tracing::warn!("manifest hooks were already installed; the second set is ignored");
