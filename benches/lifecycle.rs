@@ -439,7 +439,7 @@ fn lifecycle_at(root: &Path) -> Lifecycle {
     .expect("bench config parses");
     let reg = Registry::open(&settings, Arc::new(Metrics::new())).expect("open cache");
     let lc = Lifecycle::new(
-        Arc::new(reg),
+        reg.cache_handle(),
         settings.lifecycle.clone(),
         settings.storage.quota.clone(),
     );
@@ -472,7 +472,7 @@ fn indexed_cache() -> IndexedCache {
     let few = &repos[..5];
     let (api_dir, sql_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let api = lifecycle_at(api_dir.path());
-    fill_through_api(api.registry.index.as_ref(), few);
+    fill_through_api(api.cache.index.as_ref(), few);
     fill_in_one_transaction(&sql_dir.path().join("index.sqlite"), few);
     let sql = lifecycle_at(sql_dir.path());
     assert_eq!(api.images(None).unwrap(), sql.images(None).unwrap());

@@ -15,8 +15,10 @@
 
 use breakwater::cache::index::{ManifestRecord, RepoKey};
 use breakwater::cache::{Index, SqliteIndex};
+use breakwater::config::Settings;
 use breakwater::metrics::Metrics;
 use breakwater::oci::Digest;
+use breakwater::registry::Registry;
 use breakwater::scan::findings::{match_inventory, Memo};
 use breakwater::scan::inventory::{merge, Inventory};
 use breakwater::scan::layer::analyze_layer;
@@ -116,11 +118,23 @@ fn bench_rematch(c: &mut Criterion, inv: &Inventory) {
     ]);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("index.sqlite");
-    let sqlite = SqliteIndex::open(&path).expect("index");
-    let scans = sqlite.scans().expect("scan tables");
-    let index: Arc<dyn Index> = Arc::new(sqlite);
-    let metrics = Metrics::new();
-    let scanner = Scanner::new(&ScanSettings::default(), scans, index.clone(), &metrics);
+    let index: Arc<dyn Index> = Arc::new(SqliteIndex::open(&path).expect("index"));
+    let scans = index.scans().expect("scan tables");
+    let metrics = Arc::new(Metrics::new());
+    // The rematch reads no image; the registry is only the scanner's (unused) image source.
+    let settings = Settings::parse(&format!(
+        "[storage]\nroot = {:?}\n",
+        dir.path().display().to_string()
+    ))
+    .expect("bench config parses");
+    let registry = Arc::new(Registry::open(&settings, metrics.clone()).expect("open cache"));
+    let scanner = Scanner::new(
+        &ScanSettings::default(),
+        scans,
+        index.clone(),
+        registry.image_source(),
+        &metrics,
+    );
     let repo = RepoKey {
         upstream: "docker.io".into(),
         name: "library/debian".into(),

@@ -1,16 +1,15 @@
 //! Periodic work that runs beside the listeners.
 
-use crate::registry::Registry;
+use crate::registry::CacheHandle;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Writes gathered pull statistics to the index every few seconds and at shutdown.
 pub struct PullStatsFlusher {
-    /// The cache.
-    pub registry: Arc<Registry>,
+    /// The cache whose pull statistics it writes.
+    pub cache: CacheHandle,
 }
 
 #[async_trait]
@@ -22,8 +21,8 @@ impl BackgroundService for PullStatsFlusher {
                 _ = tick.tick() => false,
                 _ = shutdown.changed() => true,
             };
-            let r = self.registry.clone();
-            let _ = tokio::task::spawn_blocking(move || r.pulls.flush(r.index.as_ref())).await;
+            let c = self.cache.clone();
+            let _ = tokio::task::spawn_blocking(move || c.flush_pulls()).await;
             if stop {
                 return;
             }

@@ -46,8 +46,5 @@ pub enum Command {
 
 /// Loads the file if given, else the embedded default.
 pub fn load_settings(path: Option<&PathBuf>) -> Result<Settings, String> {
-    match path {
-        Some(p) => Settings::load(p).map_err(|e| e.to_string()),
-        None => Ok(Settings::embedded_default()),
-    }
+    Settings::load_or_default(path.map(PathBuf::as_path))
 }

@@ -2,7 +2,10 @@
 //!
 //! Data flow: request → `server` (HTTP, routing) → `registry` (operations, freshness, fills) →
 //! `cache` (store + index) ← `upstream` (registry client). `oci` holds the types every layer
-//! shares, parsed once at the edge.
+//! shares, parsed once at the edge. The services plug in without owning the registry: the
+//! lifecycle gets a `registry::CacheHandle`, the scanner reads through `registry::ImageSource`
+//! and answers the registry's `registry::ManifestHooks`; `main` wires them. The allowed
+//! directions are tables in `tests/layering/main.rs`.
 
 pub mod admin;
 pub mod background;

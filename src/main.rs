@@ -8,6 +8,9 @@ use breakwater::lifecycle::runner::LifecycleRunner;
 use breakwater::lifecycle::Lifecycle;
 use breakwater::metrics::Metrics;
 use breakwater::registry::Registry;
+use breakwater::scan::hooks::ScanHooks;
+use breakwater::scan::service::ScanService;
+use breakwater::scan::Scanner;
 use breakwater::server::RegistryApp;
 use clap::Parser;
 use pingora::apps::http_app::HttpServer;
@@ -85,7 +88,22 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
-    let registry = Arc::new(Registry::open(&settings, metrics)?);
+    let registry = Arc::new(Registry::open(&settings, metrics.clone())?);
+    let cache = registry.cache_handle();
+    // The scanner reads images through the registry and plugs back in as its manifest hooks
+    // (scan on cache, pull gate); the lifecycle service gets only the cache handle.
+    let scans = cache.index.scans().map_err(|e| {
+        let root = settings.storage.root.display();
+        format!("cannot open scan tables at {root}: {e}")
+    })?;
+    let scanner = Arc::new(Scanner::new(
+        &settings.scan,
+        scans,
+        cache.index.clone(),
+        registry.image_source(),
+        &metrics,
+    ));
+    registry.set_hooks(Arc::new(ScanHooks(scanner.clone())));
     let conf = ServerConf {
         threads: settings.server.threads,
         pid_file: settings
@@ -124,15 +142,16 @@ fn serve(settings: Settings) -> Result<(), String> {
     registry_service.threads = Some(settings.server.threads);
 
     let lifecycle = Arc::new(Lifecycle::new(
-        registry.clone(),
+        cache.clone(),
         settings.lifecycle.clone(),
         settings.storage.quota.clone(),
     ));
     let mut admin_service = Service::new(
         "admin".to_string(),
         HttpServer::new_app(AdminApp::new(
-            registry.clone(),
+            metrics.clone(),
             lifecycle.clone(),
+            scanner.clone(),
             settings.server.admin_token.clone(),
         )),
     );
@@ -141,18 +160,8 @@ fn serve(settings: Settings) -> Result<(), String> {
 
     server.add_service(registry_service);
     server.add_service(admin_service);
-    server.add_service(background_service(
-        "pull-stats",
-        PullStatsFlusher {
-            registry: registry.clone(),
-        },
-    ));
-    server.add_service(background_service(
-        "scan",
-        breakwater::scan::service::ScanService {
-            registry: registry.clone(),
-        },
-    ));
+    server.add_service(background_service("pull-stats", PullStatsFlusher { cache }));
+    server.add_service(background_service("scan", ScanService { scanner }));
     server.add_service(background_service(
         "lifecycle",
         LifecycleRunner { lifecycle },

@@ -189,13 +189,13 @@ pub(super) fn connect(conn: &Conn) -> Result<Client, String> {
         .and_then(|t| crate::config::AdminToken::new(&t));
     let mut token = env_token.map(|t| t.secret().to_string());
     if token.is_none() && conn.config.is_some() {
-        let settings = crate::cli::load_settings(conn.config.as_ref())?;
+        let settings = crate::config::Settings::load_or_default(conn.config.as_deref())?;
         token = settings.server.admin_token.map(|t| t.secret().to_string());
     }
     let base = match &conn.admin {
         Some(a) => a.clone(),
         None => {
-            let settings = crate::cli::load_settings(conn.config.as_ref())?;
+            let settings = crate::config::Settings::load_or_default(conn.config.as_deref())?;
             let mut addr = settings.server.admin_listen;
             // A wildcard listen address is reached on loopback.
             match addr.ip() {

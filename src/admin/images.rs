@@ -88,7 +88,7 @@ pub async fn events(lc: &Arc<Lifecycle>, req: &Request) -> Answer {
     let (upstream, name) =
         match req.param("repository") {
             Some(full) => {
-                match lc.registry.upstreams.keys().find_map(|u| {
+                match lc.cache.upstreams().iter().find_map(|u| {
                     Some((u.clone(), full.strip_prefix(u.as_str())?.strip_prefix('/')?))
                 }) {
                     Some((u, n)) => (Some(u), Some(n.to_string())),
@@ -105,16 +105,13 @@ pub async fn events(lc: &Arc<Lifecycle>, req: &Request) -> Answer {
         since_ms: number(req, "since_ms")?,
         limit: number(req, "limit")?,
     };
-    let events = blocking(lc, move |lc| {
-        Ok::<_, OpError>(lc.registry.index.events(&q)?)
-    })
-    .await?;
+    let events = blocking(lc, move |lc| Ok::<_, OpError>(lc.cache.index.events(&q)?)).await?;
     Ok(json(200, &j!({ "events": events })))
 }
 
 /// `GET /storage`: store size, quota, schedule and the last runs.
 pub async fn storage(lc: &Arc<Lifecycle>) -> Answer {
-    let m = &lc.registry.metrics;
+    let m = &lc.cache.metrics;
     let (last_gc, last_apply_ms) = lc.last_runs();
     let q = lc.quota.as_ref();
     let s = &lc.settings;

@@ -14,7 +14,8 @@ pub mod table;
 
 use crate::config::AdminToken;
 use crate::lifecycle::Lifecycle;
-use crate::registry::Registry;
+use crate::metrics::Metrics;
+use crate::scan::Scanner;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -22,21 +23,25 @@ use std::sync::Arc;
 
 /// The admin HTTP app.
 pub struct AdminApp {
-    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
+    scanner: Arc<Scanner>,
     token: Option<AdminToken>,
 }
 
 impl AdminApp {
-    /// An admin app over `registry` and its lifecycle; with a token, `/api/...` requires it.
+    /// An admin app over a cache's lifecycle and scanner, exporting `metrics`; with a token,
+    /// `/api/...` requires it.
     pub fn new(
-        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
         lifecycle: Arc<Lifecycle>,
+        scanner: Arc<Scanner>,
         token: Option<AdminToken>,
     ) -> Self {
         AdminApp {
-            registry,
+            metrics,
             lifecycle,
+            scanner,
             token,
         }
     }
@@ -90,14 +95,10 @@ impl ServeHttp for AdminApp {
             return resp;
         }
         match path.as_str() {
-            "/metrics" => http::response(
-                200,
-                "text/plain; version=0.0.4",
-                self.registry.metrics.render(),
-            ),
+            "/metrics" => http::response(200, "text/plain; version=0.0.4", self.metrics.render()),
             "/healthz" => http::response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             p if scan::handles(p) => match http::read(session).await {
-                Ok(req) => scan::handle(&self.registry, req).await,
+                Ok(req) => scan::handle(&self.scanner, &self.lifecycle.cache.index, req).await,
                 Err(e) => http::error(&e),
             },
             p if p == "/api" || p.starts_with("/api/") => match http::read(session).await {

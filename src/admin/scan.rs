@@ -13,13 +13,14 @@
 //! with a hint. An index answers per platform image plus the union of their findings.
 
 use super::http::{json, ApiError, Request};
+use crate::cache::Index;
 use crate::lifecycle::service::ImageRef;
-use crate::oci::manifest::{self, Accept, RefKind};
+use crate::oci::manifest::{self, RefKind};
 use crate::oci::{Digest, Reference, RegistryError, RepoName, Tag};
-use crate::registry::{Registry, Target};
+use crate::registry::Target;
 use crate::scan::record::ImageScan;
 use crate::scan::report::{image_report, index_report, Platform};
-use crate::scan::scanner::Trigger;
+use crate::scan::scanner::{Scanner, Trigger};
 use serde_json::json as j;
 use std::sync::Arc;
 
@@ -32,9 +33,20 @@ pub fn handles(path: &str) -> bool {
         .any(|p| path.starts_with(p))
 }
 
+/// What the scan API works over: the scanner (which reads images through the cache) and the
+/// index (to look up what is cached without fetching it).
+struct Scans<'a> {
+    scanner: &'a Arc<Scanner>,
+    index: &'a Arc<dyn Index>,
+}
+
 /// Answers one scan API request.
-pub async fn handle(registry: &Arc<Registry>, req: Request) -> ::http::Response<Vec<u8>> {
-    match route(registry, &req).await {
+pub async fn handle(
+    scanner: &Arc<Scanner>,
+    index: &Arc<dyn Index>,
+    req: Request,
+) -> ::http::Response<Vec<u8>> {
+    match route(&Scans { scanner, index }, &req).await {
         Ok(r) => r,
         Err(e) => {
             if e.status >= 500 {
@@ -49,7 +61,7 @@ fn from_registry(e: RegistryError) -> ApiError {
     ApiError::new(e.code.status(), e.message)
 }
 
-async fn route(registry: &Arc<Registry>, req: &Request) -> Answer {
+async fn route(cx: &Scans<'_>, req: &Request) -> Answer {
     let path = req.path.strip_prefix("/api/v1").unwrap_or(&req.path);
     let m = req.method.as_str();
     let not_allowed = |allowed: &str| {
@@ -60,12 +72,12 @@ async fn route(registry: &Arc<Registry>, req: &Request) -> Answer {
     };
     match path {
         "/scan/status" => match m {
-            "GET" => status(registry).await,
+            "GET" => status(cx).await,
             _ => Err(not_allowed("GET")),
         },
         "/scan/reload" => match m {
             "POST" => {
-                let r = registry
+                let r = cx
                     .scanner
                     .reload()
                     .await
@@ -88,9 +100,9 @@ async fn route(registry: &Arc<Registry>, req: &Request) -> Answer {
                 ));
             };
             match (m, sbom) {
-                ("GET", true) => sbom_of(registry, &image).await,
-                ("GET", false) => findings(registry, &image, false).await,
-                ("POST", false) => findings(registry, &image, true).await,
+                ("GET", true) => sbom_of(cx, &image).await,
+                ("GET", false) => findings(cx, &image, false).await,
+                ("POST", false) => findings(cx, &image, true).await,
                 (_, true) => Err(not_allowed("GET")),
                 _ => Err(not_allowed("GET, POST")),
             }
@@ -121,7 +133,7 @@ struct Named {
 
 /// Resolves `<upstream>/<name>@<digest>` or `:<tag>`. `pull`: a tag or manifest that is not
 /// cached is fetched through the cache (POST); otherwise it is a 404 (GET).
-async fn resolve(registry: &Arc<Registry>, image: &str, pull: bool) -> Result<Named, ApiError> {
+async fn resolve(cx: &Scans<'_>, image: &str, pull: bool) -> Result<Named, ApiError> {
     let bad = |why: String| ApiError::new(400, why);
     let r = ImageRef::parse(image).ok_or_else(|| {
         bad(format!(
@@ -134,27 +146,33 @@ async fn resolve(registry: &Arc<Registry>, image: &str, pull: bool) -> Result<Na
             r.repository
         ))
     })?;
-    let upstream = registry.upstreams.get(up).cloned().ok_or_else(|| {
-        let known: Vec<&str> = registry.upstreams.keys().map(String::as_str).collect();
+    let source = cx.scanner.source();
+    let no_upstream = || {
         ApiError::new(
             404,
-            format!("no upstream {up:?}; configured: {}", known.join(", ")),
+            format!(
+                "no upstream {up:?}; configured: {}",
+                source.upstream_names().join(", ")
+            ),
         )
-    })?;
+    };
+    if !source.upstream_names().iter().any(|u| u == up) {
+        return Err(no_upstream());
+    }
     let repo = RepoName::parse(name).map_err(|e| bad(format!("repository {name:?}: {e}")))?;
-    let target = Target { upstream, repo };
+    let target: Target = source.target(up, repo).ok_or_else(no_upstream)?;
     let digest = match (&r.digest, &r.tag) {
         (Some(d), _) => Digest::parse(d).map_err(|e| bad(format!("digest {d:?}: {e}")))?,
         (None, Some(t)) if pull => {
             let tag = Tag::parse(t).map_err(|e| bad(format!("tag {t:?}: {e}")))?;
-            let a = registry
-                .manifest(&target, &Reference::Tag(tag), &Accept::parse([]))
+            let m = source
+                .manifest(&target, &Reference::Tag(tag))
                 .await
                 .map_err(from_registry)?;
-            a.manifest.digest.clone()
+            m.digest.clone()
         }
         (None, Some(t)) => {
-            let (index, key, tag) = (registry.index.clone(), target.key(), t.clone());
+            let (index, key, tag) = (cx.index.clone(), target.key(), t.clone());
             let found = blocking(move || index.tag(&key, &tag)).await?;
             found
                 .map_err(|e| ApiError::new(500, e.to_string()))?
@@ -164,7 +182,7 @@ async fn resolve(registry: &Arc<Registry>, image: &str, pull: bool) -> Result<Na
         (None, None) => return Err(bad(format!("{image:?} names no tag or digest"))),
     };
     if !pull {
-        let (index, d) = (registry.index.clone(), digest.clone());
+        let (index, d) = (cx.index.clone(), digest.clone());
         let rec = blocking(move || index.manifest(&d)).await?;
         if rec
             .map_err(|e| ApiError::new(500, e.to_string()))?
@@ -195,22 +213,18 @@ fn not_scanned(image: &str) -> ApiError {
 }
 
 /// `GET` (stored) or `POST` (scan now) `/scans/<image>`.
-async fn findings(registry: &Arc<Registry>, image: &str, scan: bool) -> Answer {
-    let n = resolve(registry, image, scan).await?;
-    let scanner = &registry.scanner;
-    let m = registry
-        .manifest(
-            &n.target,
-            &Reference::Digest(n.digest.clone()),
-            &Accept::parse([]),
-        )
+async fn findings(cx: &Scans<'_>, image: &str, scan: bool) -> Answer {
+    let n = resolve(cx, image, scan).await?;
+    let scanner = cx.scanner;
+    let m = scanner
+        .source()
+        .manifest(&n.target, &Reference::Digest(n.digest.clone()))
         .await
-        .map_err(from_registry)?
-        .manifest;
+        .map_err(from_registry)?;
     if !manifest::is_index(&m.media_type) {
         let s = if scan {
             scanner
-                .image(registry, &n.target, &n.digest, Trigger::OnDemand, true)
+                .image(&n.target, &n.digest, Trigger::OnDemand, true)
                 .await
                 .map_err(from_registry)?
         } else {
@@ -235,7 +249,7 @@ async fn findings(registry: &Arc<Registry>, image: &str, scan: bool) -> Answer {
         }
         let result: Result<ImageScan, String> = if scan {
             scanner
-                .image(registry, &n.target, &r.digest, Trigger::OnDemand, true)
+                .image(&n.target, &r.digest, Trigger::OnDemand, true)
                 .await
                 .map(|s| (*s).clone())
                 .map_err(|e| e.message)
@@ -257,15 +271,10 @@ async fn findings(registry: &Arc<Registry>, image: &str, scan: bool) -> Answer {
 }
 
 /// `GET /sbom/<image>`.
-async fn sbom_of(registry: &Arc<Registry>, image: &str) -> Answer {
-    let n = resolve(registry, image, false).await?;
-    let Some(s) = registry
-        .scanner
-        .stored(&n.digest)
-        .await
-        .map_err(from_registry)?
-    else {
-        let (index, d) = (registry.index.clone(), n.digest.clone());
+async fn sbom_of(cx: &Scans<'_>, image: &str) -> Answer {
+    let n = resolve(cx, image, false).await?;
+    let Some(s) = cx.scanner.stored(&n.digest).await.map_err(from_registry)? else {
+        let (index, d) = (cx.index.clone(), n.digest.clone());
         let rec = blocking(move || index.manifest(&d)).await?.ok().flatten();
         if rec.is_some_and(|r| manifest::is_index(&r.media_type)) {
             return Err(ApiError::new(
@@ -279,8 +288,8 @@ async fn sbom_of(registry: &Arc<Registry>, image: &str) -> Answer {
 }
 
 /// `GET /scan/status`.
-async fn status(registry: &Arc<Registry>) -> Answer {
-    let scanner = &registry.scanner;
+async fn status(cx: &Scans<'_>) -> Answer {
+    let scanner = cx.scanner;
     let st = scanner.db().status();
     let settings = scanner.settings();
     let data = st.snapshot.as_ref().map(|s| {
@@ -294,7 +303,7 @@ async fn status(registry: &Arc<Registry>) -> Answer {
             "updatedAt": crate::scan::clock::rfc3339(s.updated_at_ms()),
         })
     });
-    let s2 = registry.scanner.clone();
+    let s2 = cx.scanner.clone();
     let totals = blocking(move || s2.store().totals()).await?;
     let totals: serde_json::Map<String, serde_json::Value> = totals
         .map_err(|e| ApiError::new(500, e.to_string()))?

@@ -3,7 +3,7 @@
 
 mod admin_token;
 
-use crate::lifecycle::pattern::{RepoPattern, TagPattern};
+use breakwater_oci::pattern::{RepoPattern, TagPattern};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,9 +25,9 @@ pub struct Settings {
     /// Name of the upstream for requests with neither `ns` nor a known prefix.
     pub default_upstream: String,
     /// Lifecycle policies from the file, their schedule, and GC.
-    pub lifecycle: crate::lifecycle::settings::LifecycleSettings,
+    pub lifecycle: breakwater_lifecycle::settings::LifecycleSettings,
     /// Vulnerability scanning: data sources, scan on cache, pull gates.
-    pub scan: crate::scan::settings::ScanSettings,
+    pub scan: breakwater_scan::settings::ScanSettings,
 }
 
 /// Listener settings.
@@ -62,7 +62,7 @@ pub struct StorageSettings {
     /// Root directory: `blobs/`, `tmp/` and `index.sqlite` live under it.
     pub root: PathBuf,
     /// Byte quota with its high/low water marks; `None`: unlimited.
-    pub quota: Option<crate::lifecycle::settings::Quota>,
+    pub quota: Option<breakwater_lifecycle::settings::Quota>,
 }
 
 /// One upstream registry.
@@ -213,11 +213,11 @@ struct RawFile {
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
-    lifecycle: crate::lifecycle::settings::RawLifecycle,
+    lifecycle: breakwater_lifecycle::settings::RawLifecycle,
     #[serde(default)]
-    gc: crate::lifecycle::settings::RawGc,
+    gc: breakwater_lifecycle::settings::RawGc,
     #[serde(default)]
-    scan: crate::scan::settings::RawScan,
+    scan: breakwater_scan::settings::RawScan,
 }
 
 #[derive(Deserialize, Default)]
@@ -237,7 +237,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     root: Option<PathBuf>,
-    max_bytes: Option<crate::lifecycle::settings::ByteSize>,
+    max_bytes: Option<breakwater_lifecycle::settings::ByteSize>,
     high_water: Option<f64>,
     low_water: Option<f64>,
 }
@@ -355,6 +355,14 @@ impl Settings {
         Self::from_raw(RawFile::default()).expect("embedded default is valid")
     }
 
+    /// Loads the file if given, else the embedded default.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, String> {
+        match path {
+            Some(p) => Self::load(p).map_err(|e| e.to_string()),
+            None => Ok(Self::embedded_default()),
+        }
+    }
+
     /// Loads a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -438,19 +446,19 @@ impl Settings {
             },
             storage: StorageSettings {
                 root: raw.storage.root.unwrap_or_else(|| PathBuf::from("./data")),
-                quota: crate::lifecycle::settings::quota(
+                quota: breakwater_lifecycle::settings::quota(
                     raw.storage.max_bytes,
                     raw.storage.high_water,
                     raw.storage.low_water,
                 )
                 .map_err(ConfigError::Invalid)?,
             },
-            lifecycle: crate::lifecycle::settings::LifecycleSettings::from_raw(
+            lifecycle: breakwater_lifecycle::settings::LifecycleSettings::from_raw(
                 raw.lifecycle,
                 raw.gc,
             )
             .map_err(ConfigError::Invalid)?,
-            scan: crate::scan::settings::ScanSettings::from_raw(raw.scan)
+            scan: breakwater_scan::settings::ScanSettings::from_raw(raw.scan)
                 .map_err(ConfigError::Invalid)?,
             upstreams,
             default_upstream,

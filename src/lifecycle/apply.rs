@@ -407,7 +407,7 @@ impl Lifecycle {
                 tags.extend(r.tags.iter().map(|t| (key.clone(), t.clone())));
             }
         }
-        self.registry.forget_cached(&digests, &tags);
+        self.cache.forget_cached(&digests, &tags);
         let events: Vec<Event> = groups
             .iter()
             .filter(|&&g| {

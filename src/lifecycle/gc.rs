@@ -51,7 +51,7 @@ impl Lifecycle {
         let t0 = Instant::now();
         let started_ms = crate::now_ms();
         let dry_run = req.dry_run;
-        let reg = &self.registry;
+        let reg = &self.cache;
         self.flush_pulls();
         let listing = reg
             .store
@@ -218,7 +218,7 @@ impl Lifecycle {
 
     /// Records again a blob whose records the sweep forgot just before a client touched it.
     fn rerecord(&self, d: &Digest, size: u64) {
-        if let Err(e) = self.registry.index.record_blob(d, size, crate::now_ms()) {
+        if let Err(e) = self.cache.index.record_blob(d, size, crate::now_ms()) {
             tracing::warn!(digest = %d, "GC could not record a kept blob again: {e}");
         }
     }
@@ -234,7 +234,7 @@ impl Lifecycle {
             .filter(|&n| c.graph.stored(n).is_none())
             .filter(|&n| c.graph.committed_ms(n).is_some_and(|t| t < before))
             .map(|n| c.graph.name(n).to_string())
-            .filter(|d| !Digest::parse(d).is_ok_and(|d| self.registry.is_filling(&d)))
+            .filter(|d| !Digest::parse(d).is_ok_and(|d| self.cache.is_filling(&d)))
             .collect();
         Ok(self.index().forget_missing_blobs(&missing, before)?)
     }

@@ -10,8 +10,8 @@ use super::{LifecyclePolicy, RepoPattern};
 use crate::cache::images::{LifecycleIndex, PinRow};
 use crate::cache::index::IndexError;
 use crate::cache::Event;
-use crate::registry::Registry;
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::registry::CacheHandle;
+use std::sync::{Mutex, MutexGuard};
 
 /// Why an operation failed; the admin API maps each kind to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +91,8 @@ struct Status {
 
 /// Lifecycle policies, pins, quota and GC over one cache.
 pub struct Lifecycle {
-    /// The cache.
-    pub registry: Arc<Registry>,
+    /// The parts of the live cache lifecycle work maintains.
+    pub cache: CacheHandle,
     /// Intervals, grace period and the config file's policies.
     pub settings: LifecycleSettings,
     /// The byte quota, if configured.
@@ -104,11 +104,11 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// Lifecycle over `registry`.
-    pub fn new(registry: Arc<Registry>, settings: LifecycleSettings, quota: Option<Quota>) -> Self {
-        registry.touched.set_horizon(settings.gc_grace);
+    /// Lifecycle over the cache behind `cache`.
+    pub fn new(cache: CacheHandle, settings: LifecycleSettings, quota: Option<Quota>) -> Self {
+        cache.touched.set_horizon(settings.gc_grace);
         Lifecycle {
-            registry,
+            cache,
             settings,
             quota,
             write: Mutex::new(()),
@@ -118,7 +118,7 @@ impl Lifecycle {
 
     /// The index's lifecycle operations.
     pub fn index(&self) -> &dyn LifecycleIndex {
-        self.registry.index.lifecycle()
+        self.cache.index.lifecycle()
     }
 
     /// Takes the writer lock (blocking).
@@ -128,7 +128,7 @@ impl Lifecycle {
 
     /// Writes pull statistics still gathered in memory, so "last pulled" is current.
     pub fn flush_pulls(&self) {
-        self.registry.pulls.flush(self.registry.index.as_ref());
+        self.cache.flush_pulls();
     }
 
     /// A fresh snapshot of the index, grouped into images, with pins applied.
@@ -150,7 +150,7 @@ impl Lifecycle {
         if events.is_empty() {
             return;
         }
-        if let Err(e) = self.registry.index.record_events(events) {
+        if let Err(e) = self.cache.index.record_events(events) {
             tracing::error!("could not record {} lifecycle events: {e}", events.len());
         }
     }

@@ -477,7 +477,7 @@ impl Registry {
         });
         self.manifests.by_digest.insert(digest, m.clone());
         // Scan on cache (the scan-on-push equivalent), in the background when configured.
-        self.scanner.on_cached(self, t, &m);
+        self.cached(t, &m);
         Ok(m)
     }
 }

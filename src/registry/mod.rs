@@ -5,6 +5,8 @@
 pub mod blobs;
 pub mod fill;
 pub mod flight;
+pub mod handle;
+pub mod hooks;
 pub mod manifests;
 pub mod prefetch;
 pub mod pulls;
@@ -17,7 +19,10 @@ use crate::metrics::Metrics;
 use crate::oci::{ErrorCode, RegistryError, RepoName};
 use crate::upstream::{Upstream, UpstreamError};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+pub use handle::CacheHandle;
+pub use hooks::{ImageSource, ManifestHooks, Verdict};
 
 /// Where a request goes: an upstream and the repository name on it.
 #[derive(Clone)]
@@ -66,24 +71,20 @@ impl CacheStatus {
     }
 }
 
-/// The cache: store, index, upstream clients and the in-flight work.
+/// The cache: store, index, upstream clients and the in-flight work. Its parts stay private:
+/// the server calls its operations, the lifecycle gets a [`CacheHandle`], the scanner an
+/// [`ImageSource`], and the scanner plugs back in through [`ManifestHooks`].
 pub struct Registry {
-    /// Upstreams by configured name.
-    pub upstreams: BTreeMap<String, Arc<Upstream>>,
-    /// Verified bytes.
-    pub store: Arc<dyn BlobStore>,
-    /// What the bytes mean.
-    pub index: Arc<dyn Index>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    manifests: manifests::ManifestCache,
-    blobs: fill::Fills,
-    /// Pull statistics waiting to be written.
-    pub pulls: pulls::PullRecorder,
-    /// Digests served or referenced lately (GC keeps them).
-    pub touched: touched::Touched,
-    /// Vulnerability scanner (scan on cache, pull gate, stored findings).
-    pub scanner: Arc<crate::scan::Scanner>,
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    store: Arc<dyn BlobStore>,
+    index: Arc<dyn Index>,
+    metrics: Arc<Metrics>,
+    manifests: Arc<manifests::ManifestCache>,
+    blobs: Arc<fill::Fills>,
+    pulls: Arc<pulls::PullRecorder>,
+    touched: Arc<touched::Touched>,
+    // Set once by main after the scanner is built (it needs this registry as its image source).
+    hooks: OnceLock<Arc<dyn ManifestHooks>>,
 }
 
 impl Registry {
@@ -94,11 +95,6 @@ impl Registry {
             .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
         let index = SqliteIndex::open(&root.join("index.sqlite"))
             .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?;
-        let scans = index
-            .scans()
-            .map_err(|e| format!("cannot open scan tables at {}: {e}", root.display()))?;
-        let index: Arc<dyn Index> = Arc::new(index);
-        let scanner = crate::scan::Scanner::new(&settings.scan, scans, index.clone(), &metrics);
         let stored = store.list().unwrap_or_default();
         metrics.store_blobs.set(stored.len() as i64);
         metrics
@@ -117,28 +113,64 @@ impl Registry {
         Ok(Registry {
             upstreams,
             store: Arc::new(store),
-            index,
-            scanner: Arc::new(scanner),
+            index: Arc::new(index),
             metrics,
-            manifests: manifests::ManifestCache::new(),
-            blobs: fill::Fills::default(),
-            pulls: pulls::PullRecorder::default(),
-            touched: touched::Touched::default(),
+            manifests: Arc::new(manifests::ManifestCache::new()),
+            blobs: Arc::default(),
+            pulls: Arc::default(),
+            touched: Arc::default(),
+            hooks: OnceLock::new(),
         })
+    }
+
+    /// Installs the manifest hooks (scan on cache, pull gate); only the first call counts. The
+    /// hooks may hold this registry (the scanner reads through it): both live as long as the
+    /// process, so the reference cycle is never meant to be dropped.
+    pub fn set_hooks(&self, hooks: Arc<dyn ManifestHooks>) {
+        if self.hooks.set(hooks).is_err() {
+            tracing::warn!("manifest hooks were already installed; the second set is ignored");
+        }
+    }
+
+    /// What the lifecycle service (policies, quota, GC) and the pull-statistics flusher may
+    /// reach of the live cache.
+    pub fn cache_handle(&self) -> CacheHandle {
+        CacheHandle::new(
+            self.store.clone(),
+            self.index.clone(),
+            self.metrics.clone(),
+            self.touched.clone(),
+            self.pulls.clone(),
+            self.manifests.clone(),
+            self.blobs.clone(),
+            self.upstreams.keys().cloned().collect(),
+        )
+    }
+
+    /// The configured upstreams by name.
+    pub fn upstreams(&self) -> &BTreeMap<String, Arc<Upstream>> {
+        &self.upstreams
+    }
+
+    /// Where `<upstream>/<repo>` is pulled from; `None` for an upstream not configured.
+    pub fn target(&self, upstream: &str, repo: RepoName) -> Option<Target> {
+        let upstream = self.upstreams.get(upstream)?.clone();
+        Some(Target { upstream, repo })
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Notes one pull of `digest` from `repo` (written to the index in batches).
+    pub fn record_pull(&self, repo: RepoKey, digest: crate::oci::Digest) {
+        self.pulls.record(repo, digest);
     }
 
     /// Whether a fill of `digest` is running now.
     pub fn is_filling(&self, digest: &crate::oci::Digest) -> bool {
         self.blobs.contains(digest)
-    }
-
-    /// Forgets expired manifests and removed tags (repository, tag) held in memory.
-    pub fn forget_cached(&self, digests: &[crate::oci::Digest], tags: &[(RepoKey, String)]) {
-        let keys: Vec<(String, String, String)> = tags
-            .iter()
-            .map(|(r, t)| (r.upstream.clone(), r.name.clone(), t.clone()))
-            .collect();
-        self.manifests.forget(digests, &keys);
     }
 
     fn fill_context(&self) -> fill::FillContext {

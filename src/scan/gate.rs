@@ -11,7 +11,7 @@
 use crate::oci::manifest;
 use crate::oci::{ErrorCode, RegistryError};
 use crate::registry::manifests::CachedManifest;
-use crate::registry::{Registry, Target};
+use crate::registry::{Target, Verdict};
 use crate::scan::findings::VulnFinding;
 use crate::scan::record::ScanStatus;
 use crate::scan::scanner::{Scanner, Trigger};
@@ -21,25 +21,9 @@ use std::sync::Arc;
 /// Findings named in a denial message or warning header.
 const NAMED: usize = 5;
 
-/// What the gate decided.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Serve it.
-    Allow,
-    /// Serve it with this `X-Breakwater-Scan` header value.
-    Warn(String),
-    /// Answer with this error (403 `DENIED`).
-    Deny(RegistryError),
-}
-
 impl Scanner {
     /// Judges a manifest about to be served from `t`.
-    pub async fn gate(
-        self: &Arc<Self>,
-        registry: &Arc<Registry>,
-        t: &Target,
-        m: &CachedManifest,
-    ) -> Verdict {
+    pub async fn gate(self: &Arc<Self>, t: &Target, m: &CachedManifest) -> Verdict {
         let repo = format!("{}/{}", t.upstream.name, t.repo);
         let Some(policy) = self.settings.gate(&repo) else {
             return Verdict::Allow;
@@ -60,10 +44,7 @@ impl Scanner {
                 &format!("vulnerability data unavailable: {why}"),
             );
         }
-        let scan = match self
-            .image(registry, t, &m.digest, Trigger::Gate, false)
-            .await
-        {
+        let scan = match self.image(t, &m.digest, Trigger::Gate, false).await {
             Ok(s) => s,
             Err(e) => return self.unjudged(policy, &image, &format!("scan failed: {}", e.message)),
         };

@@ -6,6 +6,7 @@
 
 pub mod fill_reader;
 pub mod gate;
+pub mod hooks;
 pub mod metrics;
 pub mod rematch;
 pub mod scanner;

@@ -9,12 +9,12 @@
 
 use crate::cache::{Index, ScanIndex};
 use crate::metrics::Metrics;
-use crate::oci::manifest::{self, Accept, RefKind};
+use crate::oci::manifest::{self, RefKind};
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::registry::blobs::BlobSource;
 use crate::registry::flight::Flights;
 use crate::registry::manifests::CachedManifest;
-use crate::registry::{blocking, Registry, Target};
+use crate::registry::{blocking, ImageSource, Target};
 use crate::scan::fill_reader::FillReader;
 use crate::scan::findings::match_inventory;
 use crate::scan::inventory::merge;
@@ -65,6 +65,8 @@ pub struct Scanner {
     pub(crate) db: Arc<VulnDb>,
     pub(crate) metrics: Arc<ScanMetrics>,
     pub(crate) index: Arc<dyn Index>,
+    /// Where manifests and layers are read: the cache (through its fills when missing).
+    source: Arc<dyn ImageSource>,
     images: Flights<String, Arc<ImageScan>>,
     layers: Flights<String, Arc<LayerAnalysis>>,
     pub(crate) rematching: tokio::sync::Mutex<()>,
@@ -78,11 +80,13 @@ pub(crate) fn scan_error(msg: impl std::fmt::Display) -> RegistryError {
 }
 
 impl Scanner {
-    /// A scanner keeping its results in `store`, the scan tables the index handed out.
+    /// A scanner keeping its results in `store`, the scan tables the index handed out; images
+    /// are read from `source`.
     pub fn new(
         settings: &ScanSettings,
         store: Arc<dyn ScanIndex>,
         index: Arc<dyn Index>,
+        source: Arc<dyn ImageSource>,
         metrics: &Metrics,
     ) -> Self {
         Scanner {
@@ -91,6 +95,7 @@ impl Scanner {
             db: Arc::new(VulnDb::new(settings.osv_paths.clone())),
             metrics: Arc::new(ScanMetrics::new(metrics)),
             index,
+            source,
             images: Flights::default(),
             layers: Flights::default(),
             rematching: tokio::sync::Mutex::new(()),
@@ -118,17 +123,22 @@ impl Scanner {
         &self.metrics
     }
 
+    /// Where images are read from.
+    pub fn source(&self) -> &Arc<dyn ImageSource> {
+        &self.source
+    }
+
     /// Called when a manifest was first cached: scans an image manifest in the background
     /// if its repository is configured for scan on cache. Indexes are not scanned here; each
     /// child is, when it is cached in turn (clients fetch the platform they run).
-    pub fn on_cached(self: &Arc<Self>, registry: &Arc<Registry>, t: &Target, m: &CachedManifest) {
+    pub fn on_cached(self: &Arc<Self>, t: &Target, m: &CachedManifest) {
         let repo = format!("{}/{}", t.upstream.name, t.repo);
         if manifest::is_index(&m.media_type) || !self.settings.scans_on_cache(&repo) {
             return;
         }
-        let (this, registry, t, d) = (self.clone(), registry.clone(), t.clone(), m.digest.clone());
+        let (this, t, d) = (self.clone(), t.clone(), m.digest.clone());
         tokio::spawn(async move {
-            if let Err(e) = this.image(&registry, &t, &d, Trigger::OnCache, false).await {
+            if let Err(e) = this.image(&t, &d, Trigger::OnCache, false).await {
                 tracing::warn!(%repo, digest = %d, "scan on cache failed: {}", e.message);
             }
         });
@@ -163,7 +173,6 @@ impl Scanner {
     /// redoes the merge and match (layers are still reused while the analyzer is unchanged).
     pub async fn image(
         self: &Arc<Self>,
-        registry: &Arc<Registry>,
         t: &Target,
         digest: &Digest,
         trigger: Trigger,
@@ -177,26 +186,25 @@ impl Scanner {
                 _ => {}
             }
         }
-        let (this, registry, t, d) = (self.clone(), registry.clone(), t.clone(), digest.clone());
+        let (this, t, d) = (self.clone(), t.clone(), digest.clone());
         self.images
             .run(digest.to_string(), move || async move {
-                this.scan_now(&registry, &t, &d, trigger).await
+                this.scan_now(&t, &d, trigger).await
             })
             .await
     }
 
     async fn scan_now(
         self: &Arc<Self>,
-        registry: &Arc<Registry>,
         t: &Target,
         digest: &Digest,
         trigger: Trigger,
     ) -> Result<Arc<ImageScan>, RegistryError> {
         let started = Instant::now();
-        let answer = registry
-            .manifest(t, &Reference::Digest(digest.clone()), &Accept::parse([]))
+        let m = self
+            .source
+            .manifest(t, &Reference::Digest(digest.clone()))
             .await?;
-        let m = answer.manifest;
         if manifest::is_index(&m.media_type) {
             return Err(RegistryError::new(
                 ErrorCode::ManifestInvalid,
@@ -210,10 +218,8 @@ impl Scanner {
         if !plan.supported {
             status = ScanStatus::UnsupportedImage;
         } else {
-            let results = futures_util::future::join_all(
-                plan.layers.iter().map(|l| self.layer(registry, t, l)),
-            )
-            .await;
+            let results =
+                futures_util::future::join_all(plan.layers.iter().map(|l| self.layer(t, l))).await;
             for (l, r) in plan.layers.iter().zip(results) {
                 match r {
                     Ok(a) => analyses.push(a),
@@ -294,7 +300,6 @@ impl Scanner {
     /// cache first when missing).
     async fn layer(
         self: &Arc<Self>,
-        registry: &Arc<Registry>,
         t: &Target,
         digest: &Digest,
     ) -> Result<Arc<LayerAnalysis>, RegistryError> {
@@ -305,7 +310,7 @@ impl Scanner {
         {
             return Ok(Arc::new(a));
         }
-        let (this, registry, t, d) = (self.clone(), registry.clone(), t.clone(), digest.clone());
+        let (this, t, d) = (self.clone(), t.clone(), digest.clone());
         self.layers
             .run(digest.to_string(), move || async move {
                 let (store, key) = (this.store.clone(), d.clone());
@@ -316,7 +321,7 @@ impl Scanner {
                 {
                     return Ok(Arc::new(a));
                 }
-                let source = layer_source(&registry, &t, &d).await?;
+                let source = layer_source(this.source.as_ref(), &t, &d).await?;
                 let (store, metrics, key) = (this.store.clone(), this.metrics.clone(), d.clone());
                 let handle = tokio::runtime::Handle::current();
                 let a = blocking(move || -> Result<LayerAnalysis, String> {
@@ -370,11 +375,11 @@ enum LayerSource {
 
 /// The layer's bytes: from the store, else through the cache's fill (joined or started).
 async fn layer_source(
-    registry: &Arc<Registry>,
+    source: &dyn ImageSource,
     t: &Target,
     digest: &Digest,
 ) -> Result<LayerSource, RegistryError> {
-    Ok(match registry.blob(t, digest).await? {
+    Ok(match source.blob(t, digest).await? {
         BlobSource::Stored(b) => LayerSource::Stored(b.file),
         BlobSource::Filling(f) => LayerSource::Filling(f),
     })

@@ -3,7 +3,6 @@
 //! inventory when the data changed. Each round (the first right at start-up) also rescans a
 //! bounded batch of images whose inventory an older analyzer made (`upgrade.rs`).
 
-use crate::registry::Registry;
 use crate::scan::rematch::RematchReport;
 use crate::scan::scanner::Scanner;
 use async_trait::async_trait;
@@ -14,8 +13,8 @@ use std::sync::Arc;
 
 /// Runs the data watch.
 pub struct ScanService {
-    /// The cache whose scanner this drives.
-    pub registry: Arc<Registry>,
+    /// The scanner this drives.
+    pub scanner: Arc<Scanner>,
 }
 
 /// What a reload did.
@@ -47,7 +46,7 @@ impl Scanner {
 #[async_trait]
 impl BackgroundService for ScanService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let scanner = self.registry.scanner.clone();
+        let scanner = &self.scanner;
         scanner.refresh_gauge();
         let configured = scanner.db().configured();
         // Nothing is ever written by an older analyzer again: once none is left, stop looking.
@@ -70,7 +69,7 @@ impl BackgroundService for ScanService {
             }
             if upgrading {
                 let batch = scanner.settings().upgrade_batch;
-                match scanner.upgrade_rescans(&self.registry, batch).await {
+                match scanner.upgrade_rescans(batch).await {
                     Ok(r) => upgrading = !r.done,
                     Err(e) => tracing::warn!("upgrade rescans failed: {e}"),
                 }

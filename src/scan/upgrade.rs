@@ -8,7 +8,7 @@
 //! as the usual `scan_finding_new` / `scan_finding_resolved` / `critical_finding` events.
 
 use crate::oci::{Digest, RepoName};
-use crate::registry::{blocking, Registry, Target};
+use crate::registry::{blocking, ImageSource, Target};
 use crate::scan::layer::ANALYZER_VERSION;
 use crate::scan::record::{Outdated, ScanStatus};
 use crate::scan::scanner::{Scanner, Trigger};
@@ -34,11 +34,7 @@ pub struct UpgradeReport {
 impl Scanner {
     /// Rescans up to `limit` images whose inventory an older analyzer made, oldest first.
     /// One round runs at a time; a round asked for while one runs does nothing.
-    pub async fn upgrade_rescans(
-        self: &Arc<Self>,
-        registry: &Arc<Registry>,
-        limit: usize,
-    ) -> Result<UpgradeReport, String> {
+    pub async fn upgrade_rescans(self: &Arc<Self>, limit: usize) -> Result<UpgradeReport, String> {
         let mut report = UpgradeReport::default();
         let Ok(_one_at_a_time) = self.upgrading.try_lock() else {
             return Ok(report);
@@ -58,18 +54,15 @@ impl Scanner {
                 if report.rescanned + report.failed >= limit {
                     break 'pages;
                 }
-                let Some((t, digest)) = target(registry, &row) else {
+                let Some((t, digest)) = target(self.source().as_ref(), &row) else {
                     report.waiting += 1;
                     continue;
                 };
-                if !bytes_stored(registry, &digest, &row.layers).await {
+                if !bytes_stored(self.source(), &digest, &row.layers).await {
                     report.waiting += 1;
                     continue;
                 }
-                match self
-                    .image(registry, &t, &digest, Trigger::Upgrade, true)
-                    .await
-                {
+                match self.image(&t, &digest, Trigger::Upgrade, true).await {
                     Ok(s) if s.status != ScanStatus::Failed => report.rescanned += 1,
                     Ok(s) => {
                         tracing::warn!(%digest, "upgrade rescan incomplete: {}", s.description);
@@ -98,19 +91,18 @@ impl Scanner {
 
 /// Where to scan a stored row from, unless its upstream is gone from the configuration (or a
 /// stored name no longer parses).
-fn target(registry: &Registry, row: &Outdated) -> Option<(Target, Digest)> {
-    let upstream = registry.upstreams.get(&row.repo.upstream)?.clone();
+fn target(source: &dyn ImageSource, row: &Outdated) -> Option<(Target, Digest)> {
     let repo = RepoName::parse(&row.repo.name).ok()?;
-    Some((Target { upstream, repo }, row.digest.clone()))
+    Some((source.target(&row.repo.upstream, repo)?, row.digest.clone()))
 }
 
 /// True when the manifest and every layer are in the blob store: a rescan then reads only
 /// local bytes, never the upstream.
-async fn bytes_stored(registry: &Registry, manifest: &Digest, layers: &[Digest]) -> bool {
-    let store = registry.store.clone();
+async fn bytes_stored(source: &Arc<dyn ImageSource>, manifest: &Digest, layers: &[Digest]) -> bool {
+    let source = source.clone();
     let (manifest, layers) = (manifest.clone(), layers.to_vec());
     blocking(move || {
-        let present = |d: &Digest| matches!(store.stat(d), Ok(Some(_)));
+        let present = |d: &Digest| source.is_stored(d);
         present(&manifest) && layers.iter().all(present)
     })
     .await

@@ -10,7 +10,7 @@ use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::registry::blobs::BlobSource;
 use crate::registry::fill::Phase;
 use crate::registry::tags::Page;
-use crate::registry::{CacheStatus, Registry};
+use crate::registry::{CacheStatus, Registry, Verdict};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
@@ -30,7 +30,7 @@ pub struct RegistryApp {
 impl RegistryApp {
     /// An app serving `registry`, routing with its upstreams and `default_upstream`.
     pub fn new(registry: Arc<Registry>, default_upstream: &str) -> Self {
-        let router = Router::new(&registry.upstreams, default_upstream);
+        let router = Router::new(registry.upstreams(), default_upstream);
         RegistryApp { registry, router }
     }
 }
@@ -146,7 +146,7 @@ impl RegistryApp {
         e: &RegistryError,
         head: bool,
     ) -> Outcome {
-        self.registry.metrics.request(kind, "error");
+        self.registry.metrics().request(kind, "error");
         send_error(session, e, head).await.into()
     }
 
@@ -191,19 +191,17 @@ impl RegistryApp {
             Err(e) => return self.fail(session, "manifest", &e, head).await,
         };
         let m = &answer.manifest;
-        // The vulnerability scan gate (scan/gate.rs) may scan now, pulling layers via the cache.
-        let scan_warning = match self.registry.scanner.gate(&self.registry, &target, m).await {
-            crate::scan::gate::Verdict::Allow => None,
-            crate::scan::gate::Verdict::Warn(w) => Some(w),
-            crate::scan::gate::Verdict::Deny(e) => {
-                return self.fail(session, "manifest", &e, head).await
-            }
+        // The pull gate (the scanner's, installed by main) may scan now, pulling layers via the cache.
+        let scan_warning = match self.registry.gate(&target, m).await {
+            Verdict::Allow => None,
+            Verdict::Warn(w) => Some(w),
+            Verdict::Deny(e) => return self.fail(session, "manifest", &e, head).await,
         };
         self.registry
-            .metrics
+            .metrics()
             .request("manifest", answer.status.as_str());
         if !head {
-            self.registry.pulls.record(target.key(), m.digest.clone());
+            self.registry.record_pull(target.key(), m.digest.clone());
             self.registry.prefetch(&target, m);
         }
         let mut h = header(200);
@@ -223,7 +221,7 @@ impl RegistryApp {
         }
         if !head {
             self.registry
-                .metrics
+                .metrics()
                 .bytes_served
                 .with_label_values(&["cache"])
                 .inc_by(m.bytes.len() as u64);
@@ -265,7 +263,7 @@ impl RegistryApp {
         if head {
             return match self.registry.blob_size(&target, &digest).await {
                 Ok(size) => {
-                    self.registry.metrics.request("blob", "head");
+                    self.registry.metrics().request("blob", "head");
                     let mut h = base(200);
                     set(&mut h, "Content-Length", size);
                     session.write_response_header(h).await.is_ok().into()
@@ -283,7 +281,7 @@ impl RegistryApp {
             Ok(s) => s,
             Err(e) => return self.fail(session, "blob", &e, false).await,
         };
-        let metrics = &self.registry.metrics;
+        let metrics = self.registry.metrics();
         match source {
             BlobSource::Stored(b) => {
                 metrics.request("blob", "hit");
@@ -386,7 +384,7 @@ impl RegistryApp {
         digest: &Digest,
         size: u64,
     ) -> Outcome {
-        self.registry.metrics.request("blob", "error");
+        self.registry.metrics().request("blob", "error");
         let e = RegistryError::new(
             ErrorCode::RangeInvalid,
             format!("requested range is outside blob {digest} of {size} bytes"),
@@ -453,7 +451,7 @@ impl RegistryApp {
         let page = page_of(query);
         match self.registry.catalog(&page).await {
             Ok((repos, more)) => {
-                self.registry.metrics.request("catalog", "hit");
+                self.registry.metrics().request("catalog", "hit");
                 let mut h = header(200);
                 set(&mut h, "Content-Type", "application/json");
                 if more {

@@ -66,6 +66,13 @@ type Result<T> = std::result::Result<T, IndexError>;
 
 /// The operations the request path needs from an index.
 pub trait Index: Send + Sync + 'static {
+    /// The scan tables kept beside this index (the scanner's store), on a connection of their own.
+    fn scans(
+        &self,
+    ) -> std::result::Result<
+        std::sync::Arc<dyn crate::scans::ScanIndex>,
+        crate::scans::ScanStoreError,
+    >;
     /// The tag's record, if cached.
     fn tag(&self, repo: &RepoKey, tag: &str) -> Result<Option<TagRecord>>;
     /// The manifest's record, if cached.
@@ -221,6 +228,15 @@ fn parse_digest(s: String) -> rusqlite::Result<Digest> {
 }
 
 impl Index for SqliteIndex {
+    fn scans(
+        &self,
+    ) -> std::result::Result<
+        std::sync::Arc<dyn crate::scans::ScanIndex>,
+        crate::scans::ScanStoreError,
+    > {
+        self.open_scans()
+    }
+
     fn tag(&self, repo: &RepoKey, tag: &str) -> Result<Option<TagRecord>> {
         self.with_conn(|c| {
             c.query_row(

@@ -126,7 +126,7 @@ pub trait ScanIndex: Send + Sync + 'static {
 
 impl SqliteIndex {
     /// The scan tables of this index's database, through a connection of their own.
-    pub fn scans(&self) -> Result<Arc<dyn ScanIndex>> {
+    pub(crate) fn open_scans(&self) -> Result<Arc<dyn ScanIndex>> {
         let path = self.path().ok_or(ScanStoreError::InMemoryIndex)?;
         Ok(Arc::new(ScanStore::open(path)?))
     }

@@ -47,7 +47,7 @@ impl Fx {
         let settings = Settings::parse(&text).expect("test config parses");
         let reg = Arc::new(Registry::open(&settings, Arc::new(Metrics::new())).expect("open"));
         let lc = Arc::new(Lifecycle::new(
-            reg.clone(),
+            reg.cache_handle(),
             settings.lifecycle.clone(),
             settings.storage.quota.clone(),
         ));
@@ -71,8 +71,9 @@ impl Fx {
     /// Stores and records a blob committed at `at`.
     pub fn blob(&self, data: &[u8], at: i64) -> Digest {
         let d = Digest::sha256_of(data);
-        put_bytes(self.reg.store.as_ref(), &d, data).expect("store blob");
-        self.reg
+        put_bytes(self.lc.cache.store.as_ref(), &d, data).expect("store blob");
+        self.lc
+            .cache
             .index
             .record_blob(&d, data.len() as u64, at)
             .expect("record blob");
@@ -96,12 +97,14 @@ impl Fx {
             size: bytes.len() as u64,
         };
         let k = key(repo);
-        self.reg
+        self.lc
+            .cache
             .index
             .record_manifest(&k, &rec, &refs, tags.first().copied(), at)
             .expect("record manifest");
         for t in tags.iter().skip(1) {
-            self.reg
+            self.lc
+                .cache
                 .index
                 .record_manifest(&k, &rec, &refs, Some(t), at)
                 .expect("tag manifest");
@@ -116,7 +119,7 @@ impl Fx {
             at,
         );
         let desc = |d: &Digest, mt: &str| {
-            let size = self.reg.store.stat(d).unwrap().unwrap_or(0);
+            let size = self.lc.cache.store.stat(d).unwrap().unwrap_or(0);
             format!(r#"{{"mediaType":"{mt}","digest":"{d}","size":{size}}}"#)
         };
         let layers: Vec<String> = layers
@@ -138,7 +141,7 @@ impl Fx {
             .iter()
             .zip(arch)
             .map(|(c, a)| {
-                let size = self.reg.store.stat(c).unwrap().unwrap_or(0);
+                let size = self.lc.cache.store.stat(c).unwrap().unwrap_or(0);
                 format!(
                     r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{c}","size":{size},"platform":{{"os":"linux","architecture":"{a}"}}}}"#
                 )
@@ -154,16 +157,18 @@ impl Fx {
     /// Caches the manifest `d` (already cached elsewhere) in `repo` too, tagged `tag`, at `at`.
     pub fn alias(&self, repo: &str, tag: &str, d: &Digest, at: i64) {
         let rec = self
-            .reg
+            .lc
+            .cache
             .index
             .manifest(d)
             .unwrap()
             .expect("manifest cached");
-        let bytes = crate::cache::store::read_bytes(self.reg.store.as_ref(), d)
+        let bytes = crate::cache::store::read_bytes(self.lc.cache.store.as_ref(), d)
             .unwrap()
             .expect("manifest stored");
         let refs = references(&rec.media_type, &bytes).expect("manifest parses");
-        self.reg
+        self.lc
+            .cache
             .index
             .record_manifest(&key(repo), &rec, &refs, Some(tag), at)
             .expect("record manifest");
@@ -171,7 +176,8 @@ impl Fx {
 
     /// Records a pull of `d` from `repo` at `at`.
     pub fn pull(&self, repo: &str, d: &Digest, at: i64) {
-        self.reg
+        self.lc
+            .cache
             .index
             .record_pulls(&[Pull {
                 repo: key(repo),
@@ -184,13 +190,14 @@ impl Fx {
 
     /// Whether the store holds `d`.
     pub fn stored(&self, d: &Digest) -> bool {
-        self.reg.store.stat(d).unwrap().is_some()
+        self.lc.cache.store.stat(d).unwrap().is_some()
     }
 
     /// Events of `kind`, oldest first.
     pub fn events(&self, kind: &str) -> Vec<crate::cache::Event> {
         let mut e = self
-            .reg
+            .lc
+            .cache
             .index
             .events(&crate::cache::EventQuery {
                 kind: Some(kind.into()),

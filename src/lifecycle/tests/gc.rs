@@ -4,7 +4,6 @@ use super::fixture::{key, Fx, DAY};
 use crate::cache::images::{Claim, ClaimLimits};
 use crate::lifecycle::gc::GcRequest;
 use crate::oci::{Digest, RepoName};
-use crate::registry::Target;
 
 fn gc(fx: &Fx) -> crate::lifecycle::views::GcReport {
     fx.lc.gc(&GcRequest::default()).expect("gc runs")
@@ -40,14 +39,14 @@ fn a_layer_shared_with_a_retained_image_is_never_deleted() {
     assert!(deleted.contains(&only_a.to_string()) && !deleted.contains(&shared.to_string()));
     assert_eq!(r.freed_bytes, before.stored_bytes - 4000);
     // Records follow the bytes; the survivor still lists and resolves.
-    assert_eq!(fx.reg.index.manifest(&a).unwrap(), None);
-    assert!(fx.reg.index.manifest(&b).unwrap().is_some());
+    assert_eq!(fx.lc.cache.index.manifest(&a).unwrap(), None);
+    assert!(fx.lc.cache.index.manifest(&b).unwrap().is_some());
     assert_eq!(
-        fx.reg.index.tags(&key("local/team/app")).unwrap(),
+        fx.lc.cache.index.tags(&key("local/team/app")).unwrap(),
         vec!["v2"]
     );
     assert_eq!(
-        fx.reg.metrics.store_blobs.get() as usize,
+        fx.lc.cache.metrics.store_blobs.get() as usize,
         r.store_blobs_after
     );
 
@@ -63,7 +62,7 @@ fn grace_period_and_unrecorded_blobs_are_kept() {
     // Bytes in the store the index has no record of: a fill that committed but has not
     // recorded yet looks exactly like this.
     let unrecorded = Digest::sha256_of(b"no record");
-    crate::cache::store::put_bytes(fx.reg.store.as_ref(), &unrecorded, b"no record").unwrap();
+    crate::cache::store::put_bytes(fx.lc.cache.store.as_ref(), &unrecorded, b"no record").unwrap();
 
     let r = gc(&fx);
     assert!(fx.stored(&fresh) && !fx.stored(&old) && fx.stored(&unrecorded));
@@ -107,7 +106,7 @@ fn the_recheck_keeps_blobs_referenced_by_manifests_recorded_during_gc() {
         committed_after_ms: mark_began,
         recorded_since_ms: mark_began,
     };
-    let ix = fx.reg.index.lifecycle();
+    let ix = fx.lc.cache.index.lifecycle();
     let size = layer_size(&fx, &layer);
     assert_eq!(
         ix.claim_for_deletion(&layer.to_string(), size, &limits)
@@ -132,7 +131,7 @@ fn the_recheck_keeps_blobs_referenced_by_manifests_recorded_during_gc() {
 }
 
 fn layer_size(fx: &Fx, d: &Digest) -> u64 {
-    fx.reg.store.stat(d).unwrap().unwrap()
+    fx.lc.cache.store.stat(d).unwrap().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,10 +142,10 @@ async fn a_blob_being_filled_is_not_deleted() {
     let fx = Fx::with(&url, "", "[gc]\ngrace = \"0s\"\n");
     let data = b"bytes that are also being filled".to_vec();
     let d = Digest::sha256_of(&data);
-    let target = Target {
-        upstream: fx.reg.upstreams["local"].clone(),
-        repo: RepoName::parse("team/app").unwrap(),
-    };
+    let target = fx
+        .reg
+        .target("local", RepoName::parse("team/app").unwrap())
+        .unwrap();
     // A client asks for the blob: a fill starts and hangs on the silent upstream.
     let source = fx.reg.blob(&target, &d).await.unwrap();
     assert!(matches!(
@@ -155,8 +154,9 @@ async fn a_blob_being_filled_is_not_deleted() {
     ));
     assert!(fx.reg.is_filling(&d));
     // The same bytes reach the store by another way while the fill runs, with an old record.
-    crate::cache::store::put_bytes(fx.reg.store.as_ref(), &d, &data).unwrap();
-    fx.reg
+    crate::cache::store::put_bytes(fx.lc.cache.store.as_ref(), &d, &data).unwrap();
+    fx.lc
+        .cache
         .index
         .record_blob(&d, data.len() as u64, fx.now - DAY)
         .unwrap();
@@ -225,7 +225,7 @@ fn preview_and_dry_run_see_pulled_archived_images_as_restored() {
     let layer = fx.blob(&[4u8; 3000], t);
     let img = fx.image("local/team/app", &["v1"], &[&layer], t);
     // Archived 100 days ago, pulled again yesterday (its layer refilled since).
-    let ix = fx.reg.index.lifecycle();
+    let ix = fx.lc.cache.index.lifecycle();
     let k = fx.lc.catalog().unwrap();
     let row = k.key(k.groups[0].parent);
     ix.set_storage_class(&[row], "archive", Some(fx.now - 100 * DAY))

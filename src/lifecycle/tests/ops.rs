@@ -84,11 +84,11 @@ fn the_three_rule_example_applied_through_the_index() {
     }
     assert_eq!(left.len(), 4);
     assert_eq!(
-        fx.reg.index.tags(&key(r)).unwrap(),
+        fx.lc.cache.index.tags(&key(r)).unwrap(),
         vec!["dev-def", "latest", "v2", "v3"]
     );
     assert_eq!(
-        fx.reg.index.manifest(&v1).unwrap(),
+        fx.lc.cache.index.manifest(&v1).unwrap(),
         None,
         "manifest record removed"
     );

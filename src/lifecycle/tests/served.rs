@@ -14,10 +14,9 @@ fn fx() -> Fx {
 }
 
 fn target(fx: &Fx, repo: &str) -> Target {
-    Target {
-        upstream: fx.reg.upstreams["local"].clone(),
-        repo: RepoName::parse(repo).unwrap(),
-    }
+    fx.reg
+        .target("local", RepoName::parse(repo).unwrap())
+        .unwrap()
 }
 
 fn gc(fx: &Fx) -> crate::lifecycle::views::GcReport {
