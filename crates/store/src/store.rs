@@ -1,72 +1,167 @@
-//! The blob store: content-addressed files under `blobs/<algorithm>/<2 hex>/<hex>`.
+//! The blob store: content-addressed, immutable blobs (layers, configs and manifests) behind
+//! [`BlobStore`], with the filesystem backend [`FsStore`] (`blobs/<algorithm>/<2 hex>/<hex>`).
 //!
-//! Bytes become visible only by an atomic rename after fsync, from a temp file in the store's own
-//! `tmp/` directory (same filesystem, so the rename is atomic). `tmp/` is emptied at start-up:
-//! whatever is there belonged to a process that died mid-fill.
+//! The interface is what an object-store backend can implement too:
+//! * reads go through a [`BlobReader`]: positional, async for the request path (the filesystem
+//!   backend runs its large reads on the blocking pool), blocking for callers already on a
+//!   blocking thread (scanner, scrub);
+//! * writes go through a [`BlobWriter`]: bytes at offsets, a reader for clients tailing the
+//!   fill, then `commit` under a digest the caller verified, or `abort` (also on drop). Nothing
+//!   half-written is ever visible under a digest. Fills stage locally: the filesystem writer
+//!   writes a temp file in the store's own `tmp/` (same filesystem, so the commit is an fsync
+//!   and an atomic rename); a remote backend would stage locally too and upload at commit, which
+//!   fills run after clients already have their bytes;
+//! * the store keeps its own [`Usage`] (counted at open, updated on commit, delete and
+//!   quarantine); an observer (the metrics) hears every change.
+//!
+//! Metadata calls (`stat`, `open`, `begin`, `list`, `delete`, `quarantine`) and the writer's
+//! calls block: run them on the blocking pool. `tmp/` is emptied at start-up: whatever is there
+//! belonged to a process that died mid-fill.
 
 use crate::oci::Digest;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// Storage for verified blobs and manifests. A shared backend (S3-compatible) implements the same
-/// operations; fills always stage in a local temp file first.
+/// Storage for verified blobs and manifests.
 pub trait BlobStore: Send + Sync + 'static {
     /// Size of a stored blob, if present.
     fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
     /// Opens a stored blob for positional reads.
     fn open(&self, digest: &Digest) -> io::Result<Option<StoredBlob>>;
-    /// A new staging file for a fill.
-    fn create_temp(&self) -> io::Result<TempBlob>;
-    /// Makes verified staged bytes visible under `digest` (fsync, then atomic rename).
-    fn commit(&self, temp: TempBlob, digest: &Digest) -> io::Result<()>;
-    /// Removes a blob (GC, scrub quarantine); absent is not an error.
+    /// Starts writing a new blob (a fill or a manifest).
+    fn begin(&self) -> io::Result<Box<dyn BlobWriter>>;
+    /// Removes a blob (GC); absent is not an error.
     fn delete(&self, digest: &Digest) -> io::Result<()>;
     /// Every stored blob with its size.
     fn list(&self) -> io::Result<Vec<(Digest, u64)>>;
-    /// Moves a blob whose bytes do not match its name out of the way.
+    /// Moves a blob whose bytes do not match its name out of the way (scrub).
     fn quarantine(&self, digest: &Digest) -> io::Result<()>;
+    /// Bytes and blobs held now, as the store counts them.
+    fn usage(&self) -> Usage;
+}
+
+/// Positional reads of a blob's bytes.
+#[async_trait]
+pub trait BlobReader: Send + Sync {
+    /// Reads exactly `len` bytes at `pos` (the caller knows they are there).
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// Reads up to `buf.len()` bytes at `pos`, blocking the thread; 0 at the end.
+    fn read_blocking(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// A blob being written. Dropped without `commit`, it is aborted.
+pub trait BlobWriter: Send + Sync {
+    /// Writes `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// A reader of the bytes written so far, for clients tailing a fill; it stays valid after
+    /// the commit (and after an abort, for bytes already written).
+    fn reader(&self) -> io::Result<Arc<dyn BlobReader>>;
+    /// Makes the bytes visible under `digest`, which the caller verified (durably: for the
+    /// filesystem, fsync and an atomic rename). A digest already stored is left as it is.
+    fn commit(self: Box<Self>, digest: &Digest) -> io::Result<()>;
+    /// Discards the bytes.
+    fn abort(self: Box<Self>);
 }
 
 /// An open stored blob.
 pub struct StoredBlob {
-    /// The open file.
-    pub file: File,
     /// Its size in bytes.
     pub size: u64,
+    /// Its bytes.
+    pub reader: Arc<dyn BlobReader>,
 }
 
-/// A staging file being filled. Removed on drop unless committed.
-pub struct TempBlob {
-    path: PathBuf,
-    file: File,
-    committed: bool,
-}
-
-impl TempBlob {
-    /// The staging file (positional writes and reads are both fine while filling).
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
-    /// Writes `buf` at `offset`.
-    pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
-    }
-
-    /// A second handle on the same open file, for readers tailing the fill; it stays valid
-    /// after the commit renames the file.
-    pub fn reader(&self) -> io::Result<File> {
-        self.file.try_clone()
+impl StoredBlob {
+    /// A blocking `std::io::Read` over the whole blob, for callers on blocking threads.
+    pub fn into_read(self) -> BlobRead {
+        BlobRead {
+            reader: self.reader,
+            pos: 0,
+            size: self.size,
+        }
     }
 }
 
-impl Drop for TempBlob {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.path);
+/// Sequential blocking reads of a stored blob.
+pub struct BlobRead {
+    reader: Arc<dyn BlobReader>,
+    pos: u64,
+    size: u64,
+}
+
+impl io::Read for BlobRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.size.saturating_sub(self.pos);
+        let want = buf.len().min(left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.reader.read_blocking(self.pos, &mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// What the store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes in stored blobs.
+    pub bytes: u64,
+    /// Stored blobs.
+    pub blobs: u64,
+}
+
+/// Hears every change of a store's usage.
+pub type UsageObserver = Box<dyn Fn(Usage) + Send + Sync>;
+
+/// A store's running usage count, shared with its writers; backends update it as blobs come
+/// and go, and it tells the observer.
+#[derive(Default)]
+pub struct UsageCounter {
+    usage: Mutex<Usage>,
+    observer: OnceLock<UsageObserver>,
+}
+
+impl UsageCounter {
+    /// A counter starting at `usage`.
+    pub fn new(usage: Usage) -> Self {
+        UsageCounter {
+            usage: Mutex::new(usage),
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// The current usage.
+    pub fn get(&self) -> Usage {
+        *self.usage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the observer (once) and tells it the current usage.
+    pub fn observe(&self, f: UsageObserver) {
+        let u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        f(*u);
+        let _ = self.observer.set(f);
+    }
+
+    /// Counts a blob that appeared (`+1`, `bytes`) or went away (`-1`, `bytes`).
+    pub fn change(&self, blobs: i64, bytes: u64) {
+        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        if blobs >= 0 {
+            u.blobs += blobs as u64;
+            u.bytes += bytes;
+        } else {
+            u.blobs = u.blobs.saturating_sub(blobs.unsigned_abs());
+            u.bytes = u.bytes.saturating_sub(bytes);
+        }
+        // Told under the lock, so the observer hears changes in order (it must be cheap).
+        if let Some(f) = self.observer.get() {
+            f(*u);
         }
     }
 }
@@ -75,10 +170,12 @@ impl Drop for TempBlob {
 pub struct FsStore {
     root: PathBuf,
     counter: AtomicU64,
+    usage: Arc<UsageCounter>,
 }
 
 impl FsStore {
-    /// Opens (creating) a store at `root` and removes leftovers in `root/tmp`.
+    /// Opens (creating) a store at `root`, removes leftovers in `root/tmp` and counts what it
+    /// holds.
     pub fn open(root: &Path) -> io::Result<Self> {
         fs::create_dir_all(root.join("blobs"))?;
         let tmp = root.join("tmp");
@@ -89,10 +186,25 @@ impl FsStore {
         }
         fs::create_dir_all(&tmp)?;
         fs::create_dir_all(root.join("quarantine"))?;
-        Ok(FsStore {
+        let mut store = FsStore {
             root: root.to_path_buf(),
             counter: AtomicU64::new(0),
-        })
+            usage: Arc::default(),
+        };
+        let listed = store.list().unwrap_or_else(|e| {
+            tracing::warn!("cannot list the blob store to count it: {e}");
+            Vec::new()
+        });
+        store.usage = Arc::new(UsageCounter::new(Usage {
+            bytes: listed.iter().map(|(_, s)| s).sum(),
+            blobs: listed.len() as u64,
+        }));
+        Ok(store)
+    }
+
+    /// Sets the observer of usage changes (the metrics) and tells it the current usage.
+    pub fn observe_usage(&self, f: UsageObserver) {
+        self.usage.observe(f);
     }
 
     /// Where a digest lives. Digests are validated hex, so the path cannot escape the root.
@@ -109,6 +221,28 @@ impl FsStore {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Removes or moves the blob at `digest`'s path, uncounting it; `Ok(false)` when absent.
+    fn remove(
+        &self,
+        digest: &Digest,
+        how: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<bool> {
+        let path = self.path(digest);
+        let size = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match how(&path) {
+            Ok(()) => {
+                self.usage.change(-1, size);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl BlobStore for FsStore {
@@ -124,14 +258,17 @@ impl BlobStore for FsStore {
         match File::open(self.path(digest)) {
             Ok(file) => {
                 let size = file.metadata()?.len();
-                Ok(Some(StoredBlob { file, size }))
+                Ok(Some(StoredBlob {
+                    size,
+                    reader: Arc::new(FsReader(Arc::new(file))),
+                }))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    fn create_temp(&self) -> io::Result<TempBlob> {
+    fn begin(&self) -> io::Result<Box<dyn BlobWriter>> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.root.join("tmp").join(format!(
             "fill-{}-{n}-{:08x}",
@@ -143,30 +280,17 @@ impl BlobStore for FsStore {
             .write(true)
             .create_new(true)
             .open(&path)?;
-        Ok(TempBlob {
+        Ok(Box::new(FsWriter {
             path,
-            file,
-            committed: false,
-        })
-    }
-
-    fn commit(&self, mut temp: TempBlob, digest: &Digest) -> io::Result<()> {
-        temp.file.sync_all()?;
-        let dest = self.path(digest);
-        let dir = dest.parent().expect("blob path has a parent");
-        fs::create_dir_all(dir)?;
-        fs::rename(&temp.path, &dest)?;
-        temp.committed = true;
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()?;
-        Ok(())
+            file: Arc::new(file),
+            blobs: self.root.join("blobs"),
+            usage: self.usage.clone(),
+            done: false,
+        }))
     }
 
     fn delete(&self, digest: &Digest) -> io::Result<()> {
-        match fs::remove_file(self.path(digest)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        self.remove(digest, |p| fs::remove_file(p)).map(|_| ())
     }
 
     fn list(&self) -> io::Result<Vec<(Digest, u64)>> {
@@ -198,18 +322,101 @@ impl BlobStore for FsStore {
             digest.algorithm().as_str(),
             digest.hex()
         ));
-        fs::rename(self.path(digest), dest)
+        if self.remove(digest, |p| fs::rename(p, &dest))? {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{digest} is not stored"),
+            ))
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage.get()
     }
 }
 
-/// Writes small verified content (manifests) in one go: staged, fsynced, renamed.
+/// Reads of a stored or staging file: large positional reads on the blocking pool.
+struct FsReader(Arc<File>);
+
+#[async_trait]
+impl BlobReader for FsReader {
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let file = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(len);
+            file.read_exact_at(&mut buf, pos)?;
+            Ok(buf.freeze())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    fn read_blocking(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_at(buf, pos)
+    }
+}
+
+/// A staging file in `tmp/`, renamed into `blobs/` on commit, removed on abort or drop.
+struct FsWriter {
+    path: PathBuf,
+    file: Arc<File>,
+    blobs: PathBuf,
+    usage: Arc<UsageCounter>,
+    done: bool,
+}
+
+impl BlobWriter for FsWriter {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn reader(&self) -> io::Result<Arc<dyn BlobReader>> {
+        // The same open file: reads see every write and survive the rename.
+        Ok(Arc::new(FsReader(self.file.clone())))
+    }
+
+    fn commit(mut self: Box<Self>, digest: &Digest) -> io::Result<()> {
+        self.file.sync_all()?;
+        let size = self.file.metadata()?.len();
+        let hex = digest.hex();
+        let dir = self.blobs.join(digest.algorithm().as_str()).join(&hex[..2]);
+        let dest = dir.join(hex);
+        fs::create_dir_all(&dir)?;
+        // Same digest, same bytes: an existing blob stays and is not counted twice.
+        let existed = dest.exists();
+        fs::rename(&self.path, &dest)?;
+        self.done = true;
+        if !existed {
+            self.usage.change(1, size);
+        }
+        // Make the rename itself durable.
+        File::open(&dir)?.sync_all()?;
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) {
+        // Drop removes the file.
+    }
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes small verified content (manifests) in one go: staged, committed.
 pub fn put_bytes(store: &dyn BlobStore, digest: &Digest, bytes: &[u8]) -> io::Result<()> {
     if store.stat(digest)?.is_some() {
         return Ok(());
     }
-    let temp = store.create_temp()?;
-    (&temp.file).write_all(bytes)?;
-    store.commit(temp, digest)
+    let w = store.begin()?;
+    w.write_at(bytes, 0)?;
+    w.commit(digest)
 }
 
 /// Reads small content (manifests) whole.
@@ -217,8 +424,8 @@ pub fn read_bytes(store: &dyn BlobStore, digest: &Digest) -> io::Result<Option<V
     let Some(b) = store.open(digest)? else {
         return Ok(None);
     };
-    let mut buf = vec![0u8; b.size as usize];
-    b.file.read_exact_at(&mut buf, 0)?;
+    let mut buf = Vec::with_capacity(b.size as usize);
+    io::Read::read_to_end(&mut b.into_read(), &mut buf)?;
     Ok(Some(buf))
 }
 
@@ -231,18 +438,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).unwrap();
         let d = Digest::sha256_of(b"hello");
-        let t = store.create_temp().unwrap();
+        let t = store.begin().unwrap();
         t.write_at(b"hello", 0).unwrap();
         assert_eq!(store.stat(&d).unwrap(), None, "not visible before commit");
-        store.commit(t, &d).unwrap();
+        t.commit(&d).unwrap();
         assert_eq!(store.stat(&d).unwrap(), Some(5));
         assert_eq!(read_bytes(&store, &d).unwrap().unwrap(), b"hello");
         assert_eq!(store.list().unwrap(), vec![(d.clone(), 5)]);
 
-        // An abandoned fill leaves nothing behind.
-        let t = store.create_temp().unwrap();
+        // An abandoned fill leaves nothing behind, dropped or aborted.
+        let t = store.begin().unwrap();
         t.write_at(b"partial", 0).unwrap();
         drop(t);
+        let t = store.begin().unwrap();
+        t.write_at(b"partial", 0).unwrap();
+        t.abort();
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 
         // Leftovers of a crashed process vanish at the next open.
@@ -252,5 +462,57 @@ mod tests {
         store.delete(&d).unwrap();
         assert_eq!(store.stat(&d).unwrap(), None);
         store.delete(&d).unwrap();
+    }
+
+    #[test]
+    fn usage_is_counted_at_open_and_kept_on_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let (a, b) = (Digest::sha256_of(b"aaa"), Digest::sha256_of(b"bbbbb"));
+        put_bytes(&store, &a, b"aaa").unwrap();
+        put_bytes(&store, &b, b"bbbbb").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        store.observe_usage(Box::new(move |u| s2.lock().unwrap().push(u)));
+        assert_eq!(store.usage(), Usage { bytes: 8, blobs: 2 });
+
+        // Committing a digest already stored counts nothing.
+        let w = store.begin().unwrap();
+        w.write_at(b"aaa", 0).unwrap();
+        w.commit(&a).unwrap();
+        assert_eq!(store.usage(), Usage { bytes: 8, blobs: 2 });
+
+        store.delete(&a).unwrap();
+        store.delete(&a).unwrap();
+        assert_eq!(store.usage(), Usage { bytes: 5, blobs: 1 });
+        store.quarantine(&b).unwrap();
+        assert_eq!(store.usage(), Usage::default());
+        assert_eq!(
+            seen.lock().unwrap().last().copied(),
+            Some(Usage::default()),
+            "the observer heard every change"
+        );
+
+        put_bytes(&store, &a, b"aaa").unwrap();
+        drop(store);
+        let store = FsStore::open(dir.path()).unwrap();
+        assert_eq!(store.usage(), Usage { bytes: 3, blobs: 1 });
+    }
+
+    #[tokio::test]
+    async fn a_tailing_reader_reads_before_and_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"hello world");
+        let w = store.begin().unwrap();
+        let r = w.reader().unwrap();
+        w.write_at(b"hello", 0).unwrap();
+        assert_eq!(&r.read_at(0, 5).await.unwrap()[..], b"hello");
+        w.write_at(b" world", 5).unwrap();
+        w.commit(&d).unwrap();
+        assert_eq!(&r.read_at(6, 5).await.unwrap()[..], b"world");
+        let b = store.open(&d).unwrap().unwrap();
+        assert_eq!(b.size, 11);
+        assert_eq!(&b.reader.read_at(0, 11).await.unwrap()[..], b"hello world");
     }
 }
