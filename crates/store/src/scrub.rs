@@ -40,8 +40,8 @@ pub fn scrub(root: &Path) -> Result<ScrubReport, String> {
     Ok(report)
 }
 
-/// Scrubs `store` against `index`: any backend, through the store's interface.
-pub fn scrub_store(store: &dyn BlobStore, index: &SqliteIndex) -> Result<ScrubReport, String> {
+/// Scrubs `store` against `index`: any backends, through their interfaces.
+pub fn scrub_store(store: &dyn BlobStore, index: &dyn Index) -> Result<ScrubReport, String> {
     let mut report = ScrubReport::default();
     let stored = store
         .list()

@@ -61,3 +61,38 @@ impl From<&FillError> for RegistryError {
         RegistryError::new(code, e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_upstream_is_unavailable() {
+        let unreachable = FillError::Upstream(UpstreamError::Unreachable {
+            upstream: "hub".into(),
+            reason: "connection failed".into(),
+        });
+        let e = RegistryError::from(&unreachable);
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert_eq!(e.message, "upstream hub unreachable: connection failed");
+        let outage = FillError::Upstream(UpstreamError::Status {
+            upstream: "hub".into(),
+            status: 503,
+            code: None,
+            message: "busy".into(),
+            retry_after: None,
+        });
+        let d = Digest::sha256_of(b"x");
+        for e in [
+            outage,
+            FillError::Oversize { announced: 3 },
+            FillError::DigestMismatch {
+                expected: d.clone(),
+                got: d,
+            },
+            FillError::Store("write task failed".into()),
+        ] {
+            assert_eq!(RegistryError::from(&e).code, ErrorCode::BlobUnknown, "{e}");
+        }
+    }
+}

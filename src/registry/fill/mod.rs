@@ -3,7 +3,13 @@
 //!
 //! The last byte is released only after the digest is verified, so a client can never complete a
 //! response with bad bytes: on a mismatch or an upstream failure every reader is cut short and
-//! nothing is committed. A broken upstream stream is resumed with `Range` and the same hash.
+//! nothing is committed. That rule lives in [`FillReader`], the one way to read a fill (server
+//! responses, the scanner). Failures are typed ([`FillError`]); what a client is told about one
+//! is decided in `error.rs`. A broken upstream stream is resumed with `Range` and the same hash.
+//!
+//! Fills stage through the store's [`BlobWriter`] (for the filesystem store, a temp file in the
+//! store) and commit under the digest once verified; when the store refuses writes (disk full)
+//! the rest of the bytes are relayed to readers from a bounded window in memory (`spill.rs`).
 
 mod error;
 mod reader;
