@@ -30,9 +30,9 @@ pub struct Metrics {
     pub prefetches: IntCounter,
     /// Blob fills that failed verification (digest or size mismatch).
     pub verification_failures: IntCounter,
-    /// Bytes held in the blob store.
+    /// Bytes held in the blob store (as the store counts them; set by `report_store_usage`).
     pub store_bytes: IntGauge,
-    /// Blobs held in the blob store.
+    /// Blobs held in the blob store (as the store counts them; set by `report_store_usage`).
     pub store_blobs: IntGauge,
     /// Fills currently running.
     pub fills_in_flight: IntGauge,
@@ -154,6 +154,13 @@ impl Metrics {
     /// Registers a metric defined elsewhere (e.g. the scanner's) for `/metrics`.
     pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
         self.registry.register(c)
+    }
+
+    /// Reports the store's usage: the one place the store gauges are set (the store calls it
+    /// on every change).
+    pub fn report_store_usage(&self, u: breakwater_store::store::Usage) {
+        self.store_bytes.set(u.bytes as i64);
+        self.store_blobs.set(u.blobs as i64);
     }
 
     /// Counts one registry request.

@@ -61,13 +61,13 @@ impl Lifecycle {
             .into_iter()
             .map(|(d, s)| (d.to_string(), s))
             .collect();
-        let usage: u64 = listing.iter().map(|(_, s)| s).sum();
-        reg.metrics.store_bytes.set(usage as i64);
-        reg.metrics.store_blobs.set(listing.len() as i64);
+        // The store's own count, taken with the listing the sweep works from.
+        let before = reg.store.usage();
+        let usage = before.bytes;
         let mut report = GcReport {
             dry_run,
             started_ms,
-            store_blobs_before: listing.len(),
+            store_blobs_before: before.blobs as usize,
             store_bytes_before: usage,
             ..GcReport::default()
         };
@@ -192,11 +192,15 @@ impl Lifecycle {
         self.record(&events);
         if !dry_run {
             report.forgotten_records = self.forget_missing(&c, started_ms)?;
-            reg.metrics.store_bytes.sub(report.freed_bytes as i64);
-            reg.metrics.store_blobs.sub(report.deleted_blobs as i64);
+            let after = reg.store.usage();
+            report.store_blobs_after = after.blobs as usize;
+            report.store_bytes_after = after.bytes;
+        } else {
+            report.store_blobs_after = report
+                .store_blobs_before
+                .saturating_sub(report.deleted_blobs);
+            report.store_bytes_after = report.store_bytes_before.saturating_sub(report.freed_bytes);
         }
-        report.store_blobs_after = report.store_blobs_before - report.deleted_blobs;
-        report.store_bytes_after = report.store_bytes_before - report.freed_bytes;
         report.duration_ms = t0.elapsed().as_millis() as u64;
         if !dry_run {
             self.note_gc(&report);

@@ -66,9 +66,10 @@ impl LifecycleRunner {
     }
 
     fn over_high_water(&self) -> bool {
-        self.lifecycle.quota.as_ref().is_some_and(|q| {
-            self.lifecycle.cache.metrics.store_bytes.get() as u64 > q.high_water_bytes()
-        })
+        self.lifecycle
+            .quota
+            .as_ref()
+            .is_some_and(|q| self.lifecycle.cache.store.usage().bytes > q.high_water_bytes())
     }
 }
 

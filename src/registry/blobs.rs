@@ -1,4 +1,5 @@
-//! Blobs: served from the store when present, otherwise from the one fill for that digest.
+//! Blobs: served from the store when present, otherwise from the one fill for that digest
+//! (read through [`super::fill::FillReader`]).
 
 use super::fill::Fill;
 use super::{blocking, internal, upstream_error, Registry, Target};

@@ -440,18 +440,9 @@ impl Registry {
         let tag_s = tag.map(|t| t.to_string());
         let now = crate::now_ms();
         let rec2 = record.clone();
-        let metrics = self.metrics.clone();
         blocking(move || -> Result<(), String> {
-            // Counted like a fill's commit, so the store size (and the quota watch) sees it.
-            if store
-                .stat(&rec2.digest)
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
-                put_bytes(store.as_ref(), &rec2.digest, &bytes).map_err(|e| e.to_string())?;
-                metrics.store_bytes.add(rec2.size as i64);
-                metrics.store_blobs.inc();
-            }
+            // Committed to the store like a fill, so its usage (and the quota watch) counts it.
+            put_bytes(store.as_ref(), &rec2.digest, &bytes).map_err(|e| e.to_string())?;
             index
                 .record_blob(&rec2.digest, rec2.size, now)
                 .map_err(|e| e.to_string())?;

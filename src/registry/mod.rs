@@ -95,11 +95,8 @@ impl Registry {
             .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
         let index = SqliteIndex::open(&root.join("index.sqlite"))
             .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?;
-        let stored = store.list().unwrap_or_default();
-        metrics.store_blobs.set(stored.len() as i64);
-        metrics
-            .store_bytes
-            .set(stored.iter().map(|(_, s)| *s as i64).sum());
+        let m = metrics.clone();
+        store.observe_usage(Box::new(move |u| m.report_store_usage(u)));
         let upstreams = settings
             .upstreams
             .iter()

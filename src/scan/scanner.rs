@@ -15,7 +15,7 @@ use crate::registry::blobs::BlobSource;
 use crate::registry::flight::Flights;
 use crate::registry::manifests::CachedManifest;
 use crate::registry::{blocking, ImageSource, Target};
-use crate::scan::fill_reader::FillReader;
+use crate::scan::fill_reader::BlockingFillReader;
 use crate::scan::findings::match_inventory;
 use crate::scan::inventory::merge;
 use crate::scan::layer::{analyze_layer, LayerAnalysis};
@@ -369,7 +369,7 @@ impl Scanner {
 
 /// Where a layer's bytes come from: the store, or the fill fetching them now.
 enum LayerSource {
-    Stored(std::fs::File),
+    Stored(crate::cache::store::StoredBlob),
     Filling(Arc<crate::registry::fill::Fill>),
 }
 
@@ -380,7 +380,7 @@ async fn layer_source(
     digest: &Digest,
 ) -> Result<LayerSource, RegistryError> {
     Ok(match source.blob(t, digest).await? {
-        BlobSource::Stored(b) => LayerSource::Stored(b.file),
+        BlobSource::Stored(b) => LayerSource::Stored(b),
         BlobSource::Filling(f) => LayerSource::Filling(f),
     })
 }
@@ -393,11 +393,12 @@ fn analyze_source(
 ) -> Result<LayerAnalysis, String> {
     const BUF: usize = 256 << 10;
     match source {
-        LayerSource::Stored(file) => {
-            analyze_layer(std::io::BufReader::with_capacity(BUF, file)).map_err(|e| e.to_string())
+        LayerSource::Stored(blob) => {
+            analyze_layer(std::io::BufReader::with_capacity(BUF, blob.into_read()))
+                .map_err(|e| e.to_string())
         }
         LayerSource::Filling(fill) => {
-            let mut reader = FillReader::new(fill, handle);
+            let mut reader = BlockingFillReader::new(fill, handle);
             let a = analyze_layer(std::io::BufReader::with_capacity(BUF, &mut reader))
                 .map_err(|e| e.to_string())?;
             reader.finish().map_err(|e| e.to_string())?;

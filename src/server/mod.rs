@@ -8,7 +8,7 @@ pub mod route;
 use crate::oci::manifest::Accept;
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::registry::blobs::BlobSource;
-use crate::registry::fill::Phase;
+use crate::registry::fill::{FillReader, Phase};
 use crate::registry::tags::Page;
 use crate::registry::{CacheStatus, Registry, Verdict};
 use async_trait::async_trait;
@@ -311,7 +311,7 @@ impl RegistryApp {
                         .is_ok()
                         .into();
                 }
-                match respond::send_file_range(session, Arc::new(b.file), start, end).await {
+                match respond::send_blob_range(session, b.reader, start, end).await {
                     Some(n) => {
                         metrics.bytes_served.with_label_values(&["cache"]).inc_by(n);
                         Outcome::Done
@@ -322,14 +322,8 @@ impl RegistryApp {
             BlobSource::Filling(fill) => {
                 metrics.request("blob", "miss");
                 let p = fill.started().await;
-                if let Phase::Failed(msg) = &p.phase {
-                    let e = RegistryError::new(ErrorCode::BlobUnknown, msg.clone());
-                    let e = if msg.contains("unreachable") {
-                        RegistryError::new(ErrorCode::Unavailable, msg.clone())
-                    } else {
-                        e
-                    };
-                    return self.fail(session, "blob", &e, false).await;
+                if let Phase::Failed(e) = &p.phase {
+                    return self.fail(session, "blob", &e.into(), false).await;
                 }
                 let (status, start, end) = match (
                     p.total,
@@ -361,7 +355,8 @@ impl RegistryApp {
                 if session.write_response_header(h).await.is_err() {
                     return Outcome::Cut;
                 }
-                match respond::send_fill_range(session, &fill, start, end).await {
+                let reader = FillReader::new(fill, start, end);
+                match respond::send_fill(session, reader).await {
                     Ok(n) => {
                         metrics
                             .bytes_served

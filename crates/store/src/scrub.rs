@@ -2,12 +2,11 @@
 //! its name, and repairs the index so it never points at a missing or bad blob.
 
 use super::index::SqliteIndex;
-use super::store::{BlobStore, FsStore};
+use super::store::{read_bytes, BlobStore, FsStore};
 use super::Index;
 use crate::oci::manifest::{digest_payload, DOCKER_V1, DOCKER_V1_SIGNED};
 use crate::oci::{Digest, Hasher};
 use serde::Serialize;
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -36,10 +35,14 @@ pub fn scrub(root: &Path) -> Result<ScrubReport, String> {
     let store =
         FsStore::open(root).map_err(|e| format!("cannot open store {}: {e}", root.display()))?;
     let index = SqliteIndex::open(&root.join("index.sqlite")).map_err(|e| e.to_string())?;
-    let mut report = ScrubReport {
-        temp_files_removed,
-        ..Default::default()
-    };
+    let mut report = scrub_store(&store, &index)?;
+    report.temp_files_removed = temp_files_removed;
+    Ok(report)
+}
+
+/// Scrubs `store` against `index`: any backends, through their interfaces.
+pub fn scrub_store(store: &dyn BlobStore, index: &dyn Index) -> Result<ScrubReport, String> {
+    let mut report = ScrubReport::default();
     let stored = store
         .list()
         .map_err(|e| format!("cannot list store: {e}"))?;
@@ -48,7 +51,7 @@ pub fn scrub(root: &Path) -> Result<ScrubReport, String> {
         report.checked += 1;
         report.bytes += size;
         let media_type = index.manifest(digest).ok().flatten().map(|m| m.media_type);
-        let ok = match verify(&store, digest, media_type.as_deref()) {
+        let ok = match verify(store, digest, media_type.as_deref()) {
             Ok(ok) => ok,
             Err(e) => {
                 tracing::warn!(%digest, "cannot read stored blob: {e}");
@@ -86,13 +89,17 @@ pub fn scrub(root: &Path) -> Result<ScrubReport, String> {
 }
 
 /// Whether the stored bytes hash to `digest` (for schema1 manifests: their unsigned payload).
-fn verify(store: &FsStore, digest: &Digest, media_type: Option<&str>) -> std::io::Result<bool> {
-    let path = store.path(digest);
+fn verify(
+    store: &dyn BlobStore,
+    digest: &Digest,
+    media_type: Option<&str>,
+) -> std::io::Result<bool> {
+    let gone = || std::io::Error::new(std::io::ErrorKind::NotFound, "the blob vanished");
     if let Some(mt) = media_type.filter(|mt| *mt == DOCKER_V1_SIGNED || *mt == DOCKER_V1) {
-        let bytes = std::fs::read(&path)?;
+        let bytes = read_bytes(store, digest)?.ok_or_else(gone)?;
         return Ok(Digest::of(digest.algorithm(), &digest_payload(mt, &bytes)) == *digest);
     }
-    let mut f = File::open(&path)?;
+    let mut f = store.open(digest)?.ok_or_else(gone)?.into_read();
     let mut h = Hasher::new(digest.algorithm());
     let mut buf = vec![0u8; 1 << 20];
     loop {

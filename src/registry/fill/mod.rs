@@ -3,18 +3,30 @@
 //!
 //! The last byte is released only after the digest is verified, so a client can never complete a
 //! response with bad bytes: on a mismatch or an upstream failure every reader is cut short and
-//! nothing is committed. A broken upstream stream is resumed with `Range` and the same hash.
+//! nothing is committed. That rule lives in [`FillReader`], the one way to read a fill (server
+//! responses, the scanner). Failures are typed ([`FillError`]); what a client is told about one
+//! is decided in `error.rs`. A broken upstream stream is resumed with `Range` and the same hash.
+//!
+//! Fills stage through the store's [`BlobWriter`] (for the filesystem store, a temp file in the
+//! store) and commit under the digest once verified; when the store refuses writes (disk full)
+//! the rest of the bytes are relayed to readers from a bounded window in memory (`spill.rs`).
 
-use crate::cache::store::TempBlob;
+mod error;
+mod reader;
+mod spill;
+
+pub use error::FillError;
+pub use reader::{FillReader, CHUNK};
+
+use crate::cache::store::{BlobReader, BlobWriter};
 use crate::cache::{BlobStore, Index};
 use crate::metrics::Metrics;
 use crate::oci::{Digest, Hasher, RepoName};
 use crate::upstream::{Upstream, UpstreamError};
 use bytes::BytesMut;
 use futures_util::StreamExt;
+use spill::Spill;
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -23,57 +35,13 @@ use tokio::sync::watch;
 const WRITE_CHUNK: usize = 512 * 1024;
 /// Upstream attempts for one fill (the first plus resumes).
 const MAX_ATTEMPTS: u32 = 4;
-/// When the store cannot be written, bytes past the last good write are relayed to readers from
-/// memory; this bounds that window (a reader that falls further behind is cut).
-const SPILL_WINDOW: usize = 64 * 1024 * 1024;
 
 /// Set once the first store write error has been logged, so a full disk logs once, not per fill.
 static WRITE_ERROR_LOGGED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// Bytes that could not be written to the store, kept for readers (disk full, I/O error).
-#[derive(Default)]
-struct Spill {
-    /// Where the staging file stops holding good bytes; `None` while writes succeed.
-    file_end: Option<u64>,
-    /// Chunks from `file_end` on, by offset.
-    chunks: std::collections::VecDeque<(u64, bytes::Bytes)>,
-    /// Bytes held in `chunks`.
-    held: usize,
-    /// Offsets below this were dropped from the window.
-    dropped_to: u64,
-}
-
-impl Spill {
-    fn push(&mut self, offset: u64, data: bytes::Bytes) {
-        self.held += data.len();
-        self.chunks.push_back((offset, data));
-        while self.held > SPILL_WINDOW {
-            let Some((off, c)) = self.chunks.pop_front() else {
-                break;
-            };
-            self.held -= c.len();
-            self.dropped_to = off + c.len() as u64;
-        }
-    }
-
-    fn read(&self, pos: u64, len: usize) -> std::io::Result<bytes::Bytes> {
-        if pos < self.dropped_to {
-            return Err(std::io::Error::other("reader fell behind an uncached fill"));
-        }
-        for (off, c) in &self.chunks {
-            let end = off + c.len() as u64;
-            if pos >= *off && pos < end {
-                let from = (pos - off) as usize;
-                return Ok(c.slice(from..(from + len).min(c.len())));
-            }
-        }
-        Err(std::io::Error::other("bytes not yet received"))
-    }
-}
-
 /// Where a fill is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Phase {
     /// Waiting for upstream's response headers.
     Connecting,
@@ -82,14 +50,14 @@ pub enum Phase {
     /// Verified: every byte may be read. The commit to the store follows (or was skipped when
     /// the store could not be written); the fill leaves the running map once that is settled.
     Done,
-    /// Failed; the message says why. Readers must cut their responses.
-    Failed(String),
+    /// Failed. Readers must cut their responses.
+    Failed(FillError),
 }
 
 /// Progress readers watch.
 #[derive(Debug, Clone)]
 pub struct Progress {
-    /// Bytes durably written to the staging file (readable with pread).
+    /// Bytes written to the staging file (or held in memory when the store refused them).
     pub written: u64,
     /// The blob's size, when upstream said.
     pub total: Option<u64>,
@@ -97,34 +65,25 @@ pub struct Progress {
     pub phase: Phase,
 }
 
-impl Progress {
-    /// How far a reader may read now: all when verified, else all but the last byte written.
-    pub fn readable(&self) -> u64 {
-        match self.phase {
-            Phase::Done => self.written,
-            _ => self.written.saturating_sub(1),
-        }
-    }
-}
-
 /// A running fill.
 pub struct Fill {
     /// The digest being filled.
     pub digest: Digest,
     progress: watch::Receiver<Progress>,
-    file: Arc<File>,
+    file: Arc<dyn BlobReader>,
     spill: Arc<Mutex<Spill>>,
 }
 
 impl Fill {
-    /// A receiver of progress updates.
-    pub fn watch(&self) -> watch::Receiver<Progress> {
+    /// A receiver of progress updates (readers go through [`FillReader`]).
+    fn watch(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
     }
 
     /// Reads up to `len` bytes at `pos` (from the staging file, or from memory for bytes the
-    /// store could not take). Callers only ask for bytes `Progress` says are there.
-    pub async fn read(&self, pos: u64, len: usize) -> std::io::Result<bytes::Bytes> {
+    /// store could not take). Only [`FillReader`] calls this, for bytes `Progress` says are
+    /// there.
+    async fn read(&self, pos: u64, len: usize) -> Result<bytes::Bytes, FillError> {
         let len = {
             let spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
             match spill.file_end {
@@ -133,14 +92,10 @@ impl Fill {
                 None => len,
             }
         };
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut buf = BytesMut::zeroed(len);
-            file.read_exact_at(&mut buf, pos)?;
-            Ok(buf.freeze())
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        self.file
+            .read_at(pos, len)
+            .await
+            .map_err(|e| FillError::Store(format!("reading the fill failed: {e}")))
     }
 
     /// Waits until the size is known or the fill ended.
@@ -148,7 +103,7 @@ impl Fill {
         let mut rx = self.progress.clone();
         loop {
             let p = rx.borrow_and_update().clone();
-            if p.phase != Phase::Connecting {
+            if !matches!(p.phase, Phase::Connecting) {
                 return p;
             }
             if rx.changed().await.is_err() {
@@ -188,8 +143,8 @@ impl Fills {
         if let Some(f) = running.get(digest) {
             return Ok((f.clone(), false));
         }
-        let temp = ctx.store.create_temp()?;
-        let file = Arc::new(temp.reader()?);
+        let writer = ctx.store.begin()?;
+        let file = writer.reader()?;
         let (tx, rx) = watch::channel(Progress {
             written: 0,
             total: None,
@@ -199,7 +154,7 @@ impl Fills {
         let fill = Arc::new(Fill {
             digest: digest.clone(),
             progress: rx,
-            file: file.clone(),
+            file,
             spill: spill.clone(),
         });
         running.insert(digest.clone(), fill.clone());
@@ -208,8 +163,7 @@ impl Fills {
             upstream,
             repo,
             digest: digest.clone(),
-            temp,
-            file,
+            writer,
             spill,
             tx,
             running: self.running.clone(),
@@ -243,8 +197,7 @@ struct FillJob {
     upstream: Arc<Upstream>,
     repo: RepoName,
     digest: Digest,
-    temp: TempBlob,
-    file: Arc<File>,
+    writer: Box<dyn BlobWriter>,
     spill: Arc<Mutex<Spill>>,
     tx: watch::Sender<Progress>,
     running: Arc<Mutex<HashMap<Digest, Arc<Fill>>>>,
@@ -257,18 +210,17 @@ impl FillJob {
             upstream,
             repo,
             digest,
-            temp,
-            file,
+            writer,
             spill,
             tx,
             running,
         } = self;
-        let sink = Sink {
-            file,
+        let mut sink = Sink {
+            writer: Some(writer),
             spill: spill.clone(),
             metrics: ctx.metrics.clone(),
         };
-        let outcome = download(&ctx, &upstream, &repo, &digest, &sink, &tx).await;
+        let outcome = download(&ctx, &upstream, &repo, &digest, &mut sink, &tx).await;
         let uncached = spill
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -283,10 +235,9 @@ impl FillJob {
                     p.total = Some(size);
                     p.phase = Phase::Done;
                 });
-                if !uncached {
-                    let store = ctx.store.clone();
+                if let (false, Some(writer)) = (uncached, sink.writer.take()) {
                     let d = digest.clone();
-                    match tokio::task::spawn_blocking(move || store.commit(temp, &d)).await {
+                    match tokio::task::spawn_blocking(move || writer.commit(&d)).await {
                         Ok(Ok(())) => {
                             let index = ctx.index.clone();
                             let d = digest.clone();
@@ -294,8 +245,6 @@ impl FillJob {
                                 index.record_blob(&d, size, crate::now_ms())
                             })
                             .await;
-                            ctx.metrics.store_bytes.add(size as i64);
-                            ctx.metrics.store_blobs.inc();
                         }
                         // The verified bytes already reached every client; only caching failed.
                         Ok(Err(e)) => {
@@ -305,10 +254,14 @@ impl FillJob {
                     }
                 }
             }
-            Err(msg) => {
-                tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {msg}");
-                tx.send_modify(|p| p.phase = Phase::Failed(msg));
+            Err(e) => {
+                tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {e}");
+                tx.send_modify(|p| p.phase = Phase::Failed(e));
             }
+        }
+        // Nothing half-written is kept: a failed or uncached fill's staging is discarded.
+        if let Some(w) = sink.writer.take() {
+            w.abort();
         }
         running
             .lock()
@@ -325,9 +278,10 @@ fn write_error(metrics: &Metrics, msg: &str) {
     }
 }
 
-/// Where a fill's bytes go: the staging file, or memory once the store refuses writes.
+/// Where a fill's bytes go: the store's writer, or memory once the store refuses writes.
 struct Sink {
-    file: Arc<File>,
+    /// Lent to the blocking pool for each write; `None` only after a write task failed.
+    writer: Option<Box<dyn BlobWriter>>,
     spill: Arc<Mutex<Spill>>,
     metrics: Arc<Metrics>,
 }
@@ -338,9 +292,9 @@ async fn download(
     upstream: &Upstream,
     repo: &RepoName,
     digest: &Digest,
-    sink: &Sink,
+    sink: &mut Sink,
     tx: &watch::Sender<Progress>,
-) -> Result<u64, String> {
+) -> Result<u64, FillError> {
     let mut hasher = Hasher::new(digest.algorithm());
     let mut offset: u64 = 0;
     let mut total: Option<u64> = None;
@@ -358,7 +312,7 @@ async fn download(
                     backoff(attempt).await;
                     continue;
                 }
-                return Err(e.to_string());
+                return Err(FillError::Upstream(e));
             }
         };
         // A resume must continue exactly where we stopped; anything else restarts cleanly.
@@ -387,10 +341,9 @@ async fn download(
             match stream.next().await {
                 Some(Ok(chunk)) => {
                     if total.is_some_and(|t| offset + (buf.len() + chunk.len()) as u64 > t) {
-                        return Err(format!(
-                            "upstream sent more than the announced {} bytes",
-                            total.unwrap_or(0)
-                        ));
+                        return Err(FillError::Oversize {
+                            announced: total.unwrap_or(0),
+                        });
                     }
                     hasher.update(&chunk);
                     fetched.inc_by(chunk.len() as u64);
@@ -411,15 +364,15 @@ async fn download(
             None if total.is_none_or(|t| t == offset) => break,
             None => {
                 if attempt >= MAX_ATTEMPTS {
-                    return Err(format!(
-                        "upstream stream ended at {offset} of {} bytes",
-                        total.unwrap_or(0)
-                    ));
+                    return Err(FillError::Truncated {
+                        offset,
+                        total: total.unwrap_or(0),
+                    });
                 }
             }
             Some(reason) => {
                 if attempt >= MAX_ATTEMPTS {
-                    return Err(format!("upstream stream broke at byte {offset}: {reason}"));
+                    return Err(FillError::Broken { offset, reason });
                 }
                 tracing::info!(%digest, offset, "upstream stream broke ({reason}); resuming");
             }
@@ -429,7 +382,10 @@ async fn download(
     let got = hasher.finish();
     if &got != digest {
         ctx.metrics.verification_failures.inc();
-        return Err(format!("content from upstream does not match its digest {digest} (got {got}); nothing was stored"));
+        return Err(FillError::DigestMismatch {
+            expected: digest.clone(),
+            got,
+        });
     }
     Ok(offset)
 }
@@ -444,11 +400,11 @@ async fn backoff(attempt: u32) {
 }
 
 async fn flush(
-    sink: &Sink,
+    sink: &mut Sink,
     buf: &mut BytesMut,
     offset: u64,
     tx: &watch::Sender<Progress>,
-) -> Result<u64, String> {
+) -> Result<u64, FillError> {
     if buf.is_empty() {
         return Ok(offset);
     }
@@ -468,10 +424,17 @@ async fn flush(
             .unwrap_or_else(|p| p.into_inner())
             .push(offset, data);
     } else {
-        let (f, d) = (sink.file.clone(), data.clone());
-        let written = tokio::task::spawn_blocking(move || f.write_all_at(&d, offset))
-            .await
-            .map_err(|e| format!("write task failed: {e}"))?;
+        let (w, d) = (sink.writer.take(), data.clone());
+        let (w, written) = tokio::task::spawn_blocking(move || {
+            let r = match &w {
+                Some(w) => w.write_at(&d, offset),
+                None => Err(std::io::Error::other("the writer was lost")),
+            };
+            (w, r)
+        })
+        .await
+        .map_err(|e| FillError::Store(format!("write task failed: {e}")))?;
+        sink.writer = w;
         if let Err(e) = written {
             // Disk full or failing: keep relaying from memory, commit nothing.
             write_error(
