@@ -297,13 +297,13 @@ pub fn events(list: &[Event]) -> String {
         .iter()
         .map(|e| {
             let repo = match (&e.upstream, &e.repository) {
-                (Some(u), Some(r)) => format!("{u}/{r}"),
+                (Some(u), Some(r)) => crate::cache::RepoKey::new(u, r).to_string(),
                 (None, Some(r)) => r.clone(),
                 _ => "-".into(),
             };
             vec![
                 time(Some(e.at_ms)),
-                e.kind.clone(),
+                e.kind.to_string(),
                 repo,
                 e.digest.as_deref().map(short_digest).unwrap_or_default(),
                 bytes(e.bytes),

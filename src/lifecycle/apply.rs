@@ -14,7 +14,7 @@ use super::views::{
 };
 use super::{LifecyclePolicy, RepoPattern, StorageClass};
 use crate::cache::images::{ImageKey, StoredPolicy};
-use crate::cache::{Event, RepoKey};
+use crate::cache::{Event, EventKind, RepoKey};
 use crate::oci::Digest;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -264,7 +264,7 @@ fn report(c: &Catalog, plans: &[RepoPlan], applied: bool, at_ms: i64) -> Lifecyc
 }
 
 /// An event about a group, with its repository, digest, tags and stored bytes.
-pub(super) fn group_event(c: &Catalog, g: usize, kind: &str, reason: String) -> Event {
+pub(super) fn group_event(c: &Catalog, g: usize, kind: EventKind, reason: String) -> Event {
     let grp = &c.groups[g];
     let repo = &c.repos[grp.repo];
     let mut e = Event::new(kind, reason);
@@ -344,7 +344,7 @@ impl Lifecycle {
         let reasons: HashMap<usize, String> = expire.iter().cloned().collect();
         let victims: Vec<usize> = expire.iter().map(|(g, _)| *g).collect();
         self.remove_groups(&c, &victims, |g| {
-            group_event(&c, g, "expire", reasons[&g].clone())
+            group_event(&c, g, EventKind::Expire, reasons[&g].clone())
         })?;
         let keys: Vec<ImageKey> = archive
             .iter()
@@ -354,7 +354,7 @@ impl Lifecycle {
             .set_storage_class(&keys, StorageClass::Archive.as_str(), Some(now))?;
         let events: Vec<Event> = archive
             .into_iter()
-            .map(|(g, reason)| group_event(&c, g, "transition", reason))
+            .map(|(g, reason)| group_event(&c, g, EventKind::Transition, reason))
             .collect();
         self.record(&events);
         self.note_apply(now);
@@ -373,7 +373,12 @@ impl Lifecycle {
         }
         let view = image_view(&c, g);
         self.remove_groups(&c, &[g], |g| {
-            group_event(&c, g, "delete", "deleted through the admin API".into())
+            group_event(
+                &c,
+                g,
+                EventKind::Delete,
+                "deleted through the admin API".into(),
+            )
         })?;
         Ok(view)
     }
@@ -400,10 +405,7 @@ impl Lifecycle {
             gone.insert((r.key.repo_id, r.key.digest.clone()));
             digests.extend(Digest::parse(&r.key.digest).ok());
             if let Some(repo) = repo_of.get(&r.key.repo_id) {
-                let key = RepoKey {
-                    upstream: repo.upstream.clone(),
-                    name: repo.name.clone(),
-                };
+                let key = RepoKey::new(&repo.upstream, &repo.name);
                 tags.extend(r.tags.iter().map(|t| (key.clone(), t.clone())));
             }
         }

@@ -8,10 +8,11 @@
 //! index. Policies, quota eviction and the describe-images view therefore work on images.
 
 use super::evaluate::CachedImage;
-use super::graph::{EdgeKind, FastMap, Graph, Keep, Marks, NodeId};
+use super::graph::{ref_kind, FastMap, Graph, Keep, Marks, NodeId, RefKind};
 use super::pattern::RepoPattern;
 use super::policy::StorageClass;
 use crate::cache::images::{ImageKey, ImageRow, PinRow, SnapshotSink};
+use breakwater_oci::RepoKey;
 use std::collections::HashSet;
 
 /// A repository, named `<upstream>/<name>` in policies and the admin API.
@@ -110,7 +111,7 @@ impl SnapshotSink for Catalog {
             id,
             upstream: upstream.to_string(),
             name: name.to_string(),
-            full: format!("{upstream}/{name}"),
+            full: RepoKey::new(upstream, name).to_string(),
         });
     }
 
@@ -156,7 +157,7 @@ impl SnapshotSink for Catalog {
         if let Some(p) = platform {
             self.platforms.insert((m, c), p.to_string());
         }
-        self.graph.add_edge(m, c, EdgeKind::parse(kind));
+        self.graph.add_edge(m, c, ref_kind(kind));
     }
 
     fn blob(&mut self, digest: &str, size: u64, cached_at_ms: i64) {
@@ -200,7 +201,7 @@ impl Catalog {
         let mut is_child = vec![false; self.rows.len()];
         for row in &self.rows {
             for &(c, kind) in self.graph.children(row.node) {
-                if kind == EdgeKind::Manifest {
+                if kind == RefKind::Manifest {
                     if let Some(&child) = self.row_by_key.get(&(row.repo, c)) {
                         is_child[child] = true;
                     }

@@ -23,7 +23,7 @@ use super::quota;
 use super::service::{Lifecycle, OpError};
 use super::views::GcReport;
 use crate::cache::images::{Claim, ClaimLimits};
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
 use crate::oci::Digest;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -98,7 +98,7 @@ impl Lifecycle {
                     super::apply::group_event(
                         &c,
                         g,
-                        "evict",
+                        EventKind::Evict,
                         format!(
                             "storage quota: store holds {usage} bytes, above the high-water mark of {high}; least recently used first (last used {when})"
                         ),
@@ -173,7 +173,8 @@ impl Lifecycle {
                             }
                             Some(Ok(())) => {}
                         }
-                        let mut e = Event::new("gc_delete", "unreferenced by any retained image");
+                        let mut e =
+                            Event::new(EventKind::GcDelete, "unreferenced by any retained image");
                         e.digest = Some(digest.clone());
                         e.bytes = *size;
                         if manifest {

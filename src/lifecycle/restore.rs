@@ -11,7 +11,7 @@ use super::apply::group_event;
 use super::catalog::Catalog;
 use super::service::{Lifecycle, OpError};
 use crate::cache::images::ImageKey;
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
 
 impl Catalog {
     /// Archived images pulled since they were archived, each with its restore time.
@@ -58,7 +58,7 @@ impl Lifecycle {
                     let mut e = group_event(
                         c,
                         g,
-                        "restore",
+                        EventKind::Restore,
                         "archived image pulled again; back to standard storage".into(),
                     );
                     e.detail = Some(format!(

@@ -9,7 +9,7 @@ use super::views::{ChildView, GcReport, ImageView, PinView, PolicyView, Reposito
 use super::{LifecyclePolicy, RepoPattern};
 use crate::cache::images::{LifecycleIndex, PinRow};
 use crate::cache::index::IndexError;
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
 use crate::registry::Registry;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -288,7 +288,7 @@ impl Lifecycle {
         };
         self.index().put_pin(&row)?;
         let mut e = Event::new(
-            "pin",
+            EventKind::Pin,
             format!("pinned {} through the admin API", row.target),
         );
         e.digest = row.digest.clone();
@@ -308,7 +308,7 @@ impl Lifecycle {
             )));
         }
         self.record(&[Event::new(
-            "unpin",
+            EventKind::Unpin,
             format!("unpinned {target} through the admin API"),
         )]);
         Ok(())
@@ -327,7 +327,7 @@ impl Lifecycle {
         let now = crate::now_ms();
         self.index().put_policy(scope, &policy.to_json(), now)?;
         let mut e = Event::new(
-            "policy_put",
+            EventKind::PolicyPut,
             format!("lifecycle policy for {scope} set through the admin API"),
         );
         e.detail = Some(policy.to_json());
@@ -355,7 +355,7 @@ impl Lifecycle {
             });
         }
         self.record(&[Event::new(
-            "policy_delete",
+            EventKind::PolicyDelete,
             format!("lifecycle policy for {scope} removed through the admin API"),
         )]);
         Ok(())

@@ -40,7 +40,7 @@ impl Scanner {
         t: &Target,
         m: &CachedManifest,
     ) -> Verdict {
-        let repo = format!("{}/{}", t.upstream.name, t.repo);
+        let repo = t.key().to_string();
         let Some(policy) = self.settings.gate(&repo) else {
             return Verdict::Allow;
         };

@@ -3,6 +3,7 @@
 //! depth-first walk with one byte of state per digest, so a million references mark in
 //! milliseconds and memory stays proportional to the index.
 
+pub use breakwater_oci::manifest::RefKind;
 use std::collections::HashMap;
 
 /// A hash map keyed by ids or digest bytes. SipHash was a tenth of a snapshot; foldhash is a
@@ -22,25 +23,13 @@ fn sha256_bytes(digest: &str) -> Option<[u8; 32]> {
     Some(raw)
 }
 
-/// The role of a reference, as `manifest_refs.kind` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EdgeKind {
-    /// A child manifest of an index.
-    Manifest,
-    /// An image config.
-    Config,
-    /// A layer.
-    Layer,
-}
-
-impl EdgeKind {
-    /// Parses the index's spelling; anything unknown is treated as a layer (kept with its image).
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "manifest" => EdgeKind::Manifest,
-            "config" => EdgeKind::Config,
-            _ => EdgeKind::Layer,
-        }
+/// The role of a reference as `manifest_refs.kind` spells it; anything unknown is treated as a
+/// layer (kept with its image).
+pub fn ref_kind(s: &str) -> RefKind {
+    match s {
+        "manifest" => RefKind::Manifest,
+        "config" => RefKind::Config,
+        _ => RefKind::Layer,
     }
 }
 
@@ -95,9 +84,9 @@ pub struct Graph {
     committed_ms: Vec<Option<i64>>,
     /// Size a referencing manifest declared.
     declared: Vec<Option<u64>>,
-    pending: Vec<(NodeId, NodeId, EdgeKind)>,
+    pending: Vec<(NodeId, NodeId, RefKind)>,
     offsets: Vec<u32>,
-    targets: Vec<(NodeId, EdgeKind)>,
+    targets: Vec<(NodeId, RefKind)>,
 }
 
 impl Graph {
@@ -154,7 +143,7 @@ impl Graph {
     }
 
     /// Adds a reference; call [`Graph::finish`] before walking.
-    pub fn add_edge(&mut self, from: NodeId, to: NodeId, kind: EdgeKind) {
+    pub fn add_edge(&mut self, from: NodeId, to: NodeId, kind: RefKind) {
         self.pending.push((from, to, kind));
     }
 
@@ -220,7 +209,7 @@ impl Graph {
     }
 
     /// What `node` references (empty for blobs and before [`Graph::finish`]).
-    pub fn children(&self, node: NodeId) -> &[(NodeId, EdgeKind)] {
+    pub fn children(&self, node: NodeId) -> &[(NodeId, RefKind)] {
         let i = node as usize;
         match (self.offsets.get(i), self.offsets.get(i + 1)) {
             (Some(&a), Some(&b)) => &self.targets[a as usize..b as usize],
@@ -246,7 +235,7 @@ impl Graph {
                 }
                 *s = want;
                 for &(child, kind) in self.children(node) {
-                    if want == FULL || kind == EdgeKind::Manifest {
+                    if want == FULL || kind == RefKind::Manifest {
                         stack.push((child, want));
                     }
                 }
@@ -274,7 +263,7 @@ impl Graph {
             *s = stamp;
             visit(node);
             for &(child, kind) in self.children(node) {
-                if keep == Keep::Full || kind == EdgeKind::Manifest {
+                if keep == Keep::Full || kind == RefKind::Manifest {
                     stack.push(child);
                 }
             }
@@ -292,11 +281,11 @@ mod tests {
         let [index, child, config, layer, shared, loose] =
             ["i", "c", "cfg", "l", "s", "x"].map(|d| g.intern(d));
         let other = g.intern("o");
-        g.add_edge(index, child, EdgeKind::Manifest);
-        g.add_edge(child, config, EdgeKind::Config);
-        g.add_edge(child, layer, EdgeKind::Layer);
-        g.add_edge(child, shared, EdgeKind::Layer);
-        g.add_edge(other, shared, EdgeKind::Layer);
+        g.add_edge(index, child, RefKind::Manifest);
+        g.add_edge(child, config, RefKind::Config);
+        g.add_edge(child, layer, RefKind::Layer);
+        g.add_edge(child, shared, RefKind::Layer);
+        g.add_edge(other, shared, RefKind::Layer);
         g.finish();
 
         let m = g.mark([(index, Keep::ManifestsOnly)]);
@@ -341,14 +330,14 @@ mod tests {
         let a = g.intern("a");
         let b = g.intern("b");
         g.set_stored(a, 10, Some(1));
-        g.add_edge(a, b, EdgeKind::Layer);
+        g.add_edge(a, b, RefKind::Layer);
         g.finish();
         g.set_store_listing(&[("b".into(), 5), ("new".into(), 7)]);
         assert_eq!(g.stored(a), None);
         assert_eq!(g.stored(b), Some(5));
         assert_eq!(g.stored(g.id("new").unwrap()), Some(7));
         let c = g.intern("c");
-        g.add_edge(a, c, EdgeKind::Config);
+        g.add_edge(a, c, RefKind::Config);
         g.finish();
         assert_eq!(g.children(a).len(), 2);
         let mut seen = vec![0; g.len()];

@@ -28,11 +28,7 @@ pub struct Fx {
 
 /// The index key of `local/<name>`.
 pub fn key(full: &str) -> RepoKey {
-    let (upstream, name) = full.split_once('/').expect("<upstream>/<name>");
-    RepoKey {
-        upstream: upstream.into(),
-        name: name.into(),
-    }
+    full.parse().expect("<upstream>/<name>")
 }
 
 impl Fx {
