@@ -4,7 +4,7 @@
 
 use super::catalog::Catalog;
 use super::evaluate::DecisionAction;
-use super::graph::Keep;
+use super::graph::{Keep, NodeId};
 use super::pattern::RepoPolicies;
 use super::preview::{preview, Preview};
 use super::service::{find_image, image_view, repo_filter, Lifecycle, OpError};
@@ -16,6 +16,7 @@ use super::{LifecyclePolicy, RepoPattern, StorageClass};
 use crate::cache::images::{ImageKey, StoredPolicy};
 use crate::cache::{Event, EventKind, RepoKey};
 use crate::oci::Digest;
+use breakwater_oci::time::Timestamp;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -174,9 +175,11 @@ fn evaluate(
         let Some((policy, rules)) = choose(&repo.full) else {
             continue;
         };
-        let groups = c.by_repo[i].clone();
-        let images: Vec<_> = groups.iter().map(|&g| c.cached_image(g)).collect();
-        let preview = preview(&rules, &images, now_ms.div_euclid(1000));
+        let (groups, images): (Vec<usize>, Vec<_>) = c.by_repo[i]
+            .iter()
+            .filter_map(|&g| Some((g, c.cached_image(g)?)))
+            .unzip();
+        let preview = preview(&rules, &images, Timestamp::from_ms(now_ms));
         let description = rules
             .rules
             .iter()
@@ -196,12 +199,15 @@ fn evaluate(
 impl RepoPlan {
     /// Each decision with the group it concerns.
     fn decided(&self, c: &Catalog) -> Vec<(usize, &super::Decision)> {
-        let by_digest: HashMap<&str, usize> =
-            self.groups.iter().map(|&g| (c.digest(g), g)).collect();
+        let by_node: HashMap<NodeId, usize> = self
+            .groups
+            .iter()
+            .map(|&g| (c.rows[c.groups[g].parent].node, g))
+            .collect();
         self.preview
             .decisions
             .iter()
-            .filter_map(|d| Some((*by_digest.get(d.digest.as_str())?, d)))
+            .filter_map(|d| Some((*by_node.get(&c.graph.digest_id(&d.digest)?)?, d)))
             .collect()
     }
 }
@@ -225,7 +231,7 @@ fn report(c: &Catalog, plans: &[RepoPlan], applied: bool, at_ms: i64) -> Lifecyc
             );
             let grp = &c.groups[g];
             results.push(ResultView {
-                digest: d.digest.clone(),
+                digest: d.digest.to_string(),
                 tags: grp.tags.clone(),
                 rule_priority: d.rule_priority,
                 action: action.into(),
@@ -291,7 +297,7 @@ impl Lifecycle {
         // As apply would see it: archived images pulled again are back (in memory only).
         self.restore_pulled(&mut c, false)?;
         let policies = self.policies()?;
-        let at_ms = req.at_ms.unwrap_or_else(crate::now_ms);
+        let at_ms = req.at_ms.unwrap_or_else(|| self.now().as_ms());
         let choose = |full: &str| match &given {
             Some(p) => Some((
                 PolicyRef {
@@ -316,7 +322,7 @@ impl Lifecycle {
         let mut c = self.catalog()?;
         self.restore_pulled(&mut c, true)?;
         let policies = self.policies()?;
-        let now = crate::now_ms();
+        let now = self.now().as_ms();
         let choose = |full: &str| {
             policies
                 .for_repo(full)

@@ -12,7 +12,8 @@ use super::graph::{ref_kind, FastMap, Graph, Keep, Marks, NodeId, RefKind};
 use super::pattern::RepoPattern;
 use super::policy::StorageClass;
 use crate::cache::images::{ImageKey, ImageRow, PinRow, SnapshotSink};
-use breakwater_oci::RepoKey;
+use breakwater_oci::time::Timestamp;
+use breakwater_oci::{Digest, RepoKey};
 use std::collections::HashSet;
 
 /// A repository, named `<upstream>/<name>` in policies and the admin API.
@@ -308,17 +309,17 @@ impl Catalog {
         }
     }
 
-    /// The group as the policy engine sees it (times in unix seconds).
-    pub fn cached_image(&self, g: usize) -> CachedImage {
+    /// The group as the policy engine sees it; `None` when the index holds its digest in a
+    /// form that is not a valid digest (nothing the request path records).
+    pub fn cached_image(&self, g: usize) -> Option<CachedImage> {
         let grp = &self.groups[g];
         let parent = &self.rows[grp.parent];
-        CachedImage {
-            digest: self.digest(g).to_string(),
+        Some(CachedImage {
+            digest: Digest::parse(self.digest(g)).ok()?,
             tags: grp.tags.clone(),
-            first_cached: parent.first_cached_ms.div_euclid(1000),
-            first_cached_subsec_ms: parent.first_cached_ms.rem_euclid(1000) as u16,
-            last_pulled: grp.last_pulled_ms.map(|t| t.div_euclid(1000)),
-            transitioned_at: parent.transitioned_at_ms.map(|t| t.div_euclid(1000)),
+            first_cached: Timestamp::from_ms(parent.first_cached_ms),
+            last_pulled: grp.last_pulled_ms.map(Timestamp::from_ms),
+            transitioned_at: parent.transitioned_at_ms.map(Timestamp::from_ms),
             storage_class: if parent.archived {
                 StorageClass::Archive
             } else {
@@ -326,7 +327,7 @@ impl Catalog {
             },
             size_bytes: grp.stored_bytes,
             pinned: grp.pinned,
-        }
+        })
     }
 
     /// Marks what every group keeps under `fate` (`None`: the group is gone).

@@ -49,7 +49,7 @@ impl Lifecycle {
     pub fn gc(&self, req: &GcRequest) -> Result<GcReport, OpError> {
         let _w = self.writer();
         let t0 = Instant::now();
-        let started_ms = crate::now_ms();
+        let started_ms = self.now().as_ms();
         let dry_run = req.dry_run;
         let reg = &self.registry;
         self.flush_pulls();
@@ -117,7 +117,7 @@ impl Lifecycle {
         report.mark_ms = t0.elapsed().as_millis() as u64;
 
         let limits = ClaimLimits {
-            now_ms: crate::now_ms(),
+            now_ms: self.now().as_ms(),
             committed_after_ms,
             recorded_since_ms: started_ms - grace.max(RECORD_SLACK).as_millis() as i64,
         };
@@ -219,7 +219,7 @@ impl Lifecycle {
 
     /// Records again a blob whose records the sweep forgot just before a client touched it.
     fn rerecord(&self, d: &Digest, size: u64) {
-        if let Err(e) = self.registry.index.record_blob(d, size, crate::now_ms()) {
+        if let Err(e) = self.registry.index.record_blob(d, size, self.now().as_ms()) {
             tracing::warn!(digest = %d, "GC could not record a kept blob again: {e}");
         }
     }

@@ -42,7 +42,7 @@ impl Lifecycle {
     /// Restores archived images pulled again, in `c` and (when `write`) in the index, with a
     /// `restore` event each. Returns how many.
     pub(super) fn restore_pulled(&self, c: &mut Catalog, write: bool) -> Result<usize, OpError> {
-        let restores = c.pending_restores(crate::now_ms());
+        let restores = c.pending_restores(self.now().as_ms());
         if restores.is_empty() {
             return Ok(0);
         }

@@ -11,6 +11,7 @@ use crate::cache::images::{LifecycleIndex, PinRow};
 use crate::cache::index::IndexError;
 use crate::cache::{Event, EventKind};
 use crate::registry::Registry;
+use breakwater_oci::time::{SharedClock, SystemClock, Timestamp};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why an operation failed; the admin API maps each kind to an HTTP status.
@@ -101,6 +102,8 @@ pub struct Lifecycle {
     // GC mark never races an expiry decided on an older snapshot.
     write: Mutex<()>,
     status: Mutex<Status>,
+    /// Where "now" comes from for evaluation, grace periods and the quota.
+    clock: SharedClock,
 }
 
 impl Lifecycle {
@@ -113,7 +116,19 @@ impl Lifecycle {
             quota,
             write: Mutex::new(()),
             status: Mutex::new(Status::default()),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// The same lifecycle reading the time from `clock` (tests move it).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now, by this lifecycle's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// The index's lifecycle operations.
@@ -283,7 +298,7 @@ impl Lifecycle {
             },
             repository,
             digest,
-            created_ms: crate::now_ms(),
+            created_ms: self.now().as_ms(),
             note,
         };
         self.index().put_pin(&row)?;
@@ -324,7 +339,7 @@ impl Lifecycle {
         check_scope(scope)?;
         let policy =
             LifecyclePolicy::from_json(json).map_err(|e| OpError::BadRequest(e.to_string()))?;
-        let now = crate::now_ms();
+        let now = self.now().as_ms();
         self.index().put_policy(scope, &policy.to_json(), now)?;
         let mut e = Event::new(
             EventKind::PolicyPut,

@@ -4,6 +4,7 @@
 //! milliseconds and memory stays proportional to the index.
 
 pub use breakwater_oci::manifest::RefKind;
+use breakwater_oci::{Algorithm, Digest};
 use std::collections::HashMap;
 
 /// A hash map keyed by ids or digest bytes. SipHash was a tenth of a snapshot; foldhash is a
@@ -123,6 +124,17 @@ impl Graph {
             None => self.other.get(digest),
         }
         .copied()
+    }
+
+    /// The id of a parsed digest, if known: SHA-256 digests are looked up by their bytes
+    /// without building the text.
+    pub fn digest_id(&self, digest: &Digest) -> Option<NodeId> {
+        if digest.algorithm() == Algorithm::Sha256 {
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(digest.hex(), &mut raw).ok()?;
+            return self.sha256.get(&raw).copied();
+        }
+        self.other.get(digest.to_string().as_str()).copied()
     }
 
     /// The digest of `node`.
@@ -321,6 +333,11 @@ mod tests {
             assert_eq!((g.id(odd), g.name(n)), (Some(n), odd));
         }
         assert_eq!(g.len(), 4);
+        assert_eq!(g.digest_id(&Digest::parse(&lower).unwrap()), Some(a));
+        let long = format!("sha512:{}", "0".repeat(128));
+        assert_eq!(g.digest_id(&Digest::parse(&long).unwrap()), None);
+        let n = g.intern(&long);
+        assert_eq!(g.digest_id(&Digest::parse(&long).unwrap()), Some(n));
         assert_eq!(sha256_bytes(&lower), Some([0xAB; 32]));
     }
 

@@ -2,7 +2,7 @@
 //! milliseconds ([`Millis`]), and an injectable [`Clock`] so services can be tested at any time.
 
 use std::fmt;
-use std::ops::{Add, Sub};
+use std::ops::{Add, Mul, Sub};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -135,6 +135,34 @@ impl Millis {
     }
 }
 
+impl Add for Millis {
+    type Output = Millis;
+    fn add(self, d: Millis) -> Millis {
+        Millis(self.0.saturating_add(d.0))
+    }
+}
+
+impl Sub for Millis {
+    type Output = Millis;
+    fn sub(self, d: Millis) -> Millis {
+        Millis(self.0.saturating_sub(d.0))
+    }
+}
+
+impl Mul<i64> for Millis {
+    type Output = Millis;
+    fn mul(self, n: i64) -> Millis {
+        Millis(self.0.saturating_mul(n))
+    }
+}
+
+impl Mul<Millis> for i64 {
+    type Output = Millis;
+    fn mul(self, d: Millis) -> Millis {
+        d * self
+    }
+}
+
 /// Where services read the time, so tests can move it.
 pub trait Clock: Send + Sync {
     /// The time now.
@@ -199,6 +227,7 @@ mod tests {
         assert_eq!(t - Millis::days(1), Timestamp::EPOCH);
         assert_eq!((t + Millis::hours(2)).since(t), Millis::secs(7200));
         assert_eq!(t.to_string(), "1970-01-02T00:00:00Z");
+        assert_eq!(3 * Millis::days(1) - Millis::hours(72), Millis::from_ms(0));
         assert_eq!(serde_json::to_string(&t).unwrap(), "86400000");
     }
 
