@@ -261,3 +261,33 @@ fn pins_hide_images_from_policies_and_block_deletion() {
         .collect();
     assert_eq!(kinds, vec!["pin", "unpin", "delete", "expire"]);
 }
+
+#[test]
+fn evaluation_follows_the_injected_clock() {
+    use crate::lifecycle::Lifecycle;
+    use breakwater_oci::time::{ManualClock, Millis, Timestamp};
+    use std::sync::Arc;
+
+    let fx = Fx::new("");
+    let r = "local/team/app";
+    let t = fx.now - 2 * DAY;
+    let l = fx.blob(&[9u8; 100], t);
+    let untagged = fx.image(r, &[], &[&l], t);
+    let clock = Arc::new(ManualClock::new(Timestamp::from_ms(fx.now)));
+    let lc = Lifecycle::new(fx.reg.clone(), fx.lc.settings.clone(), fx.lc.quota.clone())
+        .with_clock(clock.clone());
+    let week = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}]}"#;
+    lc.put_policy(r, week).unwrap();
+
+    let now = lc.preview(&PreviewRequest::default()).unwrap();
+    assert_eq!((now.at_ms, now.expiring_images), (fx.now, 0));
+    // Five days on the image is seven days old: not yet more than seven.
+    clock.advance(Millis::days(5));
+    assert_eq!(lc.apply(None).unwrap().expiring_images, 0);
+    clock.advance(Millis::secs(1));
+    let applied = lc.apply(None).unwrap();
+    assert_eq!(applied.at_ms, fx.now + 5 * DAY + 1000);
+    assert_eq!(applied.repositories[0].results[0].digest, untagged.to_string());
+    assert!(lc.images(None).unwrap().is_empty());
+    assert_eq!(lc.last_runs().1, Some(applied.at_ms));
+}
