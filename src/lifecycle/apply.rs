@@ -15,7 +15,6 @@ use super::views::{
 use super::{LifecyclePolicy, RepoPattern, StorageClass};
 use crate::cache::images::{ImageKey, StoredPolicy};
 use crate::cache::{Event, EventKind, RepoKey};
-use crate::oci::Digest;
 use breakwater_oci::time::Timestamp;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -354,7 +353,7 @@ impl Lifecycle {
         })?;
         let keys: Vec<ImageKey> = archive
             .iter()
-            .map(|(g, _)| c.key(c.groups[*g].parent))
+            .filter_map(|(g, _)| c.key(c.groups[*g].parent))
             .collect();
         self.index()
             .set_storage_class(&keys, StorageClass::Archive.as_str(), Some(now))?;
@@ -400,7 +399,7 @@ impl Lifecycle {
             return Ok(0);
         }
         let rows = c.rows_to_remove(groups);
-        let keys: Vec<ImageKey> = rows.iter().map(|&r| c.key(r)).collect();
+        let keys: Vec<ImageKey> = rows.iter().filter_map(|&r| c.key(r)).collect();
         let removed = self.index().remove_images(&keys)?;
         let repo_of: HashMap<i64, &super::catalog::Repo> =
             c.repos.iter().map(|r| (r.id, r)).collect();
@@ -409,7 +408,7 @@ impl Lifecycle {
         let mut gone = HashSet::new();
         for r in &removed {
             gone.insert((r.key.repo_id, r.key.digest.clone()));
-            digests.extend(Digest::parse(&r.key.digest).ok());
+            digests.push(r.key.digest.clone());
             if let Some(repo) = repo_of.get(&r.key.repo_id) {
                 let key = RepoKey::new(&repo.upstream, &repo.name);
                 tags.extend(r.tags.iter().map(|t| (key.clone(), t.clone())));
@@ -419,8 +418,8 @@ impl Lifecycle {
         let events: Vec<Event> = groups
             .iter()
             .filter(|&&g| {
-                let k = c.key(c.groups[g].parent);
-                gone.contains(&(k.repo_id, k.digest))
+                c.key(c.groups[g].parent)
+                    .is_some_and(|k| gone.contains(&(k.repo_id, k.digest)))
             })
             .map(|&g| event(g))
             .collect();

@@ -214,9 +214,9 @@ impl Catalog {
             .filter(|p| p.digest.is_none())
             .filter_map(|p| RepoPattern::new(&p.repository).ok())
             .collect();
-        let image_pins: Vec<(&str, &str)> = pins
+        let image_pins: Vec<(&str, String)> = pins
             .iter()
-            .filter_map(|p| Some((p.repository.as_str(), p.digest.as_deref()?)))
+            .filter_map(|p| Some((p.repository.as_str(), p.digest.as_ref()?.to_string())))
             .collect();
         self.row_groups = vec![Vec::new(); self.rows.len()];
         self.by_repo = vec![Vec::new(); self.repos.len()];
@@ -279,13 +279,14 @@ impl Catalog {
         self.platforms.get(&(parent, child)).map(String::as_str)
     }
 
-    /// The key of a row.
-    pub fn key(&self, row: usize) -> ImageKey {
+    /// The key of a row; `None` when the index holds its digest in a form that is not a valid
+    /// digest (nothing the request path records).
+    pub fn key(&self, row: usize) -> Option<ImageKey> {
         let r = &self.rows[row];
-        ImageKey {
+        Some(ImageKey {
             repo_id: self.repos[r.repo].id,
-            digest: self.graph.name(r.node).to_string(),
-        }
+            digest: Digest::parse(self.graph.name(r.node)).ok()?,
+        })
     }
 
     /// A repository by `<upstream>/<name>`.

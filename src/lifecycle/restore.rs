@@ -49,7 +49,7 @@ impl Lifecycle {
         if write {
             let rows: Vec<(ImageKey, i64)> = restores
                 .iter()
-                .map(|&(g, at)| (c.key(c.groups[g].parent), at))
+                .filter_map(|&(g, at)| Some((c.key(c.groups[g].parent)?, at)))
                 .collect();
             self.index().restore_images(&rows)?;
             let events: Vec<Event> = restores

@@ -12,6 +12,7 @@ use crate::cache::index::IndexError;
 use crate::cache::{Event, EventKind};
 use crate::registry::Registry;
 use breakwater_oci::time::{SharedClock, SystemClock, Timestamp};
+use breakwater_oci::Digest;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why an operation failed; the admin API maps each kind to an HTTP status.
@@ -276,7 +277,9 @@ impl Lifecycle {
         let (repository, digest) = match ImageRef::parse(target) {
             Some(r) => {
                 let g = find_image(&c, target)?;
-                (r.repository, Some(c.digest(g).to_string()))
+                let d = Digest::parse(c.digest(g))
+                    .map_err(|e| OpError::Internal(format!("cached image {target}: {e}")))?;
+                (r.repository, Some(d))
             }
             None => {
                 let p = repo_filter(target)?;
@@ -306,7 +309,7 @@ impl Lifecycle {
             EventKind::Pin,
             format!("pinned {} through the admin API", row.target),
         );
-        e.digest = row.digest.clone();
+        e.digest = row.digest.as_ref().map(Digest::to_string);
         e.detail = row.note.clone();
         self.record(&[e]);
         Ok(PinView {
@@ -413,7 +416,7 @@ pub fn find_image(c: &Catalog, reference: &str) -> Result<usize, OpError> {
 fn pin_view(p: PinRow) -> PinView {
     PinView {
         target: p.target,
-        digest: p.digest,
+        digest: p.digest.as_ref().map(Digest::to_string),
         created_ms: p.created_ms,
         note: p.note,
         warning: None,

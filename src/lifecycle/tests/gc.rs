@@ -227,7 +227,7 @@ fn preview_and_dry_run_see_pulled_archived_images_as_restored() {
     // Archived 100 days ago, pulled again yesterday (its layer refilled since).
     let ix = fx.reg.index.lifecycle();
     let k = fx.lc.catalog().unwrap();
-    let row = k.key(k.groups[0].parent);
+    let row = k.key(k.groups[0].parent).expect("a valid digest");
     ix.set_storage_class(&[row], "archive", Some(fx.now - 100 * DAY))
         .unwrap();
     fx.pull("local/team/app", &img, fx.now - DAY);
