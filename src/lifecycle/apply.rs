@@ -230,7 +230,7 @@ fn report(c: &Catalog, plans: &[RepoPlan], applied: bool, at_ms: i64) -> Lifecyc
             );
             let grp = &c.groups[g];
             results.push(ResultView {
-                digest: d.digest.to_string(),
+                digest: d.digest.clone(),
                 tags: grp.tags.clone(),
                 rule_priority: d.rule_priority,
                 action: action.into(),
@@ -376,7 +376,7 @@ impl Lifecycle {
                 "{reference} is pinned; unpin it before deleting"
             )));
         }
-        let view = image_view(&c, g);
+        let view = image_view(&c, g)?;
         self.remove_groups(&c, &[g], |g| {
             group_event(
                 &c,

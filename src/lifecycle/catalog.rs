@@ -274,6 +274,12 @@ impl Catalog {
         self.graph.name(self.rows[self.groups[g].parent].node)
     }
 
+    /// The digest of a group's top-level manifest, parsed; `None` when the index holds it in a
+    /// form that is not a valid digest (nothing the request path records).
+    pub fn image_digest(&self, g: usize) -> Option<Digest> {
+        Digest::parse(self.digest(g)).ok()
+    }
+
     /// The platform an index lists `child` under, if it does.
     pub fn platform(&self, parent: NodeId, child: NodeId) -> Option<&str> {
         self.platforms.get(&(parent, child)).map(String::as_str)
@@ -316,7 +322,7 @@ impl Catalog {
         let grp = &self.groups[g];
         let parent = &self.rows[grp.parent];
         Some(CachedImage {
-            digest: Digest::parse(self.digest(g)).ok()?,
+            digest: self.image_digest(g)?,
             tags: grp.tags.clone(),
             first_cached: Timestamp::from_ms(parent.first_cached_ms),
             last_pulled: grp.last_pulled_ms.map(Timestamp::from_ms),

@@ -202,7 +202,7 @@ impl Lifecycle {
                     .as_ref()
                     .is_none_or(|p| p.matches(&c.repos[c.groups[g].repo].full))
             })
-            .map(|g| image_view(&c, g))
+            .filter_map(|g| image_view(&c, g).ok())
             .collect();
         out.sort_by(|a, b| {
             (&a.repository, b.first_cached_ms, &a.digest).cmp(&(
@@ -218,7 +218,7 @@ impl Lifecycle {
     pub fn image(&self, reference: &str) -> Result<ImageView, OpError> {
         let c = self.catalog()?;
         let g = find_image(&c, reference)?;
-        Ok(image_view(&c, g))
+        image_view(&c, g)
     }
 
     /// Every cached repository with its image count, stored bytes and policy.
@@ -277,9 +277,7 @@ impl Lifecycle {
         let (repository, digest) = match ImageRef::parse(target) {
             Some(r) => {
                 let g = find_image(&c, target)?;
-                let d = Digest::parse(c.digest(g))
-                    .map_err(|e| OpError::Internal(format!("cached image {target}: {e}")))?;
-                (r.repository, Some(d))
+                (r.repository, Some(image_view(&c, g)?.digest))
             }
             None => {
                 let p = repo_filter(target)?;
@@ -416,15 +414,16 @@ pub fn find_image(c: &Catalog, reference: &str) -> Result<usize, OpError> {
 fn pin_view(p: PinRow) -> PinView {
     PinView {
         target: p.target,
-        digest: p.digest.as_ref().map(Digest::to_string),
+        digest: p.digest,
         created_ms: p.created_ms,
         note: p.note,
         warning: None,
     }
 }
 
-/// The describe-images view of a group.
-pub fn image_view(c: &Catalog, g: usize) -> ImageView {
+/// The describe-images view of a group; an error when the index holds its digest in a form
+/// that is not a valid digest (nothing the request path records).
+pub fn image_view(c: &Catalog, g: usize) -> Result<ImageView, OpError> {
     let grp = &c.groups[g];
     let parent = &c.rows[grp.parent];
     let repo = &c.repos[grp.repo];
@@ -434,10 +433,16 @@ pub fn image_view(c: &Catalog, g: usize) -> ImageView {
             .map(|m| m.media_type.clone())
             .unwrap_or_default()
     };
-    ImageView {
+    let digest = c.image_digest(g).ok_or_else(|| {
+        OpError::Internal(format!(
+            "the index records an invalid digest {:?}",
+            c.digest(g)
+        ))
+    })?;
+    Ok(ImageView {
         repository: repo.full.clone(),
         upstream: repo.upstream.clone(),
-        digest: c.digest(g).to_string(),
+        digest,
         tags: grp.tags.clone(),
         media_type: media(parent.node),
         size_bytes: grp.size_bytes,
@@ -456,16 +461,16 @@ pub fn image_view(c: &Catalog, g: usize) -> ImageView {
         children: grp
             .children
             .iter()
-            .map(|&r| {
+            .filter_map(|&r| {
                 let row = &c.rows[r];
-                ChildView {
-                    digest: c.graph.name(row.node).to_string(),
+                Some(ChildView {
+                    digest: Digest::parse(c.graph.name(row.node)).ok()?,
                     platform: c.platform(parent.node, row.node).map(str::to_string),
                     media_type: media(row.node),
                     pull_count: row.pull_count,
                     last_pulled_ms: row.last_pulled_ms,
-                }
+                })
             })
             .collect(),
-    }
+    })
 }

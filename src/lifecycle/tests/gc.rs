@@ -276,7 +276,7 @@ fn platform_manifests_belong_to_their_index() {
         1,
         "the platform manifests are part of the index image"
     );
-    assert_eq!(images[0].digest, idx.to_string());
+    assert_eq!(images[0].digest, idx);
     assert_eq!(images[0].children.len(), 2);
     assert_eq!(
         images[0].last_pulled_ms,
