@@ -25,6 +25,7 @@ use super::views::GcReport;
 use crate::cache::images::{Claim, ClaimLimits};
 use crate::cache::{Event, EventKind};
 use crate::oci::Digest;
+use breakwater_oci::time::Timestamp;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -91,10 +92,7 @@ impl Lifecycle {
                 let high = q.high_water_bytes();
                 let victims: Vec<usize> = plan.victims.iter().map(|(g, _)| *g).collect();
                 self.remove_groups(&c, &victims, |g| {
-                    let when = humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH
-                            + Duration::from_millis(quota::last_used_ms(&c, g).max(0) as u64),
-                    );
+                    let when = Timestamp::from_ms(quota::last_used_ms(&c, g));
                     super::apply::group_event(
                         &c,
                         g,

@@ -12,6 +12,7 @@ use super::catalog::Catalog;
 use super::service::{Lifecycle, OpError};
 use crate::cache::images::ImageKey;
 use crate::cache::{Event, EventKind};
+use breakwater_oci::time::Timestamp;
 
 impl Catalog {
     /// Archived images pulled since they were archived, each with its restore time.
@@ -63,7 +64,7 @@ impl Lifecycle {
                     );
                     e.detail = Some(format!(
                         "pushed time set to {} (first_cached_ms {at}), when its bytes were cached again",
-                        rfc3339(at)
+                        Timestamp::from_ms(at)
                     ));
                     e
                 })
@@ -73,10 +74,4 @@ impl Lifecycle {
         c.restore(&restores);
         Ok(restores.len())
     }
-}
-
-/// A unix-ms time as RFC 3339 (seconds).
-pub(super) fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
