@@ -212,9 +212,11 @@ fn mark(sel: &Selection, image: &CachedImage, rank: usize, now: Timestamp) -> Op
     }
 }
 
-/// The age of `at` when strictly more than `days` days before `now`.
+/// The age of `at` when strictly more than `days` days before `now`. Ages count whole seconds
+/// (both times truncated to theirs), as breakwater has always counted them: an image is not
+/// "older than 7 days" a few milliseconds earlier than it used to be.
 fn older_than(now: Timestamp, at: Timestamp, days: u32) -> Option<Millis> {
-    let age = now.since(at);
+    let age = now.floor_secs().since(at.floor_secs());
     (age > Millis::days(i64::from(days))).then_some(age)
 }
 

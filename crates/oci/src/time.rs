@@ -58,6 +58,11 @@ impl Timestamp {
         self.0
     }
 
+    /// This time truncated to its second (towards the past).
+    pub const fn floor_secs(self) -> Self {
+        Timestamp(self.0.div_euclid(1000) * 1000)
+    }
+
     /// How long after `earlier` this is (negative when before it).
     pub fn since(self, earlier: Timestamp) -> Millis {
         Millis(self.0.saturating_sub(earlier.0))
@@ -227,6 +232,14 @@ mod tests {
         assert_eq!(t - Millis::days(1), Timestamp::EPOCH);
         assert_eq!((t + Millis::hours(2)).since(t), Millis::secs(7200));
         assert_eq!(t.to_string(), "1970-01-02T00:00:00Z");
+        assert_eq!(
+            Timestamp::from_ms(1_999).floor_secs(),
+            Timestamp::from_secs(1)
+        );
+        assert_eq!(
+            Timestamp::from_ms(-1).floor_secs(),
+            Timestamp::from_secs(-1)
+        );
         assert_eq!(3 * Millis::days(1) - Millis::hours(72), Millis::from_ms(0));
         assert_eq!(serde_json::to_string(&t).unwrap(), "86400000");
     }

@@ -396,3 +396,29 @@ fn images_cached_within_one_second_rank_by_milliseconds() {
     let keep_two = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["v*"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}}]}"#;
     assert_eq!(expired(keep_two, &burst), vec!["c", "d"]);
 }
+
+#[test]
+fn ages_count_whole_seconds() {
+    // Now is a whole second: an image cached half a second into the second before the 7-day
+    // mark is one (whole) second over it; one cached within the mark's own second is not.
+    let images = [
+        CachedImage {
+            first_cached: NOW - 7 * DAY - Millis::from_ms(500),
+            ..img("half-second-over", &[], 0)
+        },
+        CachedImage {
+            first_cached: NOW - 7 * DAY + Millis::from_ms(500),
+            ..img("within-the-mark", &[], 0)
+        },
+    ];
+    assert_eq!(
+        expired(&rules(&[rule(1, UNTAGGED_7, EXPIRE)]), &images),
+        ["half-second-over"]
+    );
+    let late = evaluate(
+        &policy(&rules(&[rule(1, UNTAGGED_7, EXPIRE)])),
+        &images[1..],
+        NOW + Millis::from_ms(999),
+    );
+    assert!(late.is_empty(), "{late:?}");
+}
