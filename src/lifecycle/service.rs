@@ -277,7 +277,7 @@ impl Lifecycle {
         let (repository, digest) = match ImageRef::parse(target) {
             Some(r) => {
                 let g = find_image(&c, target)?;
-                (r.repository, Some(image_view(&c, g)?.digest))
+                (r.repository, Some(image_digest(&c, g)?))
             }
             None => {
                 let p = repo_filter(target)?;
@@ -421,6 +421,16 @@ fn pin_view(p: PinRow) -> PinView {
     }
 }
 
+/// The digest of a group, or the error naming the invalid text the index holds.
+fn image_digest(c: &Catalog, g: usize) -> Result<Digest, OpError> {
+    c.image_digest(g).ok_or_else(|| {
+        OpError::Internal(format!(
+            "the index records an invalid digest {:?}",
+            c.digest(g)
+        ))
+    })
+}
+
 /// The describe-images view of a group; an error when the index holds its digest in a form
 /// that is not a valid digest (nothing the request path records).
 pub fn image_view(c: &Catalog, g: usize) -> Result<ImageView, OpError> {
@@ -433,12 +443,7 @@ pub fn image_view(c: &Catalog, g: usize) -> Result<ImageView, OpError> {
             .map(|m| m.media_type.clone())
             .unwrap_or_default()
     };
-    let digest = c.image_digest(g).ok_or_else(|| {
-        OpError::Internal(format!(
-            "the index records an invalid digest {:?}",
-            c.digest(g)
-        ))
-    })?;
+    let digest = image_digest(c, g)?;
     Ok(ImageView {
         repository: repo.full.clone(),
         upstream: repo.upstream.clone(),
