@@ -87,6 +87,8 @@ pub(super) fn for_each_decision(
     now: Timestamp,
     mut emit: impl FnMut(usize, Decision),
 ) {
+    // Ages count whole seconds (see `older_than`).
+    let now = now.floor_secs();
     let order = newest_first(images);
     let mut owned = vec![false; images.len()];
     let mut matched = vec![false; images.len()];
@@ -214,10 +216,11 @@ fn mark(sel: &Selection, image: &CachedImage, rank: usize, now: Timestamp) -> Op
 
 /// The age of `at` when strictly more than `days` days before `now`. Ages count whole seconds
 /// (both times truncated to theirs), as breakwater has always counted them: an image is not
-/// "older than 7 days" a few milliseconds earlier than it used to be.
+/// "older than 7 days" a few milliseconds earlier than it used to be. `now` is already
+/// truncated ([`for_each_decision`] does it once), so the test itself divides nothing:
+/// `⌊at⌋ < now − days` holds exactly when `at < now − days` for a whole-second right side.
 fn older_than(now: Timestamp, at: Timestamp, days: u32) -> Option<Millis> {
-    let age = now.floor_secs().since(at.floor_secs());
-    (age > Millis::days(i64::from(days))).then_some(age)
+    (at < now - Millis::days(i64::from(days))).then(|| now.since(at.floor_secs()))
 }
 
 fn fmt_age(age: Millis) -> String {
