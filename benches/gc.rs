@@ -9,7 +9,7 @@
 use breakwater::cache::images::LifecycleIndex;
 use breakwater::cache::SqliteIndex;
 use breakwater::lifecycle::catalog::Catalog;
-use breakwater::lifecycle::graph::{EdgeKind, Graph, Keep};
+use breakwater::lifecycle::graph::{ref_kind, Graph, Keep};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rusqlite::params;
 use std::hint::black_box;
@@ -74,7 +74,7 @@ fn bench_mark(c: &mut Criterion) {
         let id = g.intern(m);
         for (child, kind) in refs {
             let cid = g.intern(child);
-            g.add_edge(id, cid, EdgeKind::parse(kind));
+            g.add_edge(id, cid, ref_kind(kind));
         }
         if *retained {
             roots.push((id, Keep::Full));

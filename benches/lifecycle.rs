@@ -32,6 +32,7 @@ use breakwater::lifecycle::views::LifecycleReport;
 use breakwater::lifecycle::Lifecycle;
 use breakwater::metrics::Metrics;
 use breakwater::oci::manifest::{RefKind, Reference as ManifestRef, OCI_MANIFEST};
+use breakwater::oci::time::Timestamp;
 use breakwater::oci::Digest;
 use breakwater::registry::Registry;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
@@ -45,8 +46,11 @@ use std::time::{Duration, Instant};
 
 const IMAGES: usize = 100_000;
 const REPOSITORIES: usize = 1_000;
+/// The evaluation time (unix seconds, as the synthetic data is drawn).
 const NOW: i64 = 1_750_000_000;
 const DAY: i64 = 86_400;
+/// [`NOW`] as the engine takes it.
+const AT: Timestamp = Timestamp::from_secs(NOW);
 
 const POLICY: &str = r#"{"rules":[
   {"rulePriority":1,"description":"Expire untagged after 7 days",
@@ -102,13 +106,21 @@ fn repository(rng: &mut Rng, count: usize) -> Vec<CachedImage> {
             let first_cached = NOW - rng.below(365 * DAY as u64) as i64;
             let pulled = rng.below(3) > 0;
             CachedImage {
-                digest: format!("sha256:{:016x}{:016x}", rng.next(), rng.next()),
+                // Two draws zero-padded to a full digest, so the data stays what earlier runs
+                // measured.
+                digest: Digest::parse(&format!(
+                    "sha256:{:016x}{:016x}{:032x}",
+                    rng.next(),
+                    rng.next(),
+                    0
+                ))
+                .expect("hex digest"),
                 tags: tags_for(rng, n),
-                first_cached,
-                // Whole seconds; no draw, so the data stays what earlier runs measured.
-                first_cached_subsec_ms: 0,
+                // Whole seconds, as earlier runs measured.
+                first_cached: Timestamp::from_secs(first_cached),
                 last_pulled: pulled
-                    .then(|| first_cached + rng.below((NOW - first_cached) as u64 + 1) as i64),
+                    .then(|| first_cached + rng.below((NOW - first_cached) as u64 + 1) as i64)
+                    .map(Timestamp::from_secs),
                 transitioned_at: None,
                 storage_class: StorageClass::Standard,
                 size_bytes: 5_000_000 + rng.below(500_000_000),
@@ -135,18 +147,18 @@ fn bench_evaluate(c: &mut Criterion) {
         b.iter(|| {
             repos
                 .iter()
-                .map(|images| evaluate(&policy, black_box(images), NOW).len())
+                .map(|images| evaluate(&policy, black_box(images), AT).len())
                 .sum::<usize>()
         })
     });
     group.bench_function("evaluate_100k_images_one_repo", |b| {
-        b.iter(|| evaluate(&policy, black_box(&single), NOW).len())
+        b.iter(|| evaluate(&policy, black_box(&single), AT).len())
     });
     group.bench_function("preview_100k_images_1000_repos", |b| {
         b.iter(|| {
             repos
                 .iter()
-                .map(|images| preview(&policy, black_box(images), NOW).total_bytes())
+                .map(|images| preview(&policy, black_box(images), AT).total_bytes())
                 .sum::<u64>()
         })
     });

@@ -4,6 +4,7 @@ use crate::cache::Event;
 use crate::lifecycle::views::{
     GcReport, ImageView, LifecycleReport, PinView, PolicyView, RepositoryView,
 };
+use crate::oci::Digest;
 use std::fmt::Write;
 
 /// Aligns `rows` under `headers`, two spaces between columns; the last column is not padded.
@@ -64,6 +65,11 @@ pub fn time(ms: Option<i64>) -> String {
 }
 
 /// `sha256:` and the first 12 hex digits.
+pub fn short(d: &Digest) -> String {
+    format!("{}:{}", d.algorithm().as_str(), &d.hex()[..12])
+}
+
+/// `sha256:` and the first 12 hex digits of a digest given as text.
 pub fn short_digest(d: &str) -> String {
     match d.split_once(':') {
         Some((algo, hex)) => format!("{algo}:{}", &hex[..hex.len().min(12)]),
@@ -97,7 +103,7 @@ pub fn images(list: &[ImageView]) -> String {
             vec![
                 i.repository.clone(),
                 tags(&i.tags),
-                short_digest(&i.digest),
+                short(&i.digest),
                 bytes(i.size_bytes),
                 bytes(i.stored_bytes),
                 time(Some(i.first_cached_ms)),
@@ -154,7 +160,7 @@ pub fn lifecycle(r: &LifecycleReport) -> String {
         for x in &repo.results {
             rows.push(vec![
                 repo.repository.clone(),
-                short_digest(&x.digest),
+                short(&x.digest),
                 tags(&x.tags),
                 x.rule_priority.to_string(),
                 match &x.target_storage_class {
@@ -225,7 +231,7 @@ pub fn gc(r: &GcReport) -> String {
                 out,
                 "  evicted {}@{} {} (last used {}, freed {})",
                 e.repository,
-                short_digest(&e.digest),
+                short(&e.digest),
                 tags(&e.tags),
                 time(Some(e.last_used_ms)),
                 bytes(e.freed_bytes)
@@ -297,13 +303,13 @@ pub fn events(list: &[Event]) -> String {
         .iter()
         .map(|e| {
             let repo = match (&e.upstream, &e.repository) {
-                (Some(u), Some(r)) => format!("{u}/{r}"),
+                (Some(u), Some(r)) => crate::cache::RepoKey::new(u, r).to_string(),
                 (None, Some(r)) => r.clone(),
                 _ => "-".into(),
             };
             vec![
                 time(Some(e.at_ms)),
-                e.kind.clone(),
+                e.kind.to_string(),
                 repo,
                 e.digest.as_deref().map(short_digest).unwrap_or_default(),
                 bytes(e.bytes),

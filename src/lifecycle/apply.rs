@@ -4,7 +4,7 @@
 
 use super::catalog::Catalog;
 use super::evaluate::DecisionAction;
-use super::graph::Keep;
+use super::graph::{Keep, NodeId};
 use super::pattern::RepoPolicies;
 use super::preview::{preview, Preview};
 use super::service::{find_image, image_view, repo_filter, Lifecycle, OpError};
@@ -14,8 +14,8 @@ use super::views::{
 };
 use super::{LifecyclePolicy, RepoPattern, StorageClass};
 use crate::cache::images::{ImageKey, StoredPolicy};
-use crate::cache::{Event, RepoKey};
-use crate::oci::Digest;
+use crate::cache::{Event, EventKind, RepoKey};
+use breakwater_oci::time::Timestamp;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -174,9 +174,11 @@ fn evaluate(
         let Some((policy, rules)) = choose(&repo.full) else {
             continue;
         };
-        let groups = c.by_repo[i].clone();
-        let images: Vec<_> = groups.iter().map(|&g| c.cached_image(g)).collect();
-        let preview = preview(&rules, &images, now_ms.div_euclid(1000));
+        let (groups, images): (Vec<usize>, Vec<_>) = c.by_repo[i]
+            .iter()
+            .filter_map(|&g| Some((g, c.cached_image(g)?)))
+            .unzip();
+        let preview = preview(&rules, &images, Timestamp::from_ms(now_ms));
         let description = rules
             .rules
             .iter()
@@ -196,12 +198,15 @@ fn evaluate(
 impl RepoPlan {
     /// Each decision with the group it concerns.
     fn decided(&self, c: &Catalog) -> Vec<(usize, &super::Decision)> {
-        let by_digest: HashMap<&str, usize> =
-            self.groups.iter().map(|&g| (c.digest(g), g)).collect();
+        let by_node: HashMap<NodeId, usize> = self
+            .groups
+            .iter()
+            .map(|&g| (c.rows[c.groups[g].parent].node, g))
+            .collect();
         self.preview
             .decisions
             .iter()
-            .filter_map(|d| Some((*by_digest.get(d.digest.as_str())?, d)))
+            .filter_map(|d| Some((*by_node.get(&c.graph.digest_id(&d.digest)?)?, d)))
             .collect()
     }
 }
@@ -264,7 +269,7 @@ fn report(c: &Catalog, plans: &[RepoPlan], applied: bool, at_ms: i64) -> Lifecyc
 }
 
 /// An event about a group, with its repository, digest, tags and stored bytes.
-pub(super) fn group_event(c: &Catalog, g: usize, kind: &str, reason: String) -> Event {
+pub(super) fn group_event(c: &Catalog, g: usize, kind: EventKind, reason: String) -> Event {
     let grp = &c.groups[g];
     let repo = &c.repos[grp.repo];
     let mut e = Event::new(kind, reason);
@@ -291,7 +296,7 @@ impl Lifecycle {
         // As apply would see it: archived images pulled again are back (in memory only).
         self.restore_pulled(&mut c, false)?;
         let policies = self.policies()?;
-        let at_ms = req.at_ms.unwrap_or_else(crate::now_ms);
+        let at_ms = req.at_ms.unwrap_or_else(|| self.now().as_ms());
         let choose = |full: &str| match &given {
             Some(p) => Some((
                 PolicyRef {
@@ -316,7 +321,7 @@ impl Lifecycle {
         let mut c = self.catalog()?;
         self.restore_pulled(&mut c, true)?;
         let policies = self.policies()?;
-        let now = crate::now_ms();
+        let now = self.now().as_ms();
         let choose = |full: &str| {
             policies
                 .for_repo(full)
@@ -344,17 +349,17 @@ impl Lifecycle {
         let reasons: HashMap<usize, String> = expire.iter().cloned().collect();
         let victims: Vec<usize> = expire.iter().map(|(g, _)| *g).collect();
         self.remove_groups(&c, &victims, |g| {
-            group_event(&c, g, "expire", reasons[&g].clone())
+            group_event(&c, g, EventKind::Expire, reasons[&g].clone())
         })?;
         let keys: Vec<ImageKey> = archive
             .iter()
-            .map(|(g, _)| c.key(c.groups[*g].parent))
+            .filter_map(|(g, _)| c.key(c.groups[*g].parent))
             .collect();
         self.index()
             .set_storage_class(&keys, StorageClass::Archive.as_str(), Some(now))?;
         let events: Vec<Event> = archive
             .into_iter()
-            .map(|(g, reason)| group_event(&c, g, "transition", reason))
+            .map(|(g, reason)| group_event(&c, g, EventKind::Transition, reason))
             .collect();
         self.record(&events);
         self.note_apply(now);
@@ -371,9 +376,14 @@ impl Lifecycle {
                 "{reference} is pinned; unpin it before deleting"
             )));
         }
-        let view = image_view(&c, g);
+        let view = image_view(&c, g)?;
         self.remove_groups(&c, &[g], |g| {
-            group_event(&c, g, "delete", "deleted through the admin API".into())
+            group_event(
+                &c,
+                g,
+                EventKind::Delete,
+                "deleted through the admin API".into(),
+            )
         })?;
         Ok(view)
     }
@@ -389,7 +399,7 @@ impl Lifecycle {
             return Ok(0);
         }
         let rows = c.rows_to_remove(groups);
-        let keys: Vec<ImageKey> = rows.iter().map(|&r| c.key(r)).collect();
+        let keys: Vec<ImageKey> = rows.iter().filter_map(|&r| c.key(r)).collect();
         let removed = self.index().remove_images(&keys)?;
         let repo_of: HashMap<i64, &super::catalog::Repo> =
             c.repos.iter().map(|r| (r.id, r)).collect();
@@ -398,12 +408,9 @@ impl Lifecycle {
         let mut gone = HashSet::new();
         for r in &removed {
             gone.insert((r.key.repo_id, r.key.digest.clone()));
-            digests.extend(Digest::parse(&r.key.digest).ok());
+            digests.push(r.key.digest.clone());
             if let Some(repo) = repo_of.get(&r.key.repo_id) {
-                let key = RepoKey {
-                    upstream: repo.upstream.clone(),
-                    name: repo.name.clone(),
-                };
+                let key = RepoKey::new(&repo.upstream, &repo.name);
                 tags.extend(r.tags.iter().map(|t| (key.clone(), t.clone())));
             }
         }
@@ -411,8 +418,8 @@ impl Lifecycle {
         let events: Vec<Event> = groups
             .iter()
             .filter(|&&g| {
-                let k = c.key(c.groups[g].parent);
-                gone.contains(&(k.repo_id, k.digest))
+                c.key(c.groups[g].parent)
+                    .is_some_and(|k| gone.contains(&(k.repo_id, k.digest)))
             })
             .map(|&g| event(g))
             .collect();

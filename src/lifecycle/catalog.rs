@@ -8,10 +8,12 @@
 //! index. Policies, quota eviction and the describe-images view therefore work on images.
 
 use super::evaluate::CachedImage;
-use super::graph::{EdgeKind, FastMap, Graph, Keep, Marks, NodeId};
+use super::graph::{ref_kind, FastMap, Graph, Keep, Marks, NodeId, RefKind};
 use super::pattern::RepoPattern;
 use super::policy::StorageClass;
 use crate::cache::images::{ImageKey, ImageRow, PinRow, SnapshotSink};
+use breakwater_oci::time::Timestamp;
+use breakwater_oci::{Digest, RepoKey};
 use std::collections::HashSet;
 
 /// A repository, named `<upstream>/<name>` in policies and the admin API.
@@ -110,7 +112,7 @@ impl SnapshotSink for Catalog {
             id,
             upstream: upstream.to_string(),
             name: name.to_string(),
-            full: format!("{upstream}/{name}"),
+            full: RepoKey::new(upstream, name).to_string(),
         });
     }
 
@@ -156,7 +158,7 @@ impl SnapshotSink for Catalog {
         if let Some(p) = platform {
             self.platforms.insert((m, c), p.to_string());
         }
-        self.graph.add_edge(m, c, EdgeKind::parse(kind));
+        self.graph.add_edge(m, c, ref_kind(kind));
     }
 
     fn blob(&mut self, digest: &str, size: u64, cached_at_ms: i64) {
@@ -200,7 +202,7 @@ impl Catalog {
         let mut is_child = vec![false; self.rows.len()];
         for row in &self.rows {
             for &(c, kind) in self.graph.children(row.node) {
-                if kind == EdgeKind::Manifest {
+                if kind == RefKind::Manifest {
                     if let Some(&child) = self.row_by_key.get(&(row.repo, c)) {
                         is_child[child] = true;
                     }
@@ -212,9 +214,9 @@ impl Catalog {
             .filter(|p| p.digest.is_none())
             .filter_map(|p| RepoPattern::new(&p.repository).ok())
             .collect();
-        let image_pins: Vec<(&str, &str)> = pins
+        let image_pins: Vec<(&str, String)> = pins
             .iter()
-            .filter_map(|p| Some((p.repository.as_str(), p.digest.as_deref()?)))
+            .filter_map(|p| Some((p.repository.as_str(), p.digest.as_ref()?.to_string())))
             .collect();
         self.row_groups = vec![Vec::new(); self.rows.len()];
         self.by_repo = vec![Vec::new(); self.repos.len()];
@@ -272,18 +274,25 @@ impl Catalog {
         self.graph.name(self.rows[self.groups[g].parent].node)
     }
 
+    /// The digest of a group's top-level manifest, parsed; `None` when the index holds it in a
+    /// form that is not a valid digest (nothing the request path records).
+    pub fn image_digest(&self, g: usize) -> Option<Digest> {
+        Digest::parse(self.digest(g)).ok()
+    }
+
     /// The platform an index lists `child` under, if it does.
     pub fn platform(&self, parent: NodeId, child: NodeId) -> Option<&str> {
         self.platforms.get(&(parent, child)).map(String::as_str)
     }
 
-    /// The key of a row.
-    pub fn key(&self, row: usize) -> ImageKey {
+    /// The key of a row; `None` when the index holds its digest in a form that is not a valid
+    /// digest (nothing the request path records).
+    pub fn key(&self, row: usize) -> Option<ImageKey> {
         let r = &self.rows[row];
-        ImageKey {
+        Some(ImageKey {
             repo_id: self.repos[r.repo].id,
-            digest: self.graph.name(r.node).to_string(),
-        }
+            digest: Digest::parse(self.graph.name(r.node)).ok()?,
+        })
     }
 
     /// A repository by `<upstream>/<name>`.
@@ -307,17 +316,17 @@ impl Catalog {
         }
     }
 
-    /// The group as the policy engine sees it (times in unix seconds).
-    pub fn cached_image(&self, g: usize) -> CachedImage {
+    /// The group as the policy engine sees it; `None` when the index holds its digest in a
+    /// form that is not a valid digest (nothing the request path records).
+    pub fn cached_image(&self, g: usize) -> Option<CachedImage> {
         let grp = &self.groups[g];
         let parent = &self.rows[grp.parent];
-        CachedImage {
-            digest: self.digest(g).to_string(),
+        Some(CachedImage {
+            digest: self.image_digest(g)?,
             tags: grp.tags.clone(),
-            first_cached: parent.first_cached_ms.div_euclid(1000),
-            first_cached_subsec_ms: parent.first_cached_ms.rem_euclid(1000) as u16,
-            last_pulled: grp.last_pulled_ms.map(|t| t.div_euclid(1000)),
-            transitioned_at: parent.transitioned_at_ms.map(|t| t.div_euclid(1000)),
+            first_cached: Timestamp::from_ms(parent.first_cached_ms),
+            last_pulled: grp.last_pulled_ms.map(Timestamp::from_ms),
+            transitioned_at: parent.transitioned_at_ms.map(Timestamp::from_ms),
             storage_class: if parent.archived {
                 StorageClass::Archive
             } else {
@@ -325,7 +334,7 @@ impl Catalog {
             },
             size_bytes: grp.stored_bytes,
             pinned: grp.pinned,
-        }
+        })
     }
 
     /// Marks what every group keeps under `fate` (`None`: the group is gone).

@@ -23,8 +23,9 @@ use super::quota;
 use super::service::{Lifecycle, OpError};
 use super::views::GcReport;
 use crate::cache::images::{Claim, ClaimLimits};
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
 use crate::oci::Digest;
+use breakwater_oci::time::Timestamp;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ impl Lifecycle {
     pub fn gc(&self, req: &GcRequest) -> Result<GcReport, OpError> {
         let _w = self.writer();
         let t0 = Instant::now();
-        let started_ms = crate::now_ms();
+        let started_ms = self.now().as_ms();
         let dry_run = req.dry_run;
         let reg = &self.cache;
         self.flush_pulls();
@@ -91,14 +92,11 @@ impl Lifecycle {
                 let high = q.high_water_bytes();
                 let victims: Vec<usize> = plan.victims.iter().map(|(g, _)| *g).collect();
                 self.remove_groups(&c, &victims, |g| {
-                    let when = humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH
-                            + Duration::from_millis(quota::last_used_ms(&c, g).max(0) as u64),
-                    );
+                    let when = Timestamp::from_ms(quota::last_used_ms(&c, g));
                     super::apply::group_event(
                         &c,
                         g,
-                        "evict",
+                        EventKind::Evict,
                         format!(
                             "storage quota: store holds {usage} bytes, above the high-water mark of {high}; least recently used first (last used {when})"
                         ),
@@ -117,7 +115,7 @@ impl Lifecycle {
         report.mark_ms = t0.elapsed().as_millis() as u64;
 
         let limits = ClaimLimits {
-            now_ms: crate::now_ms(),
+            now_ms: self.now().as_ms(),
             committed_after_ms,
             recorded_since_ms: started_ms - grace.max(RECORD_SLACK).as_millis() as i64,
         };
@@ -173,7 +171,8 @@ impl Lifecycle {
                             }
                             Some(Ok(())) => {}
                         }
-                        let mut e = Event::new("gc_delete", "unreferenced by any retained image");
+                        let mut e =
+                            Event::new(EventKind::GcDelete, "unreferenced by any retained image");
                         e.digest = Some(digest.clone());
                         e.bytes = *size;
                         if manifest {
@@ -222,7 +221,7 @@ impl Lifecycle {
 
     /// Records again a blob whose records the sweep forgot just before a client touched it.
     fn rerecord(&self, d: &Digest, size: u64) {
-        if let Err(e) = self.cache.index.record_blob(d, size, crate::now_ms()) {
+        if let Err(e) = self.cache.index.record_blob(d, size, self.now().as_ms()) {
             tracing::warn!(digest = %d, "GC could not record a kept blob again: {e}");
         }
     }

@@ -134,12 +134,14 @@ pub fn plan(
     }
     let evicted = victims
         .iter()
-        .map(|&(g, freed_bytes)| EvictedView {
-            repository: c.repos[c.groups[g].repo].full.clone(),
-            digest: c.digest(g).to_string(),
-            tags: c.groups[g].tags.clone(),
-            last_used_ms: last_used_ms(c, g),
-            freed_bytes,
+        .filter_map(|&(g, freed_bytes)| {
+            Some(EvictedView {
+                repository: c.repos[c.groups[g].repo].full.clone(),
+                digest: c.image_digest(g)?,
+                tags: c.groups[g].tags.clone(),
+                last_used_ms: last_used_ms(c, g),
+                freed_bytes,
+            })
         })
         .collect();
     let low_water_reachable = usage <= high || projected <= low;

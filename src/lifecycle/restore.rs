@@ -11,7 +11,8 @@ use super::apply::group_event;
 use super::catalog::Catalog;
 use super::service::{Lifecycle, OpError};
 use crate::cache::images::ImageKey;
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
+use breakwater_oci::time::Timestamp;
 
 impl Catalog {
     /// Archived images pulled since they were archived, each with its restore time.
@@ -42,14 +43,14 @@ impl Lifecycle {
     /// Restores archived images pulled again, in `c` and (when `write`) in the index, with a
     /// `restore` event each. Returns how many.
     pub(super) fn restore_pulled(&self, c: &mut Catalog, write: bool) -> Result<usize, OpError> {
-        let restores = c.pending_restores(crate::now_ms());
+        let restores = c.pending_restores(self.now().as_ms());
         if restores.is_empty() {
             return Ok(0);
         }
         if write {
             let rows: Vec<(ImageKey, i64)> = restores
                 .iter()
-                .map(|&(g, at)| (c.key(c.groups[g].parent), at))
+                .filter_map(|&(g, at)| Some((c.key(c.groups[g].parent)?, at)))
                 .collect();
             self.index().restore_images(&rows)?;
             let events: Vec<Event> = restores
@@ -58,12 +59,12 @@ impl Lifecycle {
                     let mut e = group_event(
                         c,
                         g,
-                        "restore",
+                        EventKind::Restore,
                         "archived image pulled again; back to standard storage".into(),
                     );
                     e.detail = Some(format!(
                         "pushed time set to {} (first_cached_ms {at}), when its bytes were cached again",
-                        rfc3339(at)
+                        Timestamp::from_ms(at)
                     ));
                     e
                 })
@@ -73,10 +74,4 @@ impl Lifecycle {
         c.restore(&restores);
         Ok(restores.len())
     }
-}
-
-/// A unix-ms time as RFC 3339 (seconds).
-pub(super) fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -9,8 +9,10 @@ use super::views::{ChildView, GcReport, ImageView, PinView, PolicyView, Reposito
 use super::{LifecyclePolicy, RepoPattern};
 use crate::cache::images::{LifecycleIndex, PinRow};
 use crate::cache::index::IndexError;
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
 use crate::registry::CacheHandle;
+use breakwater_oci::time::{SharedClock, SystemClock, Timestamp};
+use breakwater_oci::Digest;
 use std::sync::{Mutex, MutexGuard};
 
 /// Why an operation failed; the admin API maps each kind to an HTTP status.
@@ -101,6 +103,8 @@ pub struct Lifecycle {
     // GC mark never races an expiry decided on an older snapshot.
     write: Mutex<()>,
     status: Mutex<Status>,
+    /// Where "now" comes from for evaluation, grace periods and the quota.
+    clock: SharedClock,
 }
 
 impl Lifecycle {
@@ -113,7 +117,19 @@ impl Lifecycle {
             quota,
             write: Mutex::new(()),
             status: Mutex::new(Status::default()),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// The same lifecycle reading the time from `clock` (tests move it).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now, by this lifecycle's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// The index's lifecycle operations.
@@ -186,7 +202,7 @@ impl Lifecycle {
                     .as_ref()
                     .is_none_or(|p| p.matches(&c.repos[c.groups[g].repo].full))
             })
-            .map(|g| image_view(&c, g))
+            .filter_map(|g| image_view(&c, g).ok())
             .collect();
         out.sort_by(|a, b| {
             (&a.repository, b.first_cached_ms, &a.digest).cmp(&(
@@ -202,7 +218,7 @@ impl Lifecycle {
     pub fn image(&self, reference: &str) -> Result<ImageView, OpError> {
         let c = self.catalog()?;
         let g = find_image(&c, reference)?;
-        Ok(image_view(&c, g))
+        image_view(&c, g)
     }
 
     /// Every cached repository with its image count, stored bytes and policy.
@@ -261,7 +277,7 @@ impl Lifecycle {
         let (repository, digest) = match ImageRef::parse(target) {
             Some(r) => {
                 let g = find_image(&c, target)?;
-                (r.repository, Some(c.digest(g).to_string()))
+                (r.repository, Some(image_digest(&c, g)?))
             }
             None => {
                 let p = repo_filter(target)?;
@@ -283,15 +299,15 @@ impl Lifecycle {
             },
             repository,
             digest,
-            created_ms: crate::now_ms(),
+            created_ms: self.now().as_ms(),
             note,
         };
         self.index().put_pin(&row)?;
         let mut e = Event::new(
-            "pin",
+            EventKind::Pin,
             format!("pinned {} through the admin API", row.target),
         );
-        e.digest = row.digest.clone();
+        e.digest = row.digest.as_ref().map(Digest::to_string);
         e.detail = row.note.clone();
         self.record(&[e]);
         Ok(PinView {
@@ -308,7 +324,7 @@ impl Lifecycle {
             )));
         }
         self.record(&[Event::new(
-            "unpin",
+            EventKind::Unpin,
             format!("unpinned {target} through the admin API"),
         )]);
         Ok(())
@@ -324,10 +340,10 @@ impl Lifecycle {
         check_scope(scope)?;
         let policy =
             LifecyclePolicy::from_json(json).map_err(|e| OpError::BadRequest(e.to_string()))?;
-        let now = crate::now_ms();
+        let now = self.now().as_ms();
         self.index().put_policy(scope, &policy.to_json(), now)?;
         let mut e = Event::new(
-            "policy_put",
+            EventKind::PolicyPut,
             format!("lifecycle policy for {scope} set through the admin API"),
         );
         e.detail = Some(policy.to_json());
@@ -355,7 +371,7 @@ impl Lifecycle {
             });
         }
         self.record(&[Event::new(
-            "policy_delete",
+            EventKind::PolicyDelete,
             format!("lifecycle policy for {scope} removed through the admin API"),
         )]);
         Ok(())
@@ -405,8 +421,19 @@ fn pin_view(p: PinRow) -> PinView {
     }
 }
 
-/// The describe-images view of a group.
-pub fn image_view(c: &Catalog, g: usize) -> ImageView {
+/// The digest of a group, or the error naming the invalid text the index holds.
+fn image_digest(c: &Catalog, g: usize) -> Result<Digest, OpError> {
+    c.image_digest(g).ok_or_else(|| {
+        OpError::Internal(format!(
+            "the index records an invalid digest {:?}",
+            c.digest(g)
+        ))
+    })
+}
+
+/// The describe-images view of a group; an error when the index holds its digest in a form
+/// that is not a valid digest (nothing the request path records).
+pub fn image_view(c: &Catalog, g: usize) -> Result<ImageView, OpError> {
     let grp = &c.groups[g];
     let parent = &c.rows[grp.parent];
     let repo = &c.repos[grp.repo];
@@ -416,10 +443,11 @@ pub fn image_view(c: &Catalog, g: usize) -> ImageView {
             .map(|m| m.media_type.clone())
             .unwrap_or_default()
     };
-    ImageView {
+    let digest = image_digest(c, g)?;
+    Ok(ImageView {
         repository: repo.full.clone(),
         upstream: repo.upstream.clone(),
-        digest: c.digest(g).to_string(),
+        digest,
         tags: grp.tags.clone(),
         media_type: media(parent.node),
         size_bytes: grp.size_bytes,
@@ -438,16 +466,16 @@ pub fn image_view(c: &Catalog, g: usize) -> ImageView {
         children: grp
             .children
             .iter()
-            .map(|&r| {
+            .filter_map(|&r| {
                 let row = &c.rows[r];
-                ChildView {
-                    digest: c.graph.name(row.node).to_string(),
+                Some(ChildView {
+                    digest: Digest::parse(c.graph.name(row.node)).ok()?,
                     platform: c.platform(parent.node, row.node).map(str::to_string),
                     media_type: media(row.node),
                     pull_count: row.pull_count,
                     last_pulled_ms: row.last_pulled_ms,
-                }
+                })
             })
             .collect(),
-    }
+    })
 }

@@ -227,7 +227,7 @@ impl Registry {
                                 .with_label_values(&[&t.upstream.name])
                                 .inc();
                             let mut e = Event::new(
-                                "immutable_tag_moved",
+                                crate::cache::EventKind::ImmutableTagMoved,
                                 "upstream moved a tag declared immutable; the cached digest is still served",
                             );
                             e.upstream = Some(t.upstream.name.clone());

@@ -128,10 +128,7 @@ impl Registry {
         let repos = blocking(move || index.repositories())
             .await?
             .map_err(internal)?;
-        let mut names: Vec<String> = repos
-            .into_iter()
-            .map(|r| format!("{}/{}", r.upstream, r.name))
-            .collect();
+        let mut names: Vec<String> = repos.into_iter().map(|r| r.to_string()).collect();
         names.sort();
         Ok(page.apply(names))
     }

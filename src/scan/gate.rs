@@ -24,7 +24,7 @@ const NAMED: usize = 5;
 impl Scanner {
     /// Judges a manifest about to be served from `t`.
     pub async fn gate(self: &Arc<Self>, t: &Target, m: &CachedManifest) -> Verdict {
-        let repo = format!("{}/{}", t.upstream.name, t.repo);
+        let repo = t.key().to_string();
         let Some(policy) = self.settings.gate(&repo) else {
             return Verdict::Allow;
         };

@@ -2,7 +2,7 @@
 //! again (no layer is read) and what changed is recorded as events: `scan_finding_new` and
 //! `scan_finding_resolved` per image, and `critical_finding` for each new CRITICAL finding.
 
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
 use crate::scan::findings::{diff, Memo, VulnFinding};
 use crate::scan::osv::Severity;
 use crate::scan::record::{ImageScan, Rematched, ScanStatus};
@@ -134,7 +134,7 @@ impl Scanner {
         prev: Option<&[VulnFinding]>,
         new: &ImageScan,
     ) -> (Vec<Event>, usize, usize) {
-        let base = |kind: &str, reason: String| {
+        let base = |kind: EventKind, reason: String| {
             let mut e = Event::new(kind, reason);
             e.upstream = Some(new.upstream.clone());
             e.repository = Some(new.repository.clone());
@@ -161,7 +161,7 @@ impl Scanner {
                     .inc_by(resolved.len() as u64);
                 if !added.is_empty() {
                     let mut e = base(
-                        "scan_finding_new",
+                        EventKind::ScanFindingNew,
                         format!("{} new findings (vulnerability data {data})", added.len()),
                     );
                     e.detail = Some(list(&added));
@@ -169,7 +169,7 @@ impl Scanner {
                 }
                 if !resolved.is_empty() {
                     let mut e = base(
-                        "scan_finding_resolved",
+                        EventKind::ScanFindingResolved,
                         format!(
                             "{} findings resolved (vulnerability data {data})",
                             resolved.len()
@@ -184,7 +184,7 @@ impl Scanner {
         };
         for f in added.iter().filter(|f| f.severity == Severity::Critical) {
             let mut e = base(
-                "critical_finding",
+                EventKind::CriticalFinding,
                 format!("new CRITICAL finding in a cached image: {}", f.short()),
             );
             e.detail = Some(format!("{} {}", f.id, f.uri));

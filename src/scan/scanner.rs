@@ -132,7 +132,7 @@ impl Scanner {
     /// if its repository is configured for scan on cache. Indexes are not scanned here; each
     /// child is, when it is cached in turn (clients fetch the platform they run).
     pub fn on_cached(self: &Arc<Self>, t: &Target, m: &CachedManifest) {
-        let repo = format!("{}/{}", t.upstream.name, t.repo);
+        let repo = t.key().to_string();
         if manifest::is_index(&m.media_type) || !self.settings.scans_on_cache(&repo) {
             return;
         }

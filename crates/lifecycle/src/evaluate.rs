@@ -20,28 +20,25 @@
 use super::policy::{
     ActionType, CountType, LifecyclePolicy, Rule, Selection, StorageClass, TagStatus,
 };
+use breakwater_oci::time::{Millis, Timestamp, DAY_MS};
+use breakwater_oci::Digest;
 use serde::Serialize;
-
-/// Seconds in one `countUnit` of `days`.
-pub const SECONDS_PER_DAY: i64 = 86_400;
 
 /// One cached image (manifest digest) of a repository, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedImage {
-    /// Manifest digest, e.g. `sha256:…`.
-    pub digest: String,
+    /// Manifest digest.
+    pub digest: Digest,
     /// Tags currently pointing at the digest; empty means untagged.
     pub tags: Vec<String>,
-    /// Unix seconds when breakwater last cached the image's bytes (its first cache, or its
-    /// restore from archive); plays ECR's "pushed" time.
-    pub first_cached: i64,
-    /// Milliseconds within the `first_cached` second: images cached in one burst (a CI run
-    /// pulling many tags) still rank newest first for `imageCountMoreThan`.
-    pub first_cached_subsec_ms: u16,
-    /// Unix seconds of the last pull; `None` (never pulled) falls back to `first_cached`.
-    pub last_pulled: Option<i64>,
-    /// Unix seconds when moved to archive; used by `sinceImageTransitioned`.
-    pub transitioned_at: Option<i64>,
+    /// When breakwater last cached the image's bytes (its first cache, or its restore from
+    /// archive); plays ECR's "pushed" time. To the millisecond, so images cached in one burst
+    /// (a CI run pulling many tags) still rank newest first for `imageCountMoreThan`.
+    pub first_cached: Timestamp,
+    /// The last pull; `None` (never pulled) falls back to `first_cached`.
+    pub last_pulled: Option<Timestamp>,
+    /// When moved to archive; used by `sinceImageTransitioned`.
+    pub transitioned_at: Option<Timestamp>,
     /// Current storage class.
     pub storage_class: StorageClass,
     /// Bytes attributed to the image, summed into previews.
@@ -65,7 +62,7 @@ pub enum DecisionAction {
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// Digest of the affected image.
-    pub digest: String,
+    pub digest: Digest,
     /// Priority of the rule that decided.
     pub rule_priority: u32,
     /// Expire or transition.
@@ -74,9 +71,9 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// Evaluates `policy` over one repository's images at time `now` (unix
-/// seconds). Decisions come grouped by rule priority, oldest image first.
-pub fn evaluate(policy: &LifecyclePolicy, images: &[CachedImage], now: i64) -> Vec<Decision> {
+/// Evaluates `policy` over one repository's images at time `now`. Decisions come grouped by
+/// rule priority, oldest image first.
+pub fn evaluate(policy: &LifecyclePolicy, images: &[CachedImage], now: Timestamp) -> Vec<Decision> {
     let mut out = Vec::new();
     for_each_decision(policy, images, now, |_, decision| out.push(decision));
     out
@@ -87,9 +84,11 @@ pub fn evaluate(policy: &LifecyclePolicy, images: &[CachedImage], now: i64) -> V
 pub(super) fn for_each_decision(
     policy: &LifecyclePolicy,
     images: &[CachedImage],
-    now: i64,
+    now: Timestamp,
     mut emit: impl FnMut(usize, Decision),
 ) {
+    // Ages count whole seconds (see `older_than`).
+    let now = now.floor_secs();
     let order = newest_first(images);
     let mut owned = vec![false; images.len()];
     let mut matched = vec![false; images.len()];
@@ -125,14 +124,10 @@ pub(super) fn for_each_decision(
 /// Image indexes, newest first as ECR ranks them for imageCountMoreThan.
 /// Equal times are broken by digest so results never depend on input order.
 fn newest_first(images: &[CachedImage]) -> Vec<usize> {
-    let mut keys: Vec<(i64, usize)> = images
+    let mut keys: Vec<(Timestamp, usize)> = images
         .iter()
         .enumerate()
-        .map(|(i, img)| {
-            let at_ms =
-                img.first_cached.saturating_mul(1000) + i64::from(img.first_cached_subsec_ms);
-            (at_ms, i)
-        })
+        .map(|(i, img)| (img.first_cached, i))
         .collect();
     keys.sort_unstable_by(|a, b| {
         b.0.cmp(&a.0)
@@ -182,7 +177,7 @@ fn tags_match(sel: &Selection, tags: &[String]) -> bool {
 
 /// Returns the reason when the rule's count or age criterion marks the image;
 /// `rank` is the image's 1-based position, newest first, among the rule's matches.
-fn mark(sel: &Selection, image: &CachedImage, rank: usize, now: i64) -> Option<String> {
+fn mark(sel: &Selection, image: &CachedImage, rank: usize, now: Timestamp) -> Option<String> {
     let n = sel.count_number;
     match sel.count_type {
         CountType::ImageCountMoreThan => (rank > n as usize).then(|| {
@@ -219,14 +214,18 @@ fn mark(sel: &Selection, image: &CachedImage, rank: usize, now: i64) -> Option<S
     }
 }
 
-/// The age of `at` when strictly more than `days` days before `now`.
-fn older_than(now: i64, at: i64, days: u32) -> Option<i64> {
-    let age = now.saturating_sub(at);
-    (age > i64::from(days).saturating_mul(SECONDS_PER_DAY)).then_some(age)
+/// The age of `at` when strictly more than `days` days before `now`. Ages count whole seconds
+/// (both times truncated to theirs), as breakwater has always counted them: an image is not
+/// "older than 7 days" a few milliseconds earlier than it used to be. `now` is already
+/// truncated ([`for_each_decision`] does it once), so the test itself divides nothing:
+/// `⌊at⌋ < now − days` holds exactly when `at < now − days` for a whole-second right side.
+fn older_than(now: Timestamp, at: Timestamp, days: u32) -> Option<Millis> {
+    (at < now - Millis::days(i64::from(days))).then(|| now.since(at.floor_secs()))
 }
 
-fn fmt_age(seconds: i64) -> String {
-    let days = seconds / SECONDS_PER_DAY;
-    let hours = (seconds % SECONDS_PER_DAY) / 3_600;
+fn fmt_age(age: Millis) -> String {
+    let ms = age.as_ms();
+    let days = ms / DAY_MS;
+    let hours = (ms % DAY_MS) / Millis::hours(1).as_ms();
     format!("{days}d {hours}h")
 }

@@ -3,6 +3,8 @@
 //! depth-first walk with one byte of state per digest, so a million references mark in
 //! milliseconds and memory stays proportional to the index.
 
+pub use breakwater_oci::manifest::RefKind;
+use breakwater_oci::{Algorithm, Digest};
 use std::collections::HashMap;
 
 /// A hash map keyed by ids or digest bytes. SipHash was a tenth of a snapshot; foldhash is a
@@ -22,25 +24,13 @@ fn sha256_bytes(digest: &str) -> Option<[u8; 32]> {
     Some(raw)
 }
 
-/// The role of a reference, as `manifest_refs.kind` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EdgeKind {
-    /// A child manifest of an index.
-    Manifest,
-    /// An image config.
-    Config,
-    /// A layer.
-    Layer,
-}
-
-impl EdgeKind {
-    /// Parses the index's spelling; anything unknown is treated as a layer (kept with its image).
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "manifest" => EdgeKind::Manifest,
-            "config" => EdgeKind::Config,
-            _ => EdgeKind::Layer,
-        }
+/// The role of a reference as `manifest_refs.kind` spells it; anything unknown is treated as a
+/// layer (kept with its image).
+pub fn ref_kind(s: &str) -> RefKind {
+    match s {
+        "manifest" => RefKind::Manifest,
+        "config" => RefKind::Config,
+        _ => RefKind::Layer,
     }
 }
 
@@ -95,9 +85,9 @@ pub struct Graph {
     committed_ms: Vec<Option<i64>>,
     /// Size a referencing manifest declared.
     declared: Vec<Option<u64>>,
-    pending: Vec<(NodeId, NodeId, EdgeKind)>,
+    pending: Vec<(NodeId, NodeId, RefKind)>,
     offsets: Vec<u32>,
-    targets: Vec<(NodeId, EdgeKind)>,
+    targets: Vec<(NodeId, RefKind)>,
 }
 
 impl Graph {
@@ -136,6 +126,17 @@ impl Graph {
         .copied()
     }
 
+    /// The id of a parsed digest, if known: SHA-256 digests are looked up by their bytes
+    /// without building the text.
+    pub fn digest_id(&self, digest: &Digest) -> Option<NodeId> {
+        if digest.algorithm() == Algorithm::Sha256 {
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(digest.hex(), &mut raw).ok()?;
+            return self.sha256.get(&raw).copied();
+        }
+        self.other.get(digest.to_string().as_str()).copied()
+    }
+
     /// The digest of `node`.
     pub fn name(&self, node: NodeId) -> &str {
         let i = node as usize;
@@ -154,7 +155,7 @@ impl Graph {
     }
 
     /// Adds a reference; call [`Graph::finish`] before walking.
-    pub fn add_edge(&mut self, from: NodeId, to: NodeId, kind: EdgeKind) {
+    pub fn add_edge(&mut self, from: NodeId, to: NodeId, kind: RefKind) {
         self.pending.push((from, to, kind));
     }
 
@@ -220,7 +221,7 @@ impl Graph {
     }
 
     /// What `node` references (empty for blobs and before [`Graph::finish`]).
-    pub fn children(&self, node: NodeId) -> &[(NodeId, EdgeKind)] {
+    pub fn children(&self, node: NodeId) -> &[(NodeId, RefKind)] {
         let i = node as usize;
         match (self.offsets.get(i), self.offsets.get(i + 1)) {
             (Some(&a), Some(&b)) => &self.targets[a as usize..b as usize],
@@ -246,7 +247,7 @@ impl Graph {
                 }
                 *s = want;
                 for &(child, kind) in self.children(node) {
-                    if want == FULL || kind == EdgeKind::Manifest {
+                    if want == FULL || kind == RefKind::Manifest {
                         stack.push((child, want));
                     }
                 }
@@ -274,7 +275,7 @@ impl Graph {
             *s = stamp;
             visit(node);
             for &(child, kind) in self.children(node) {
-                if keep == Keep::Full || kind == EdgeKind::Manifest {
+                if keep == Keep::Full || kind == RefKind::Manifest {
                     stack.push(child);
                 }
             }
@@ -292,11 +293,11 @@ mod tests {
         let [index, child, config, layer, shared, loose] =
             ["i", "c", "cfg", "l", "s", "x"].map(|d| g.intern(d));
         let other = g.intern("o");
-        g.add_edge(index, child, EdgeKind::Manifest);
-        g.add_edge(child, config, EdgeKind::Config);
-        g.add_edge(child, layer, EdgeKind::Layer);
-        g.add_edge(child, shared, EdgeKind::Layer);
-        g.add_edge(other, shared, EdgeKind::Layer);
+        g.add_edge(index, child, RefKind::Manifest);
+        g.add_edge(child, config, RefKind::Config);
+        g.add_edge(child, layer, RefKind::Layer);
+        g.add_edge(child, shared, RefKind::Layer);
+        g.add_edge(other, shared, RefKind::Layer);
         g.finish();
 
         let m = g.mark([(index, Keep::ManifestsOnly)]);
@@ -332,6 +333,11 @@ mod tests {
             assert_eq!((g.id(odd), g.name(n)), (Some(n), odd));
         }
         assert_eq!(g.len(), 4);
+        assert_eq!(g.digest_id(&Digest::parse(&lower).unwrap()), Some(a));
+        let long = format!("sha512:{}", "0".repeat(128));
+        assert_eq!(g.digest_id(&Digest::parse(&long).unwrap()), None);
+        let n = g.intern(&long);
+        assert_eq!(g.digest_id(&Digest::parse(&long).unwrap()), Some(n));
         assert_eq!(sha256_bytes(&lower), Some([0xAB; 32]));
     }
 
@@ -341,14 +347,14 @@ mod tests {
         let a = g.intern("a");
         let b = g.intern("b");
         g.set_stored(a, 10, Some(1));
-        g.add_edge(a, b, EdgeKind::Layer);
+        g.add_edge(a, b, RefKind::Layer);
         g.finish();
         g.set_store_listing(&[("b".into(), 5), ("new".into(), 7)]);
         assert_eq!(g.stored(a), None);
         assert_eq!(g.stored(b), Some(5));
         assert_eq!(g.stored(g.id("new").unwrap()), Some(7));
         let c = g.intern("c");
-        g.add_edge(a, c, EdgeKind::Config);
+        g.add_edge(a, c, RefKind::Config);
         g.finish();
         assert_eq!(g.children(a).len(), 2);
         let mut seen = vec![0; g.len()];

@@ -3,6 +3,7 @@
 
 use super::evaluate::{for_each_decision, CachedImage, Decision, DecisionAction};
 use super::policy::{ActionType, LifecyclePolicy};
+use breakwater_oci::time::Timestamp;
 use serde::Serialize;
 
 /// What one rule would do.
@@ -53,7 +54,7 @@ impl Preview {
 }
 
 /// Evaluates `policy` like `evaluate` and totals the effect per rule and overall.
-pub fn preview(policy: &LifecyclePolicy, images: &[CachedImage], now: i64) -> Preview {
+pub fn preview(policy: &LifecyclePolicy, images: &[CachedImage], now: Timestamp) -> Preview {
     let mut rules: Vec<RuleSummary> = policy
         .rules_by_priority()
         .into_iter()

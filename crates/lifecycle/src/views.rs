@@ -1,6 +1,7 @@
 //! What the admin API answers (and the CLI reads back): images, repositories, policies, pins,
 //! previews and reports. Times are unix milliseconds; sizes are bytes.
 
+use breakwater_oci::Digest;
 use serde::{Deserialize, Serialize};
 
 /// One cached image, the `describe-images` view.
@@ -11,7 +12,7 @@ pub struct ImageView {
     /// The upstream it was cached from.
     pub upstream: String,
     /// Manifest digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Tags (of the image and of its child manifests).
     pub tags: Vec<String>,
     /// Manifest media type.
@@ -42,7 +43,7 @@ pub struct ImageView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChildView {
     /// Its digest.
-    pub digest: String,
+    pub digest: Digest,
     /// `os/arch[/variant]` as the index lists it.
     pub platform: Option<String>,
     /// Media type.
@@ -100,7 +101,7 @@ pub struct PinView {
     /// `<repository>@<digest>` or a repository pattern.
     pub target: String,
     /// The image digest, for an image pin.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     /// When pinned.
     pub created_ms: i64,
     /// Why.
@@ -115,7 +116,7 @@ pub struct PinView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultView {
     /// Image digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Its tags.
     pub tags: Vec<String>,
     /// Priority of the deciding rule.
@@ -183,7 +184,7 @@ pub struct EvictedView {
     /// `<upstream>/<name>`.
     pub repository: String,
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Tags it had.
     pub tags: Vec<String>,
     /// Last pull (or first cached when never pulled).

@@ -13,4 +13,5 @@ pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{ErrorCode, RegistryError};
 pub use name::{Reference, RepoName, Tag};
 pub use pattern::{RepoPattern, RepoPolicies, TagPattern};
-pub use repo::RepoKey;
+pub use repo::{RepoKey, RepoKeyError};
+pub use time::{Clock, ManualClock, Millis, SharedClock, SystemClock, Timestamp};

@@ -4,6 +4,125 @@
 use super::index::{IndexError, SqliteIndex};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What an event records. Its spelling ([`EventKind::as_str`]) is what the API, the index and
+/// the log show, and what queries by kind name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A lifecycle rule expired an image.
+    Expire,
+    /// A lifecycle rule moved an image to archive.
+    Transition,
+    /// An image deleted through the admin API.
+    Delete,
+    /// The storage quota evicted an image.
+    Evict,
+    /// An archived image pulled again went back to standard storage.
+    Restore,
+    /// GC deleted an unreferenced blob.
+    GcDelete,
+    /// An image or repository pattern was pinned.
+    Pin,
+    /// A pin was removed.
+    Unpin,
+    /// A lifecycle policy was set through the admin API.
+    PolicyPut,
+    /// A lifecycle policy set through the admin API was removed.
+    PolicyDelete,
+    /// An upstream moved a tag configured as immutable.
+    ImmutableTagMoved,
+    /// A rematch found new findings in a cached image.
+    ScanFindingNew,
+    /// A rematch found findings resolved.
+    ScanFindingResolved,
+    /// A new CRITICAL finding in a cached image.
+    CriticalFinding,
+}
+
+impl EventKind {
+    /// Every kind, for parsing and listing.
+    pub const ALL: [EventKind; 14] = [
+        EventKind::Expire,
+        EventKind::Transition,
+        EventKind::Delete,
+        EventKind::Evict,
+        EventKind::Restore,
+        EventKind::GcDelete,
+        EventKind::Pin,
+        EventKind::Unpin,
+        EventKind::PolicyPut,
+        EventKind::PolicyDelete,
+        EventKind::ImmutableTagMoved,
+        EventKind::ScanFindingNew,
+        EventKind::ScanFindingResolved,
+        EventKind::CriticalFinding,
+    ];
+
+    /// The kind as the API, the index and the log spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Expire => "expire",
+            EventKind::Transition => "transition",
+            EventKind::Delete => "delete",
+            EventKind::Evict => "evict",
+            EventKind::Restore => "restore",
+            EventKind::GcDelete => "gc_delete",
+            EventKind::Pin => "pin",
+            EventKind::Unpin => "unpin",
+            EventKind::PolicyPut => "policy_put",
+            EventKind::PolicyDelete => "policy_delete",
+            EventKind::ImmutableTagMoved => "immutable_tag_moved",
+            EventKind::ScanFindingNew => "scan_finding_new",
+            EventKind::ScanFindingResolved => "scan_finding_resolved",
+            EventKind::CriticalFinding => "critical_finding",
+        }
+    }
+
+    /// The log level: warnings for what an operator should look at (a supply-chain change, a
+    /// critical vulnerability), info for the routine.
+    pub fn level(self) -> tracing::Level {
+        match self {
+            EventKind::ImmutableTagMoved | EventKind::CriticalFinding => tracing::Level::WARN,
+            _ => tracing::Level::INFO,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no event kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0:?}")]
+pub struct UnknownEventKind(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownEventKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownEventKind(s.chars().take(100).collect()))
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// One recorded event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,8 +132,8 @@ pub struct Event {
     pub id: i64,
     /// When it happened (unix ms).
     pub at_ms: i64,
-    /// What happened: `expire`, `transition`, `evict`, `gc_delete`, `immutable_tag_moved`, …
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// Why: the rule, policy or condition responsible.
     pub reason: String,
     /// Upstream name, when it concerns a repository.
@@ -39,11 +158,11 @@ pub struct Event {
 
 impl Event {
     /// A new event of `kind` for `reason`, now.
-    pub fn new(kind: &str, reason: impl Into<String>) -> Self {
+    pub fn new(kind: EventKind, reason: impl Into<String>) -> Self {
         Event {
             id: 0,
             at_ms: crate::now_ms(),
-            kind: kind.to_string(),
+            kind,
             reason: reason.into(),
             upstream: None,
             repository: None,
@@ -57,10 +176,10 @@ impl Event {
     /// Logs the event at a level fitting its kind.
     pub fn log(&self) {
         let line = serde_json::to_string(self).unwrap_or_default();
-        if self.kind.contains("moved") || self.kind.contains("critical") {
-            tracing::warn!(target: "breakwater::events", "{line}");
-        } else {
-            tracing::info!(target: "breakwater::events", "{line}");
+        // `tracing` macros need the level as a constant.
+        match self.kind.level() {
+            tracing::Level::WARN => tracing::warn!(target: "breakwater::events", "{line}"),
+            _ => tracing::info!(target: "breakwater::events", "{line}"),
         }
     }
 }
@@ -68,7 +187,7 @@ impl Event {
 /// Which events to list.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct EventQuery {
-    /// Only this kind.
+    /// Only this kind, as [`EventKind::as_str`] spells it.
     pub kind: Option<String>,
     /// Only this repository (`name` as the upstream names it).
     pub repository: Option<String>,
@@ -117,7 +236,7 @@ impl SqliteIndex {
                 for e in events {
                     st.execute(params![
                         e.at_ms,
-                        e.kind,
+                        e.kind.as_str(),
                         e.reason,
                         e.upstream,
                         e.repository,
@@ -146,10 +265,14 @@ impl SqliteIndex {
             let params = params![q.kind, q.repository, q.since_ms, limit, q.upstream];
             let rows = st.query_map(params, |r| {
                 let tags: String = r.get(7)?;
+                let kind = r.get_ref(2)?.as_str()?;
+                let kind = kind.parse().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+                })?;
                 Ok(Event {
                     id: r.get(0)?,
                     at_ms: r.get(1)?,
-                    kind: r.get(2)?,
+                    kind,
                     reason: r.get(3)?,
                     upstream: r.get(4)?,
                     repository: r.get(5)?,
@@ -172,15 +295,16 @@ mod tests {
     #[test]
     fn events_round_trip_newest_first() {
         let ix = SqliteIndex::in_memory().unwrap();
-        let mut a = Event::new("expire", "rule 1");
+        let mut a = Event::new(EventKind::Expire, "rule 1");
         a.repository = Some("library/nginx".into());
         a.tags = vec!["v1".into()];
         a.bytes = 42;
-        let b = Event::new("gc_delete", "unreferenced");
+        let b = Event::new(EventKind::GcDelete, "unreferenced");
         ix.insert_events(&[a.clone(), b]).unwrap();
         let all = ix.query_events(&EventQuery::default()).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0].kind, "gc_delete");
+        assert_eq!(all[0].kind, EventKind::GcDelete);
+        assert_eq!(all[0].kind.as_str(), "gc_delete");
         let only = ix
             .query_events(&EventQuery {
                 kind: Some("expire".into()),
@@ -190,5 +314,20 @@ mod tests {
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].tags, vec!["v1".to_string()]);
         assert_eq!(only[0].bytes, 42);
+    }
+
+    #[test]
+    fn kinds_keep_their_spelling_and_level() {
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), k);
+        }
+        assert_eq!(EventKind::ImmutableTagMoved.as_str(), "immutable_tag_moved");
+        assert_eq!(EventKind::CriticalFinding.level(), tracing::Level::WARN);
+        assert_eq!(EventKind::ImmutableTagMoved.level(), tracing::Level::WARN);
+        assert_eq!(EventKind::ScanFindingNew.level(), tracing::Level::INFO);
+        assert!("moved".parse::<EventKind>().is_err());
     }
 }

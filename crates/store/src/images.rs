@@ -9,6 +9,7 @@
 
 use super::index::{IndexError, SqliteIndex};
 pub use super::snapshot::{ImageRow, SnapshotSink};
+use crate::oci::Digest;
 use rusqlite::{params, Connection, OptionalExtension};
 
 type Result<T> = std::result::Result<T, IndexError>;
@@ -61,7 +62,7 @@ pub struct ImageKey {
     /// Repository id.
     pub repo_id: i64,
     /// Manifest digest.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 /// What removing one image row took with it.
@@ -110,7 +111,7 @@ pub struct PinRow {
     /// The repository (or pattern).
     pub repository: String,
     /// The image digest; `None` for a pattern pin.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     /// When pinned (unix ms).
     pub created_ms: i64,
     /// Why, as given.
@@ -232,11 +233,12 @@ fn remove(c: &mut Connection, images: &[ImageKey]) -> rusqlite::Result<Vec<Remov
         let mut del_tags = tx.prepare("DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")?;
         let mut del_image = tx.prepare("DELETE FROM images WHERE repo_id = ?1 AND digest = ?2")?;
         for k in images {
+            let d = k.digest.to_string();
             let tags = tags_of
-                .query_map(params![k.repo_id, k.digest], |r| r.get(0))?
+                .query_map(params![k.repo_id, d], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
-            del_tags.execute(params![k.repo_id, k.digest])?;
-            if del_image.execute(params![k.repo_id, k.digest])? == 0 {
+            del_tags.execute(params![k.repo_id, d])?;
+            if del_image.execute(params![k.repo_id, d])? == 0 {
                 continue;
             }
             out.push(RemovedImage {
@@ -251,7 +253,7 @@ fn remove(c: &mut Connection, images: &[ImageKey]) -> rusqlite::Result<Vec<Remov
         loop {
             let mut progress = false;
             for r in out.iter_mut().filter(|r| !r.manifest_removed) {
-                r.manifest_removed = del_manifest.execute(params![r.key.digest])? > 0;
+                r.manifest_removed = del_manifest.execute(params![r.key.digest.to_string()])? > 0;
                 progress |= r.manifest_removed;
             }
             if !progress {
@@ -288,7 +290,7 @@ impl LifecycleIndex for SqliteIndex {
                      WHERE repo_id = ?1 AND digest = ?2",
                 )?;
                 for k in images {
-                    n += st.execute(params![k.repo_id, k.digest, class, at_ms])?;
+                    n += st.execute(params![k.repo_id, k.digest.to_string(), class, at_ms])?;
                 }
             }
             tx.commit()?;
@@ -308,7 +310,7 @@ impl LifecycleIndex for SqliteIndex {
                      WHERE repo_id = ?1 AND digest = ?2 AND storage_class = 'archive'",
                 )?;
                 for (k, at) in images {
-                    n += st.execute(params![k.repo_id, k.digest, at])?;
+                    n += st.execute(params![k.repo_id, k.digest.to_string(), at])?;
                 }
             }
             tx.commit()?;
@@ -345,10 +347,20 @@ impl LifecycleIndex for SqliteIndex {
                 "SELECT target, repository, digest, created_ms, note FROM pins ORDER BY target",
             )?;
             let rows = st.query_map([], |r| {
+                let digest = match r.get_ref(2)?.as_str_or_null()? {
+                    Some(d) => Some(Digest::parse(d).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            2,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?),
+                    None => None,
+                };
                 Ok(PinRow {
                     target: r.get(0)?,
                     repository: r.get(1)?,
-                    digest: r.get(2)?,
+                    digest,
                     created_ms: r.get(3)?,
                     note: r.get(4)?,
                 })
@@ -364,7 +376,13 @@ impl LifecycleIndex for SqliteIndex {
                 "INSERT INTO pins (target, repository, digest, created_ms, note)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (target) DO UPDATE SET note = excluded.note",
-                params![p.target, p.repository, p.digest, p.created_ms, p.note],
+                params![
+                    p.target,
+                    p.repository,
+                    p.digest.as_ref().map(Digest::to_string),
+                    p.created_ms,
+                    p.note
+                ],
             )
         })
         .map(|_| ())

@@ -10,7 +10,7 @@ pub mod scrub;
 mod snapshot;
 pub mod store;
 
-pub use events::{Event, EventQuery};
+pub use events::{Event, EventKind, EventQuery};
 pub use index::{Index, ManifestRecord, RepoKey, SqliteIndex, TagRecord};
 pub use scans::{ScanIndex, ScanStoreError};
 pub use store::{BlobStore, FsStore};

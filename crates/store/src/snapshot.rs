@@ -6,7 +6,12 @@ use super::index::SqliteIndex;
 use rusqlite::{Connection, OpenFlags};
 use std::sync::mpsc;
 
-/// One `images` row as the snapshot reports it.
+/// One `images` row as the snapshot reports it. Its text is borrowed from the reader's buffer
+/// and digests stay as the index spells them: a million-row snapshot allocates and parses
+/// nothing per row (the lifecycle graph interns SHA-256 digests by their bytes; a [`Digest`]
+/// is made only where lifecycle evaluates or reports an image).
+///
+/// [`Digest`]: crate::oci::Digest
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRow<'a> {
     /// Repository id (see [`SnapshotSink::repository`]).

@@ -2,7 +2,7 @@
 
 use super::fixture::{Fx, DAY};
 use crate::admin::http::Request;
-use crate::cache::Event;
+use crate::cache::{Event, EventKind};
 use crate::lifecycle::OpError;
 use std::collections::HashMap;
 
@@ -83,7 +83,7 @@ async fn bad_pin_targets_are_400_json_errors_and_warnings_reach_the_answer() {
 async fn events_limit_counts_only_events_of_the_repository_asked_for() {
     let fx = Fx::new("");
     let event = |upstream: &str, i: usize| {
-        let mut e = Event::new("expire", format!("test {upstream} {i}"));
+        let mut e = Event::new(EventKind::Expire, format!("test {upstream} {i}"));
         e.upstream = Some(upstream.into());
         e.repository = Some("team/app".into());
         e

@@ -12,8 +12,8 @@ use crate::oci::Digest;
 use crate::registry::Registry;
 use std::sync::Arc;
 
-/// One day in milliseconds.
-pub const DAY: i64 = 86_400_000;
+/// One day in milliseconds, the unit index times are in.
+pub const DAY: i64 = breakwater_oci::time::DAY_MS;
 
 /// A cache to run lifecycle operations on.
 pub struct Fx {
@@ -28,11 +28,7 @@ pub struct Fx {
 
 /// The index key of `local/<name>`.
 pub fn key(full: &str) -> RepoKey {
-    let (upstream, name) = full.split_once('/').expect("<upstream>/<name>");
-    RepoKey {
-        upstream: upstream.into(),
-        name: name.into(),
-    }
+    full.parse().expect("<upstream>/<name>")
 }
 
 impl Fx {

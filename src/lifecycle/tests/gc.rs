@@ -227,7 +227,7 @@ fn preview_and_dry_run_see_pulled_archived_images_as_restored() {
     // Archived 100 days ago, pulled again yesterday (its layer refilled since).
     let ix = fx.lc.cache.index.lifecycle();
     let k = fx.lc.catalog().unwrap();
-    let row = k.key(k.groups[0].parent);
+    let row = k.key(k.groups[0].parent).expect("a valid digest");
     ix.set_storage_class(&[row], "archive", Some(fx.now - 100 * DAY))
         .unwrap();
     fx.pull("local/team/app", &img, fx.now - DAY);
@@ -276,7 +276,7 @@ fn platform_manifests_belong_to_their_index() {
         1,
         "the platform manifests are part of the index image"
     );
-    assert_eq!(images[0].digest, idx.to_string());
+    assert_eq!(images[0].digest, idx);
     assert_eq!(images[0].children.len(), 2);
     assert_eq!(
         images[0].last_pulled_ms,

@@ -4,6 +4,7 @@
 use super::fixture::{key, Fx, DAY};
 use crate::lifecycle::apply::PreviewRequest;
 use crate::lifecycle::OpError;
+use crate::oci::Digest;
 
 /// ECR's documented three-rule example, with "the last 30" scaled down to 2.
 const THREE_RULES: &str = r#"{"rules":[
@@ -58,21 +59,21 @@ fn the_three_rule_example_applied_through_the_index() {
     fx.lc.put_policy(r, THREE_RULES).unwrap();
     let applied = fx.lc.apply(None).unwrap();
     assert!(applied.applied);
-    let mut expired: Vec<(u32, String)> = applied.repositories[0]
+    let mut expired: Vec<(u32, Digest)> = applied.repositories[0]
         .results
         .iter()
         .map(|x| (x.rule_priority, x.digest.clone()))
         .collect();
     expired.sort();
     let want = vec![
-        (1, old_untagged.to_string()),
-        (2, v1.to_string()),
-        (3, dev_old.to_string()),
-        (4, feature_old.to_string()),
+        (1, old_untagged.clone()),
+        (2, v1.clone()),
+        (3, dev_old.clone()),
+        (4, feature_old.clone()),
     ];
     assert_eq!(expired, want);
 
-    let left: Vec<String> = fx
+    let left: Vec<Digest> = fx
         .lc
         .images(None)
         .unwrap()
@@ -80,7 +81,7 @@ fn the_three_rule_example_applied_through_the_index() {
         .map(|i| i.digest)
         .collect();
     for kept in [&new_untagged, &v2, &v3, &dev_new] {
-        assert!(left.contains(&kept.to_string()), "{kept} kept");
+        assert!(left.contains(kept), "{kept} kept");
     }
     assert_eq!(left.len(), 4);
     assert_eq!(
@@ -260,4 +261,38 @@ fn pins_hide_images_from_policies_and_block_deletion() {
         .map(|k| k.to_string())
         .collect();
     assert_eq!(kinds, vec!["pin", "unpin", "delete", "expire"]);
+}
+
+#[test]
+fn evaluation_follows_the_injected_clock() {
+    use crate::lifecycle::Lifecycle;
+    use breakwater_oci::time::{ManualClock, Millis, Timestamp};
+    use std::sync::Arc;
+
+    let fx = Fx::new("");
+    let r = "local/team/app";
+    let t = fx.now - 2 * DAY;
+    let l = fx.blob(&[9u8; 100], t);
+    let untagged = fx.image(r, &[], &[&l], t);
+    let clock = Arc::new(ManualClock::new(Timestamp::from_ms(fx.now)));
+    let lc = Lifecycle::new(
+        fx.reg.cache_handle(),
+        fx.lc.settings.clone(),
+        fx.lc.quota.clone(),
+    )
+    .with_clock(clock.clone());
+    let week = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}]}"#;
+    lc.put_policy(r, week).unwrap();
+
+    let now = lc.preview(&PreviewRequest::default()).unwrap();
+    assert_eq!((now.at_ms, now.expiring_images), (fx.now, 0));
+    // Five days on the image is seven days old: not yet more than seven.
+    clock.advance(Millis::days(5));
+    assert_eq!(lc.apply(None).unwrap().expiring_images, 0);
+    clock.advance(Millis::secs(1));
+    let applied = lc.apply(None).unwrap();
+    assert_eq!(applied.at_ms, fx.now + 5 * DAY + 1000);
+    assert_eq!(applied.repositories[0].results[0].digest, untagged);
+    assert!(lc.images(None).unwrap().is_empty());
+    assert_eq!(lc.last_runs().1, Some(applied.at_ms));
 }

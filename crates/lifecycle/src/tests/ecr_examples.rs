@@ -3,7 +3,7 @@
 //! is `first_cached` here. Where the docs give two images the same age, the
 //! one listed later is made a minute newer, matching the documented outcome.
 
-use super::support::{archived, archived_by, expired, img, policy, DAY, NOW};
+use super::support::{archived, archived_by, expired, img, policy, DAY, NOW, SECOND};
 use crate::evaluate::CachedImage;
 
 /// Repository shared by the two "multiple rules" examples.
@@ -186,8 +186,7 @@ fn all_images_example_b_combines_every_rule_type() {
         img("C", &["alpha-2"], 2),
         img("D", &["git hash"], 1),
         CachedImage {
-            first_cached: NOW - DAY + 60,
-            first_cached_subsec_ms: 0,
+            first_cached: NOW - DAY + 60 * SECOND,
             ..img("E", &[], 1)
         },
     ];

@@ -2,11 +2,13 @@
 //! age, tag matching details, pulled/pushed times, archive, pinning, preview.
 
 use super::support::{
-    archived, archived_by, expired, img, outcome, policy, rule, rules, ARCHIVE, DAY, EXPIRE, NOW,
+    archived, archived_by, expired, img, name, outcome, policy, rule, rules, ARCHIVE, DAY, EXPIRE,
+    NOW, SECOND,
 };
 use crate::evaluate::{evaluate, CachedImage, DecisionAction};
 use crate::policy::{ActionType, StorageClass};
 use crate::preview::preview;
+use breakwater_oci::time::Millis;
 
 const UNTAGGED_7: &str =
     r#"{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":7}"#;
@@ -147,17 +149,14 @@ fn age_limit_is_strictly_greater_than() {
     let images = [
         CachedImage {
             first_cached: NOW - 7 * DAY,
-            first_cached_subsec_ms: 0,
             ..img("exactly", &[], 0)
         },
         CachedImage {
-            first_cached: NOW - 7 * DAY - 1,
-            first_cached_subsec_ms: 0,
+            first_cached: NOW - 7 * DAY - SECOND,
             ..img("one-second-over", &[], 0)
         },
         CachedImage {
             first_cached: NOW + DAY,
-            first_cached_subsec_ms: 0,
             ..img("future", &[], 0)
         },
     ];
@@ -275,7 +274,7 @@ fn transition_decisions_name_the_archive_class() {
     let d = evaluate(&policy(&rules(&[rule(1, sel, ARCHIVE)])), &images, NOW);
     assert_eq!(d.len(), 1);
     assert_eq!(
-        (d[0].digest.as_str(), d[0].action),
+        (name(&d[0].digest).as_str(), d[0].action),
         ("a", DecisionAction::Transition(StorageClass::Archive))
     );
     assert!(
@@ -319,10 +318,11 @@ fn equal_times_are_ordered_by_digest_regardless_of_input_order() {
 fn decisions_are_grouped_by_rule_and_oldest_first() {
     let json = rules(&[rule(2, KEEP_30_V, EXPIRE), rule(1, UNTAGGED_7, EXPIRE)]);
     let d = evaluate(&policy(&json), &release_repo(), NOW);
-    let order: Vec<(u32, &str)> = d
+    let order: Vec<(u32, String)> = d
         .iter()
-        .map(|x| (x.rule_priority, x.digest.as_str()))
+        .map(|x| (x.rule_priority, name(&x.digest)))
         .collect();
+    let order: Vec<(u32, &str)> = order.iter().map(|(p, n)| (*p, n.as_str())).collect();
     assert_eq!(order[..3], [(1, "untagged-old"), (2, "v1"), (2, "v2")]);
 }
 
@@ -388,10 +388,37 @@ fn images_cached_within_one_second_rank_by_milliseconds() {
     ]
     .iter()
     .map(|(d, t, ms)| CachedImage {
-        first_cached_subsec_ms: *ms,
+        // One day old, plus `ms` milliseconds within the same second.
+        first_cached: NOW - DAY + Millis::from_ms(*ms),
         ..img(d, &[t], 1)
     })
     .collect();
     let keep_two = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["v*"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}}]}"#;
     assert_eq!(expired(keep_two, &burst), vec!["c", "d"]);
+}
+
+#[test]
+fn ages_count_whole_seconds() {
+    // Now is a whole second: an image cached half a second into the second before the 7-day
+    // mark is one (whole) second over it; one cached within the mark's own second is not.
+    let images = [
+        CachedImage {
+            first_cached: NOW - 7 * DAY - Millis::from_ms(500),
+            ..img("half-second-over", &[], 0)
+        },
+        CachedImage {
+            first_cached: NOW - 7 * DAY + Millis::from_ms(500),
+            ..img("within-the-mark", &[], 0)
+        },
+    ];
+    assert_eq!(
+        expired(&rules(&[rule(1, UNTAGGED_7, EXPIRE)]), &images),
+        ["half-second-over"]
+    );
+    let late = evaluate(
+        &policy(&rules(&[rule(1, UNTAGGED_7, EXPIRE)])),
+        &images[1..],
+        NOW + Millis::from_ms(999),
+    );
+    assert!(late.is_empty(), "{late:?}");
 }

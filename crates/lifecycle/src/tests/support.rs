@@ -2,19 +2,38 @@
 
 use crate::evaluate::{evaluate, CachedImage, DecisionAction};
 use crate::policy::{LifecyclePolicy, StorageClass};
+use breakwater_oci::time::{Millis, Timestamp};
+use breakwater_oci::Digest;
 
-/// Fixed "now" for every test (unix seconds).
-pub const NOW: i64 = 1_750_000_000;
-/// One day in seconds.
-pub const DAY: i64 = 86_400;
+/// Fixed "now" for every test.
+pub const NOW: Timestamp = Timestamp::from_secs(1_750_000_000);
+/// One day.
+pub const DAY: Millis = Millis::days(1);
+/// One second.
+pub const SECOND: Millis = Millis::secs(1);
+
+/// The digest standing for the image called `name` (at most 32 bytes): its bytes in hex,
+/// zero-padded, so digests order as the names do and ties break as they would by name.
+pub fn digest(name: &str) -> Digest {
+    assert!(name.len() <= 32, "test image name too long: {name}");
+    let mut raw = [0u8; 32];
+    raw[..name.len()].copy_from_slice(name.as_bytes());
+    Digest::parse(&format!("sha256:{}", hex::encode(raw))).expect("hex digest")
+}
+
+/// The name [`digest`] made `d` from.
+pub fn name(d: &Digest) -> String {
+    let raw = hex::decode(d.hex()).expect("hex digest");
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8(raw[..end].to_vec()).expect("a test name")
+}
 
 /// A standard-storage image first cached `days_ago` days before [`NOW`].
-pub fn img(digest: &str, tags: &[&str], days_ago: i64) -> CachedImage {
+pub fn img(name: &str, tags: &[&str], days_ago: i64) -> CachedImage {
     CachedImage {
-        digest: digest.to_owned(),
+        digest: digest(name),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-        first_cached: NOW - days_ago * DAY,
-        first_cached_subsec_ms: 0,
+        first_cached: NOW - Millis::days(days_ago),
         last_pulled: None,
         transitioned_at: None,
         storage_class: StorageClass::Standard,
@@ -27,7 +46,7 @@ pub fn img(digest: &str, tags: &[&str], days_ago: i64) -> CachedImage {
 pub fn archived(digest: &str, tags: &[&str], days_ago: i64, archived_days_ago: i64) -> CachedImage {
     CachedImage {
         storage_class: StorageClass::Archive,
-        transitioned_at: Some(NOW - archived_days_ago * DAY),
+        transitioned_at: Some(NOW - Millis::days(archived_days_ago)),
         ..img(digest, tags, days_ago)
     }
 }
@@ -44,7 +63,7 @@ pub fn policy(json: &str) -> LifecyclePolicy {
 pub fn outcome(json: &str, images: &[CachedImage]) -> Vec<(String, u32, DecisionAction)> {
     let mut out: Vec<_> = evaluate(&policy(json), images, NOW)
         .into_iter()
-        .map(|d| (d.digest, d.rule_priority, d.action))
+        .map(|d| (name(&d.digest), d.rule_priority, d.action))
         .collect();
     out.sort();
     out
