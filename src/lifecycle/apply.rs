@@ -358,6 +358,12 @@ impl Lifecycle {
             .collect();
         self.record(&events);
         self.note_apply(now);
+        self.registry
+            .metrics
+            .count_lifecycle("expire", victims.len());
+        self.registry
+            .metrics
+            .count_lifecycle("transition", keys.len());
         Ok(report(&c, &plans, true, now))
     }
 
