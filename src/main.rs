@@ -88,6 +88,8 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
+    let quota = settings.storage.quota.as_ref().map_or(0, |q| q.max_bytes);
+    metrics.store_quota_bytes.set(quota as i64);
     let registry = Arc::new(Registry::open(&settings, metrics.clone())?);
     let cache = registry.cache_handle();
     // The scanner reads images through the registry and plugs back in as its manifest hooks

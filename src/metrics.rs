@@ -36,10 +36,25 @@ pub struct Metrics {
     pub store_blobs: IntGauge,
     /// Fills currently running.
     pub fills_in_flight: IntGauge,
+    /// The store's byte quota (`storage.max_bytes`); 0 without one.
+    pub store_quota_bytes: IntGauge,
+    /// GC runs completed (dry runs not counted).
+    pub gc_runs: IntCounter,
+    /// Bytes GC deleted from the store.
+    pub gc_freed_bytes: IntCounter,
+    /// Images removed or moved by lifecycle policies and the quota, by action (expire,
+    /// transition, evict).
+    pub lifecycle_images: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
@@ -95,6 +110,16 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(prefetches.clone()))
             .expect("unique metric");
+        let lifecycle_images = counter_vec(
+            &r,
+            "breakwater_lifecycle_images_total",
+            "Images expired or archived by lifecycle policies, or evicted by the quota",
+            &["action"],
+        );
+        // Every action exists from the start, so dashboards and alerts see zeros, not gaps.
+        for action in ["expire", "transition", "evict"] {
+            lifecycle_images.with_label_values(&[action]);
+        }
         Metrics {
             breaker_open,
             store_write_errors,
@@ -140,6 +165,18 @@ impl Metrics {
             store_bytes: gauge(&r, "breakwater_store_bytes", "Bytes in the blob store"),
             store_blobs: gauge(&r, "breakwater_store_blobs", "Blobs in the blob store"),
             fills_in_flight: gauge(&r, "breakwater_fills_in_flight", "Upstream fills running"),
+            store_quota_bytes: gauge(
+                &r,
+                "breakwater_store_quota_bytes",
+                "The store's byte quota (storage.max_bytes); 0 without one",
+            ),
+            gc_runs: counter(&r, "breakwater_gc_runs_total", "GC runs completed"),
+            gc_freed_bytes: counter(
+                &r,
+                "breakwater_gc_freed_bytes_total",
+                "Bytes GC deleted from the store",
+            ),
+            lifecycle_images,
             registry: r,
         }
     }
@@ -161,6 +198,20 @@ impl Metrics {
     pub fn report_store_usage(&self, u: breakwater_store::store::Usage) {
         self.store_bytes.set(u.bytes as i64);
         self.store_blobs.set(u.blobs as i64);
+    }
+
+    /// Counts one finished GC run (not a dry run) and the images its quota check evicted.
+    pub fn gc_finished(&self, freed_bytes: u64, evicted: usize) {
+        self.gc_runs.inc();
+        self.gc_freed_bytes.inc_by(freed_bytes);
+        self.count_lifecycle("evict", evicted);
+    }
+
+    /// Counts images a lifecycle action (expire, transition, evict) applied to.
+    pub fn count_lifecycle(&self, action: &str, n: usize) {
+        self.lifecycle_images
+            .with_label_values(&[action])
+            .inc_by(n as u64);
     }
 
     /// Counts one registry request.

@@ -363,6 +363,8 @@ impl Lifecycle {
             .collect();
         self.record(&events);
         self.note_apply(now);
+        self.cache.metrics.count_lifecycle("expire", victims.len());
+        self.cache.metrics.count_lifecycle("transition", keys.len());
         Ok(report(&c, &plans, true, now))
     }
 

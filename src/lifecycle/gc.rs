@@ -203,6 +203,8 @@ impl Lifecycle {
         report.duration_ms = t0.elapsed().as_millis() as u64;
         if !dry_run {
             self.note_gc(&report);
+            let evicted = report.quota.as_ref().map_or(0, |q| q.evicted.len());
+            reg.metrics.gc_finished(report.freed_bytes, evicted);
         }
         tracing::info!(
             deleted = report.deleted_blobs,

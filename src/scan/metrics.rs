@@ -19,6 +19,8 @@ pub struct ScanMetrics {
     pub findings: IntGaugeVec,
     /// Findings that appeared or were resolved when the vulnerability data changed.
     pub finding_changes: IntCounterVec,
+    /// New CRITICAL findings (first scans and data changes), one per `critical_finding` event.
+    pub new_critical: IntCounter,
     /// Seconds since the newest advisory record's `modified` date (or since load).
     pub db_age: IntGauge,
     /// Advisory records loaded.
@@ -89,6 +91,10 @@ impl ScanMetrics {
                 "breakwater_scan_finding_changes_total",
                 "Findings new or resolved after a vulnerability data change",
                 &["change"],
+            ),
+            new_critical: counter(
+                "breakwater_scan_new_critical_findings_total",
+                "New CRITICAL findings in cached images, one per critical_finding event",
             ),
             db_age: gauge(
                 "breakwater_scan_db_age_seconds",

@@ -189,6 +189,7 @@ impl Scanner {
             );
             e.detail = Some(format!("{} {}", f.id, f.uri));
             events.push(e);
+            self.metrics.new_critical.inc();
         }
         let added_count = if prev.is_some() { added.len() } else { 0 };
         (events, added_count, resolved_count)

@@ -4,6 +4,8 @@
 
 mod bw;
 mod clients;
+mod dashboards;
+mod deploy;
 mod faults;
 mod lifecycle;
 mod pull_path;
