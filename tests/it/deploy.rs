@@ -169,7 +169,14 @@ fn manifests() -> Option<BTreeMap<String, Vec<Value>>> {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let r = Command::new("python3")
+        // Debian's python3 first: `apt-get install python3-yaml` puts PyYAML there, while a
+        // python3 earlier on PATH (pyenv) may lack it.
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        let r = Command::new(python)
             .args(["-c", script])
             .arg(&path)
             .output()
