@@ -174,26 +174,24 @@ impl SqliteIndex {
         let conn = Connection::open(path).map_err(wrap("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(wrap("open"))?;
-        conn.execute_batch(SCHEMA).map_err(wrap("create schema"))?;
-        conn.execute_batch(super::events::SCHEMA)
-            .map_err(wrap("create schema"))?;
-        super::images::migrate(&conn).map_err(wrap("migrate schema"))?;
-        Ok(SqliteIndex {
-            conn: Mutex::new(conn),
-            path: Some(path.to_path_buf()),
-        })
+        Self::with_schema(conn, Some(path))
     }
 
     /// An in-memory index (tests).
     pub fn in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(wrap("open"))?;
+        Self::with_schema(conn, None)
+    }
+
+    /// Creates or migrates the tables on a fresh connection.
+    fn with_schema(conn: Connection, path: Option<&Path>) -> Result<Self> {
         conn.execute_batch(SCHEMA).map_err(wrap("create schema"))?;
         conn.execute_batch(super::events::SCHEMA)
             .map_err(wrap("create schema"))?;
         super::images::migrate(&conn).map_err(wrap("migrate schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
-            path: None,
+            path: path.map(Path::to_path_buf),
         })
     }
 
