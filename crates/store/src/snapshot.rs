@@ -64,20 +64,9 @@ pub(super) fn read(index: &SqliteIndex, sink: &mut dyn SnapshotSink) -> rusqlite
 /// A separate read-only connection to the index file, so a long snapshot does not hold
 /// the request path's connection; `None` for an in-memory index.
 fn reader(index: &SqliteIndex) -> Option<Connection> {
-    let path: String = index
-        .with_conn(|c| {
-            c.query_row(
-                "SELECT file FROM pragma_database_list WHERE name = 'main'",
-                [],
-                |r| r.get(0),
-            )
-        })
-        .ok()?;
-    if path.is_empty() {
-        return None;
-    }
+    let path = index.path()?;
     let c = Connection::open_with_flags(
-        &path,
+        path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .ok()?;
