@@ -70,6 +70,9 @@ pub struct DbStatus {
     pub settled: bool,
 }
 
+/// How many skipped files or records one load names in the log.
+const MAX_SKIP_WARNINGS: usize = 20;
+
 /// Path, size and mtime of every source file: changes here prompt a reload.
 type Fingerprint = Vec<(PathBuf, u64, u128)>;
 
@@ -149,11 +152,22 @@ impl VulnDb {
         }
         let started = std::time::Instant::now();
         let (db, report) = Database::load(&self.paths).map_err(|e| e.to_string())?;
-        let skipped = report
+        let skipped: Vec<String> = report
             .skipped
             .iter()
             .map(|s| format!("{}: {}", s.source, s.reason))
             .collect();
+        // Nothing is skipped silently: each unusable file or record is named, with its reason
+        // (capped, so a broken archive of thousands of entries does not flood the log).
+        for s in skipped.iter().take(MAX_SKIP_WARNINGS) {
+            tracing::warn!("vulnerability data skipped: {s}");
+        }
+        if skipped.len() > MAX_SKIP_WARNINGS {
+            tracing::warn!(
+                "vulnerability data: {} more skipped (not listed)",
+                skipped.len() - MAX_SKIP_WARNINGS
+            );
+        }
         let snap = Arc::new(DbSnapshot::new(db, report.documents, skipped));
         *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp);
         let unchanged = current.as_ref().is_some_and(|c| c.hash == snap.hash);
@@ -191,7 +205,8 @@ impl VulnDb {
     }
 }
 
-/// The size and mtime of each source file; directories are walked (sorted, so stable).
+/// The size and mtime of each source file; directories are walked at any depth, like the loader
+/// (sorted, so stable), so a changed nested `all.zip` is a change.
 fn fingerprint(paths: &[PathBuf]) -> Result<Fingerprint, String> {
     let mut out = Vec::new();
     for p in paths {
@@ -278,6 +293,66 @@ mod tests {
         assert_eq!(snap.db.len(), 1);
         assert_eq!(snap.updated_at_ms(), snap.loaded_at_ms);
         assert!(db.refresh().unwrap().is_none(), "fingerprint is stable");
+    }
+
+    const OSV_TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vulndb/osv");
+
+    fn ecosystems(snap: &DbSnapshot) -> std::collections::BTreeSet<String> {
+        snap.db
+            .records()
+            .flat_map(|r| r.affected.iter())
+            .filter_map(|a| a.package.as_ref().map(|p| p.ecosystem.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn osv_dev_layout_loads_zips_at_any_depth_and_reports_unusable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let osv = dir.path().join("osv");
+        let testdata = Path::new(OSV_TESTDATA);
+        for eco in ["PyPI", "Go"] {
+            std::fs::create_dir_all(osv.join(eco)).unwrap();
+            std::fs::copy(
+                testdata.join(format!("{eco}-all.zip")),
+                osv.join(eco).join("all.zip"),
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(osv.join("local/deep")).unwrap();
+        std::fs::write(osv.join("local/deep/x.json"), RECORD).unwrap();
+        std::fs::create_dir_all(osv.join("broken")).unwrap();
+        std::fs::write(osv.join("broken/all.zip"), b"this is not a zip archive").unwrap();
+
+        let db = VulnDb::new(vec![osv.clone()]);
+        let first = db.refresh().unwrap().expect("first load");
+        let ecos = ecosystems(&first);
+        assert!(ecos.contains("PyPI") && ecos.contains("Go"), "{ecos:?}");
+        assert!(first.db.get("X-1").is_some(), "nested loose json loads");
+        // PyPI 2661 + Go 4291 (see tests_real) + the loose record.
+        assert_eq!(first.db.len(), 2661 + 4291 + 1);
+        assert_eq!(first.skipped, 1, "{:?}", first.skipped_examples);
+        let bad = osv.join("broken/all.zip").display().to_string();
+        let example = &first.skipped_examples[0];
+        assert!(
+            example.starts_with(&format!("{bad}: not a usable zip: ")),
+            "{example}"
+        );
+        assert!(db.refresh().unwrap().is_none(), "nothing changed");
+
+        // A nested zip replaced by other data is a change.
+        std::fs::copy(
+            testdata.join("crates.io-all.zip"),
+            osv.join("Go").join("all.zip"),
+        )
+        .unwrap();
+        filetime_bump(&osv.join("Go").join("all.zip"));
+        let second = db.refresh().unwrap().expect("nested zip change detected");
+        let ecos = ecosystems(&second);
+        assert!(
+            ecos.contains("crates.io") && !ecos.contains("Go"),
+            "{ecos:?}"
+        );
+        assert_ne!(second.hash, first.hash);
     }
 
     fn filetime_bump(p: &Path) {

@@ -1,7 +1,9 @@
-//! Reading OSV records from a directory tree of `*.json` files, a single JSON
-//! file, or an osv.dev-style `all.zip` (one record per entry).
+//! Reading OSV records from a directory tree of `*.json` and `*.zip` files (at any
+//! depth, e.g. osv.dev's `PyPI/all.zip`, `Go/all.zip` under one parent), a single
+//! JSON file, or an osv.dev-style `all.zip` (one record per entry).
 //!
-//! A record that fails to parse is reported and skipped rather than failing
+//! A record that fails to parse, or a file inside a directory that cannot be
+//! used (unreadable, corrupt zip), is reported and skipped rather than failing
 //! the whole load: one bad advisory must not disable scanning.
 
 use std::fs::{self, File};
@@ -18,10 +20,10 @@ use super::OsvError;
 /// guards against decompression bombs.
 pub const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
 
-/// A record that was skipped while loading, and why.
+/// A record or file that was skipped while loading, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// File path or `zip-path!entry-name`.
+    /// File path (a record file, or a whole unusable zip) or `zip-path!entry-name`.
     pub source: String,
     /// What was wrong with it.
     pub reason: String,
@@ -34,7 +36,7 @@ pub struct LoadReport {
     pub documents: usize,
     /// Records parsed.
     pub records: usize,
-    /// Documents skipped, with reasons.
+    /// Documents and files skipped, with reasons.
     pub skipped: Vec<Skipped>,
 }
 
@@ -70,7 +72,10 @@ impl Loader {
         }
     }
 
-    /// Adds every `*.json` file under `dir`, recursively (symlinked directories are not followed).
+    /// Adds every `*.json` and `*.zip` file under `dir`, at any depth (symlinked directories
+    /// are not followed), so osv.dev's layout (`PyPI/all.zip`, `Go/all.zip`, ...) under one
+    /// parent loads. A file that cannot be used (unreadable, not a zip) is reported in
+    /// [`LoadReport::skipped`] with its path and reason; the rest still loads.
     pub fn add_dir(&mut self, dir: &Path) -> Result<(), OsvError> {
         let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
@@ -84,13 +89,22 @@ impl Loader {
                 let kind = entry.file_type().map_err(|e| OsvError::io(&path, e))?;
                 if kind.is_dir() {
                     stack.push(path);
-                } else if path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-                {
+                    continue;
+                }
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if ext.eq_ignore_ascii_case("json") {
                     match fs::read(&path) {
                         Ok(bytes) => self.add_json(&path.display().to_string(), &bytes),
                         Err(e) => self.skip(path.display().to_string(), e.to_string()),
+                    }
+                } else if ext.eq_ignore_ascii_case("zip") {
+                    if let Err(e) = self.add_zip(&path) {
+                        let reason = match e {
+                            OsvError::Io { source, .. } => format!("unreadable: {source}"),
+                            OsvError::Zip { source, .. } => format!("not a usable zip: {source}"),
+                            other => other.to_string(),
+                        };
+                        self.skip(path.display().to_string(), reason);
                     }
                 }
             }
@@ -180,5 +194,47 @@ impl Database {
             loader.add_path(p.as_ref())?;
         }
         Ok(loader.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_files_load_unusable_ones_are_reported_and_linked_dirs_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("osv");
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/b/ok.json"), r#"{"id":"A-1","affected":[]}"#).unwrap();
+        fs::write(root.join("a/bad.json"), "{ not json").unwrap();
+        fs::write(root.join("a/b/bad.zip"), "not a zip").unwrap();
+        fs::write(root.join("a/notes.txt"), "ignored").unwrap();
+        // Data reachable only through a symlinked directory is not loaded.
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("o.json"), r#"{"id":"O-1","affected":[]}"#).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+
+        let (db, report) = Database::load(&[&root]).unwrap();
+        assert_eq!(db.len(), 1);
+        assert!(db.get("A-1").is_some() && db.get("O-1").is_none());
+        let mut skipped: Vec<_> = report
+            .skipped
+            .iter()
+            .map(|s| (s.source.clone(), s.reason.clone()))
+            .collect();
+        skipped.sort();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, root.join("a/b/bad.zip").display().to_string());
+        assert!(
+            skipped[0].1.starts_with("not a usable zip: "),
+            "{skipped:?}"
+        );
+        assert_eq!(skipped[1].0, root.join("a/bad.json").display().to_string());
+        assert!(
+            skipped[1].1.starts_with("not an OSV record: "),
+            "{skipped:?}"
+        );
     }
 }
