@@ -45,6 +45,14 @@ pub struct Metrics {
     /// Images removed or moved by lifecycle policies and the quota, by action (expire,
     /// transition, evict).
     pub lifecycle_images: IntCounterVec,
+    /// Upstream checks that a repository holds a digest the cache has under another one, by
+    /// outcome (confirmed, refused).
+    pub link_checks: IntCounterVec,
+    /// Client authentication attempts by method (basic, token, robot, certificate, anonymous)
+    /// and outcome (ok, rejected, malformed, throttled).
+    pub auth_results: IntCounterVec,
+    /// Requests refused by the access rules, by action (pull, fill) and principal kind.
+    pub access_denials: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -177,6 +185,24 @@ impl Metrics {
                 "Bytes GC deleted from the store",
             ),
             lifecycle_images,
+            link_checks: counter_vec(
+                &r,
+                "breakwater_link_checks_total",
+                "Upstream checks that a repository holds a digest cached for another, by outcome",
+                &["outcome"],
+            ),
+            auth_results: counter_vec(
+                &r,
+                "breakwater_auth_results_total",
+                "Client authentication attempts by method and outcome",
+                &["method", "outcome"],
+            ),
+            access_denials: counter_vec(
+                &r,
+                "breakwater_access_denials_total",
+                "Requests refused by the access rules, by action and principal kind",
+                &["action", "principal"],
+            ),
             registry: r,
         }
     }

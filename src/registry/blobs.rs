@@ -2,7 +2,8 @@
 //! (read through [`super::fill::FillReader`]).
 
 use super::fill::Fill;
-use super::{blocking, internal, upstream_error, Registry, Target};
+use super::links::Content;
+use super::{blocking, fill_denied, internal, Registry, Target};
 use crate::cache::store::StoredBlob;
 use crate::oci::{Digest, ErrorCode, RegistryError};
 use std::sync::Arc;
@@ -24,14 +25,26 @@ impl Registry {
     ) -> Result<BlobSource, RegistryError> {
         // Before opening: a GC delete either comes first (and this fills) or waits its turn.
         self.touched.touch([digest]);
+        let linked = self.is_linked(t, digest).await?;
         if let Some(b) = self.stored_blob(digest).await? {
+            if !linked {
+                self.confirm_upstream(t, digest, Content::Blob).await?;
+            }
             return Ok(BlobSource::Stored(b));
+        }
+        if !t.may_fill {
+            return Err(fill_denied(t, format_args!("blob {digest}")));
         }
         let ctx = self.fill_context();
         let (fill, started) = self
             .blobs
             .join_or_start(&ctx, t.upstream.clone(), t.repo.clone(), digest)
             .map_err(internal)?;
+        // A fill started here fetches for this repository (and links on success); joining one
+        // started for another repository needs upstream's word that this one holds it too.
+        if !linked && !started {
+            self.confirm_upstream(t, digest, Content::Blob).await?;
+        }
         tracing::debug!(%digest, started, "blob miss");
         Ok(BlobSource::Filling(fill))
     }
@@ -40,19 +53,26 @@ impl Registry {
     pub async fn blob_size(&self, t: &Target, digest: &Digest) -> Result<u64, RegistryError> {
         self.touched.touch([digest]);
         let (store, d) = (self.store.clone(), digest.clone());
-        if let Some(size) = blocking(move || store.stat(&d)).await?.map_err(internal)? {
-            return Ok(size);
+        let stored = blocking(move || store.stat(&d)).await?.map_err(internal)?;
+        if let Some(size) = stored {
+            if self.is_linked(t, digest).await? {
+                return Ok(size);
+            }
         }
-        match t.upstream.blob_size(&t.repo, digest).await {
-            Ok(Some(size)) => Ok(size),
-            Ok(None) => Err(RegistryError::new(
-                ErrorCode::BlobUnknown,
-                format!(
-                    "upstream {} gave no size for blob {digest}",
-                    t.upstream.name
-                ),
-            )),
-            Err(e) => Err(upstream_error(&e, ErrorCode::BlobUnknown)),
+        if stored.is_none() && !t.may_fill {
+            return Err(fill_denied(t, format_args!("blob {digest}")));
+        }
+        match self.confirm_upstream(t, digest, Content::Blob).await? {
+            Some(size) => Ok(stored.unwrap_or(size)),
+            None => stored.ok_or_else(|| {
+                RegistryError::new(
+                    ErrorCode::BlobUnknown,
+                    format!(
+                        "upstream {} gave no size for blob {digest}",
+                        t.upstream.name
+                    ),
+                )
+            }),
         }
     }
 

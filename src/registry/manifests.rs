@@ -2,7 +2,8 @@
 //! revalidation, and the cached answer served when upstream is down (stale-if-error).
 
 use super::flight::Flights;
-use super::{blocking, internal, upstream_error, CacheStatus, Registry, Target};
+use super::links::Content;
+use super::{blocking, fill_denied, internal, upstream_error, CacheStatus, Registry, Target};
 use crate::cache::store::{put_bytes, read_bytes};
 use crate::cache::Event;
 use crate::cache::{ManifestRecord, TagRecord};
@@ -111,7 +112,11 @@ impl Registry {
         d: &Digest,
     ) -> Result<Resolved, RegistryError> {
         if let Some(m) = self.local_manifest(d).await? {
+            self.ensure_linked(t, d, Content::Manifest).await?;
             return Ok((m, CacheStatus::Hit));
+        }
+        if !t.may_fill {
+            return Err(fill_denied(t, format_args!("manifest {d}")));
         }
         let key = (t.upstream.name.clone(), t.repo.to_string(), d.to_string());
         let this = self.clone();
@@ -169,6 +174,15 @@ impl Registry {
                     return Ok((m, CacheStatus::Revalidating));
                 }
             }
+        }
+        if !t.may_fill {
+            // Only what is cached: an expired tag is served as it is, a missing one refused.
+            if let Some(rec) = &cached {
+                if let Some(m) = self.local_manifest(&rec.digest).await? {
+                    return Ok((m, CacheStatus::Hit));
+                }
+            }
+            return Err(fill_denied(t, format_args!("tag {tag}")));
         }
         let grace = t.upstream.settings.revalidate_grace;
         match &cached {

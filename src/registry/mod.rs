@@ -7,6 +7,7 @@ pub mod fill;
 pub mod flight;
 pub mod handle;
 pub mod hooks;
+mod links;
 pub mod manifests;
 pub mod prefetch;
 pub mod pulls;
@@ -31,6 +32,9 @@ pub struct Target {
     pub upstream: Arc<Upstream>,
     /// The repository as the upstream names it (`library/` applied for Docker Hub).
     pub repo: RepoName,
+    /// Whether this request may cause upstream fetches (the access rules' `fill` action); when
+    /// not, only what is cached is served.
+    pub may_fill: bool,
 }
 
 impl Target {
@@ -83,6 +87,7 @@ pub struct Registry {
     blobs: Arc<fill::Fills>,
     pulls: Arc<pulls::PullRecorder>,
     touched: Arc<touched::Touched>,
+    links: links::LinkCache,
     // Set once by main after the scanner is built (it needs this registry as its image source).
     hooks: OnceLock<Arc<dyn ManifestHooks>>,
 }
@@ -116,6 +121,7 @@ impl Registry {
             blobs: Arc::default(),
             pulls: Arc::default(),
             touched: Arc::default(),
+            links: links::LinkCache::default(),
             hooks: OnceLock::new(),
         })
     }
@@ -152,7 +158,11 @@ impl Registry {
     /// Where `<upstream>/<repo>` is pulled from; `None` for an upstream not configured.
     pub fn target(&self, upstream: &str, repo: RepoName) -> Option<Target> {
         let upstream = self.upstreams.get(upstream)?.clone();
-        Some(Target { upstream, repo })
+        Some(Target {
+            upstream,
+            repo,
+            may_fill: true,
+        })
     }
 
     /// The metrics.
@@ -212,4 +222,15 @@ pub fn upstream_error(e: &UpstreamError, not_found: ErrorCode) -> RegistryError 
         _ => ErrorCode::Unavailable,
     };
     RegistryError::new(code, e.to_string())
+}
+
+/// The answer when content is not cached and the request may not fetch it from upstream.
+pub fn fill_denied(t: &Target, what: impl std::fmt::Display) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::Denied,
+        format!(
+            "{what} of {}/{} is not cached, and this client may not fill it from upstream (action fill denied)",
+            t.upstream.name, t.repo
+        ),
+    )
 }

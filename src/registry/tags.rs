@@ -1,7 +1,7 @@
 //! Tag lists (passed through, with cached tags when upstream is down) and the catalog of what the
 //! cache holds.
 
-use super::{blocking, internal, upstream_error, CacheStatus, Registry, Target};
+use super::{blocking, fill_denied, internal, upstream_error, CacheStatus, Registry, Target};
 use crate::oci::{ErrorCode, RegistryError};
 use bytes::Bytes;
 use serde::Serialize;
@@ -63,13 +63,24 @@ impl Registry {
         page: &Page,
         client_name: &str,
     ) -> Result<TagList, RegistryError> {
+        if !t.may_fill {
+            return self
+                .cached_tags(
+                    t,
+                    page,
+                    client_name,
+                    CacheStatus::Hit,
+                    fill_denied(t, "the tag list"),
+                )
+                .await;
+        }
         match t.upstream.tags(&t.repo, query).await {
             Ok(f) => {
                 self.metrics.request("tags", "miss");
-                // Upstreams that ignore n/last (distribution 2.8 does) get paged here, so the
-                // client receives what it asked for.
-                let paged = match (&f.link, page.n.is_some() || page.last.is_some()) {
-                    (None, true) => serde_json::from_slice::<TagsOwned>(&f.body).ok().map(|t| {
+                // A complete list (no upstream Link) is sorted lexically, as the specification
+                // requires, and paged here for upstreams that ignore n/last (distribution 2.8).
+                let paged = match &f.link {
+                    None => serde_json::from_slice::<TagsOwned>(&f.body).ok().map(|t| {
                         let mut all = t.tags.unwrap_or_default();
                         all.sort();
                         all.dedup();
@@ -96,39 +107,62 @@ impl Registry {
                 })
             }
             Err(e) if e.is_outage() => {
-                let (index, key) = (self.index.clone(), t.key());
-                let all = blocking(move || index.tags(&key))
-                    .await?
-                    .map_err(internal)?;
-                if all.is_empty() {
-                    return Err(upstream_error(&e, ErrorCode::NameUnknown));
-                }
-                let (tags, more) = page.apply(all);
-                let next_last = more.then(|| tags.last().cloned()).flatten();
-                self.metrics.request("tags", "stale");
-                let body = serde_json::to_vec(&TagsBody {
-                    name: client_name,
-                    tags,
-                })
-                .unwrap_or_default();
-                Ok(TagList {
-                    body: Bytes::from(body),
-                    link: None,
-                    next_last,
-                    status: CacheStatus::Stale,
-                })
+                let why = upstream_error(&e, ErrorCode::NameUnknown);
+                self.cached_tags(t, page, client_name, CacheStatus::Stale, why)
+                    .await
             }
             Err(e) => Err(upstream_error(&e, ErrorCode::NameUnknown)),
         }
     }
 
+    /// The tag list as cached (an outage, or a client that may not fill); `why` when empty.
+    async fn cached_tags(
+        &self,
+        t: &Target,
+        page: &Page,
+        client_name: &str,
+        status: CacheStatus,
+        why: RegistryError,
+    ) -> Result<TagList, RegistryError> {
+        let (index, key) = (self.index.clone(), t.key());
+        let all = blocking(move || index.tags(&key))
+            .await?
+            .map_err(internal)?;
+        if all.is_empty() {
+            return Err(why);
+        }
+        let (tags, more) = page.apply(all);
+        let next_last = more.then(|| tags.last().cloned()).flatten();
+        self.metrics.request("tags", status.as_str());
+        let body = serde_json::to_vec(&TagsBody {
+            name: client_name,
+            tags,
+        })
+        .unwrap_or_default();
+        Ok(TagList {
+            body: Bytes::from(body),
+            link: None,
+            next_last,
+            status,
+        })
+    }
+
     /// Every cached repository as `<upstream>/<name>` (which the prefix route accepts), paged.
-    pub async fn catalog(&self, page: &Page) -> Result<(Vec<String>, bool), RegistryError> {
+    /// Only repositories `visible` accepts are listed (the access rules' pull).
+    pub async fn catalog(
+        &self,
+        page: &Page,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<String>, bool), RegistryError> {
         let index = self.index.clone();
         let repos = blocking(move || index.repositories())
             .await?
             .map_err(internal)?;
-        let mut names: Vec<String> = repos.into_iter().map(|r| r.to_string()).collect();
+        let mut names: Vec<String> = repos
+            .into_iter()
+            .map(|r| r.to_string())
+            .filter(|n| visible(n))
+            .collect();
         names.sort();
         Ok(page.apply(names))
     }

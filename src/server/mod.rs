@@ -444,7 +444,7 @@ impl RegistryApp {
 
     async fn catalog(&self, session: &mut ServerSession, query: &str, head: bool) -> Outcome {
         let page = page_of(query);
-        match self.registry.catalog(&page).await {
+        match self.registry.catalog(&page, |_| true).await {
             Ok((repos, more)) => {
                 self.registry.metrics().request("catalog", "hit");
                 let mut h = header(200);

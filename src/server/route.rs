@@ -135,7 +135,11 @@ impl Router {
         if upstream.settings.library_namespace {
             repo = repo.with_library_namespace();
         }
-        Ok(Target { upstream, repo })
+        Ok(Target {
+            upstream,
+            repo,
+            may_fill: true,
+        })
     }
 }
 

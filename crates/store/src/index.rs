@@ -92,6 +92,11 @@ pub trait Index: Send + Sync + 'static {
     fn remove_tag(&self, repo: &RepoKey, tag: &str) -> Result<()>;
     /// Records a committed blob.
     fn record_blob(&self, digest: &Digest, size: u64, now_ms: i64) -> Result<()>;
+    /// Whether `digest` belongs to `repo`: fetched or confirmed for it, a manifest cached for it,
+    /// or referenced (through any depth of indexes) by one. Knowing a digest is not enough.
+    fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool>;
+    /// Notes that upstream holds `digest` in `repo` (a fill for it verified, or a HEAD confirmed).
+    fn link(&self, repo: &RepoKey, digest: &Digest, now_ms: i64) -> Result<()>;
     /// Adds pull statistics.
     fn record_pulls(&self, pulls: &[Pull]) -> Result<()>;
     /// Cached tags of a repository, sorted.
@@ -162,7 +167,24 @@ CREATE TABLE IF NOT EXISTS blobs (
     size INTEGER NOT NULL,
     cached_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS repo_links (
+    repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    linked_at INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+);
 ";
+
+/// Walks up from a digest through the manifests that reference it (the `manifest_refs_child`
+/// index makes this cheap) and asks whether any of them is an image of the repository.
+const LINKED: &str = "
+WITH RECURSIVE up(d) AS (
+    SELECT ?2
+    UNION
+    SELECT r.manifest FROM manifest_refs r JOIN up ON r.child = up.d
+)
+SELECT EXISTS (SELECT 1 FROM repo_links WHERE repo_id = ?1 AND digest = ?2)
+    OR EXISTS (SELECT 1 FROM images WHERE repo_id = ?1 AND digest IN (SELECT d FROM up))";
 
 fn wrap(op: &'static str) -> impl FnOnce(rusqlite::Error) -> IndexError {
     move |source| IndexError { op, source }
@@ -344,6 +366,35 @@ impl Index for SqliteIndex {
         })
     }
 
+    fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool> {
+        self.with_conn(|c| {
+            let id: Option<i64> = c
+                .query_row(
+                    "SELECT id FROM repositories WHERE upstream = ?1 AND name = ?2",
+                    params![repo.upstream, repo.name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(wrap("link lookup"))?;
+            let Some(id) = id else { return Ok(false) };
+            c.query_row(LINKED, params![id, digest.to_string()], |r| r.get(0))
+                .map_err(wrap("link lookup"))
+        })
+    }
+
+    fn link(&self, repo: &RepoKey, digest: &Digest, now_ms: i64) -> Result<()> {
+        self.with_conn(|c| {
+            let id = repo_id(c, repo).map_err(wrap("link"))?;
+            c.execute(
+                "INSERT INTO repo_links (repo_id, digest, linked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (repo_id, digest) DO NOTHING",
+                params![id, digest.to_string(), now_ms],
+            )
+            .map_err(wrap("link"))?;
+            Ok(())
+        })
+    }
+
     fn record_pulls(&self, pulls: &[Pull]) -> Result<()> {
         self.with_conn(|c| {
             let tx = c.transaction()?;
@@ -437,6 +488,67 @@ impl Index for SqliteIndex {
 mod tests {
     use super::*;
     use crate::oci::manifest::RefKind;
+
+    #[test]
+    fn links_follow_images_and_indexes_but_not_other_repositories() {
+        let ix = SqliteIndex::in_memory().unwrap();
+        let key = |u: &str, n: &str| RepoKey {
+            upstream: u.into(),
+            name: n.into(),
+        };
+        let (private, other, foreign) = (
+            key("corp", "team/app"),
+            key("corp", "team/other"),
+            key("docker.io", "library/app"),
+        );
+        let (index, image, layer, loose) = (
+            Digest::sha256_of(b"index"),
+            Digest::sha256_of(b"image"),
+            Digest::sha256_of(b"layer"),
+            Digest::sha256_of(b"loose"),
+        );
+        let rec = |d: &Digest| ManifestRecord {
+            digest: d.clone(),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            size: 1,
+        };
+        let r = |d: &Digest, kind| ManifestRef {
+            digest: d.clone(),
+            kind,
+            size: Some(1),
+            platform: None,
+        };
+        // The child image manifest is known (cached for another repository), the index is cached
+        // for the private one: index -> image -> layer reaches the layer at depth two.
+        ix.record_manifest(&other, &rec(&image), &[r(&layer, RefKind::Layer)], None, 1)
+            .unwrap();
+        ix.record_manifest(
+            &private,
+            &rec(&index),
+            &[r(&image, RefKind::Manifest)],
+            Some("v1"),
+            1,
+        )
+        .unwrap();
+        for d in [&index, &image, &layer] {
+            assert!(
+                ix.linked(&private, d).unwrap(),
+                "{d} under the private repository"
+            );
+            assert!(
+                !ix.linked(&foreign, d).unwrap(),
+                "{d} under another upstream"
+            );
+        }
+        assert!(!ix.linked(&other, &index).unwrap());
+        assert!(ix.linked(&other, &layer).unwrap());
+        assert!(!ix.linked(&private, &loose).unwrap());
+        ix.link(&foreign, &loose, 2).unwrap();
+        ix.link(&foreign, &loose, 3).unwrap();
+        assert!(ix.linked(&foreign, &loose).unwrap());
+        assert!(!ix.linked(&private, &loose).unwrap());
+        assert!(!ix.linked(&key("nowhere", "x"), &loose).unwrap());
+    }
 
     #[test]
     fn manifest_tag_and_pull_round_trip() {

@@ -1,7 +1,7 @@
 //! GC and the request path: blobs served lately, and those named by a manifest served lately,
 //! are kept however unreferenced the mark found them.
 
-use super::fixture::{Fx, DAY};
+use super::fixture::{key, Fx, DAY};
 use crate::lifecycle::gc::GcRequest;
 use crate::oci::manifest::Accept;
 use crate::oci::{Reference, RepoName};
@@ -30,6 +30,12 @@ async fn an_unreferenced_blob_served_just_now_survives_gc() {
     let t = fx.now - DAY;
     let served = fx.blob(b"unreferenced, but a client is reading it", t);
     let idle = fx.blob(b"unreferenced and idle", t);
+    // Fetched for team/app once (a link), though no manifest references it.
+    fx.reg
+        .cache_handle()
+        .index
+        .link(&key("local/team/app"), &served, t)
+        .unwrap();
     let source = fx
         .reg
         .blob(&target(&fx, "team/app"), &served)

@@ -241,8 +241,15 @@ impl FillJob {
                         Ok(Ok(())) => {
                             let index = ctx.index.clone();
                             let d = digest.clone();
+                            // Upstream served it for this repository: that links it there.
+                            let repo = crate::cache::RepoKey {
+                                upstream: upstream.name.clone(),
+                                name: repo.to_string(),
+                            };
                             let _ = tokio::task::spawn_blocking(move || {
-                                index.record_blob(&d, size, crate::now_ms())
+                                let now = crate::now_ms();
+                                index.record_blob(&d, size, now)?;
+                                index.link(&repo, &d, now)
                             })
                             .await;
                         }
