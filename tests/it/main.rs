@@ -2,6 +2,7 @@
 //! as containerd) and a real upstream (Debian's docker-registry, plain and token-auth), plus a
 //! small fake upstream for faults a real registry cannot produce.
 
+mod access;
 mod bw;
 mod clients;
 mod dashboards;
