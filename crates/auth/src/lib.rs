@@ -1,0 +1,14 @@
+//! Client access control for breakwater, the policy side only: parsing credentials, checking
+//! htpasswd passwords and robot tokens, issuing and verifying registry tokens, deciding which
+//! principal may pull or fill which `<upstream>/<name>`, and slowing down password guessing.
+//! No HTTP and no async: the app calls this from its request handlers.
+
+pub mod basic;
+pub mod rules;
+pub mod scope;
+
+pub use basic::{parse_authorization, Credentials, HeaderError};
+pub use rules::{
+    Action, AuthMethod, Decision, Policy, Principal, Rule, RuleConfig, RuleError, Who,
+};
+pub use scope::{parse_scope, parse_scopes, Access, ScopeError};
