@@ -6,9 +6,11 @@
 pub mod basic;
 pub mod rules;
 pub mod scope;
+pub mod token;
 
 pub use basic::{parse_authorization, Credentials, HeaderError};
 pub use rules::{
     Action, AuthMethod, Decision, Policy, Principal, Rule, RuleConfig, RuleError, Who,
 };
 pub use scope::{parse_scope, parse_scopes, Access, ScopeError};
+pub use token::{Claims, IssuedToken, KeyError, TokenError, TokenIssuer, TokenKey};
