@@ -4,11 +4,15 @@
 //! No HTTP and no async: the app calls this from its request handlers.
 
 pub mod basic;
+pub mod limiter;
+pub mod robots;
 pub mod rules;
 pub mod scope;
 pub mod token;
 
 pub use basic::{parse_authorization, Credentials, HeaderError};
+pub use limiter::{Allowance, FailureLimiter, LimiterConfig};
+pub use robots::{Robot, RobotError, RobotTokens};
 pub use rules::{
     Action, AuthMethod, Decision, Policy, Principal, Rule, RuleConfig, RuleError, Who,
 };
