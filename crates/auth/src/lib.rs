@@ -4,6 +4,7 @@
 //! No HTTP and no async: the app calls this from its request handlers.
 
 pub mod basic;
+pub mod cert;
 pub mod htpasswd;
 pub mod limiter;
 pub mod robots;
@@ -12,6 +13,7 @@ pub mod scope;
 pub mod token;
 
 pub use basic::{parse_authorization, Credentials, HeaderError};
+pub use cert::{CertError, CertIdentity, IdentitySource};
 pub use htpasswd::{CacheConfig, Htpasswd, HtpasswdError, HtpasswdFile};
 pub use limiter::{Allowance, FailureLimiter, LimiterConfig};
 pub use robots::{Robot, RobotError, RobotTokens};
