@@ -3,6 +3,8 @@
 //! principal may pull or fill which `<upstream>/<name>`, and slowing down password guessing.
 //! No HTTP and no async: the app calls this from its request handlers.
 
+#![warn(missing_docs)]
+
 pub mod basic;
 pub mod cert;
 pub mod htpasswd;
