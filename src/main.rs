@@ -1,5 +1,7 @@
 //! The `breakwater` binary.
 
+use breakwater::access::tls::RecordingVerifier;
+use breakwater::access::AccessControl;
 use breakwater::admin::AdminApp;
 use breakwater::background::PullStatsFlusher;
 use breakwater::cli::{load_settings, Cli, Command};
@@ -127,10 +129,32 @@ fn serve(settings: Settings) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut registry_service = Service::new(
-        "registry".to_string(),
-        RegistryApp::new(registry.clone(), &settings.default_upstream),
-    );
+    let mut app = RegistryApp::new(registry.clone(), &settings.default_upstream);
+    let access = match &settings.access {
+        Some(a) => {
+            let ac = Arc::new(AccessControl::new(
+                a,
+                &settings.storage.root,
+                &settings.upstreams,
+                metrics.clone(),
+            )?);
+            tracing::info!(
+                rules = a.rules.len(),
+                challenge = ?a.challenge,
+                "access control on: clients authenticate on the registry port"
+            );
+            app = app.with_access(ac.clone());
+            Some(ac)
+        }
+        None => {
+            tracing::warn!(
+                "no [access] section: the registry port is open, and anyone who reaches it can \
+                 pull (and fill) everything the upstreams' credentials can read"
+            );
+            None
+        }
+    };
+    let mut registry_service = Service::new("registry".to_string(), app);
     registry_service.add_tcp(&settings.server.listen.to_string());
     if let Some(tls) = &settings.server.tls {
         let mut tls_settings = pingora::listeners::tls::TlsSettings::intermediate(
@@ -138,6 +162,17 @@ fn serve(settings: Settings) -> Result<(), String> {
             &tls.key.display().to_string(),
         )
         .map_err(|e| format!("TLS certificate or key unusable: {e}"))?;
+        let client_certs = settings
+            .access
+            .as_ref()
+            .and_then(|a| a.client_certificates.as_ref());
+        if let (Some(cc), Some(ids)) = (
+            client_certs,
+            access.as_ref().and_then(|a| a.client_identities()),
+        ) {
+            let verifier = RecordingVerifier::new(&cc.ca, cc.required, ids)?;
+            tls_settings.set_client_cert_verifier(Arc::new(verifier));
+        }
         tls_settings.enable_h2();
         registry_service.add_tls_with_settings(&tls.listen.to_string(), None, tls_settings);
     }

@@ -37,33 +37,41 @@ pub(super) fn admin_token(
     file: Option<PathBuf>,
     env: Option<String>,
 ) -> Result<Option<AdminToken>, ConfigError> {
+    Ok(read_secret(file, env, "server.admin_token")?.and_then(|t| AdminToken::new(&t)))
+}
+
+/// Reads a secret from `<what>_file` or `<what>_env` (one of them, or neither): trimmed, and
+/// never empty.
+pub(super) fn read_secret(
+    file: Option<PathBuf>,
+    env: Option<String>,
+    what: &str,
+) -> Result<Option<String>, ConfigError> {
     let (text, source) = match (file, env) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
-            return Err(ConfigError::Invalid(
-                "server.admin_token_file and server.admin_token_env are alternatives: set one"
-                    .into(),
-            ))
+            return Err(ConfigError::Invalid(format!(
+                "{what}_file and {what}_env are alternatives: set one"
+            )))
         }
         (Some(path), None) => (
             std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "server.admin_token_file: cannot read {}: {e}",
-                    path.display()
-                ))
+                ConfigError::Invalid(format!("{what}_file: cannot read {}: {e}", path.display()))
             })?,
-            format!("server.admin_token_file {}", path.display()),
+            format!("{what}_file {}", path.display()),
         ),
         (None, Some(var)) => (
             std::env::var(&var).map_err(|_| {
-                ConfigError::Invalid(format!(
-                    "server.admin_token_env: environment variable {var} is not set"
-                ))
+                ConfigError::Invalid(format!("{what}_env: environment variable {var} is not set"))
             })?,
-            format!("server.admin_token_env {var}"),
+            format!("{what}_env {var}"),
         ),
     };
-    AdminToken::new(&text)
-        .map(Some)
-        .ok_or_else(|| ConfigError::Invalid(format!("{source} holds an empty token")))
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{source} holds an empty token"
+        )));
+    }
+    Ok(Some(t.to_string()))
 }

@@ -1,6 +1,7 @@
 //! Settings: the TOML file (or the embedded default) turned into one typed model that the rest of
 //! breakwater reads. Raw TOML never leaks past this module.
 
+pub mod access;
 mod admin_token;
 
 use breakwater_oci::pattern::{RepoPattern, TagPattern};
@@ -28,6 +29,8 @@ pub struct Settings {
     pub lifecycle: breakwater_lifecycle::settings::LifecycleSettings,
     /// Vulnerability scanning: data sources, scan on cache, pull gates.
     pub scan: breakwater_scan::settings::ScanSettings,
+    /// Client access control; `None`: the registry port is open.
+    pub access: Option<access::AccessSettings>,
 }
 
 /// Listener settings.
@@ -98,6 +101,11 @@ pub struct UpstreamSettings {
     pub prefetch: bool,
     /// For an index, the platforms (`os/arch[/variant]`) whose images are prefetched.
     pub prefetch_platforms: Vec<String>,
+    /// Private content: breakwater refuses to start if a rule lets anonymous clients pull it.
+    pub private: bool,
+    /// Use each client's own Basic credentials upstream (`credentials = "client"`) instead of
+    /// the configured ones; cached content is served only to clients upstream accepted.
+    pub client_credentials: bool,
 }
 
 /// Freshness rules for the tags matching a repository and tag pattern.
@@ -218,6 +226,7 @@ struct RawFile {
     gc: breakwater_lifecycle::settings::RawGc,
     #[serde(default)]
     scan: breakwater_scan::settings::RawScan,
+    access: Option<access::RawAccess>,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,6 +288,8 @@ struct RawUpstream {
     breaker_backoff: Option<Duration>,
     prefetch: Option<bool>,
     prefetch_platforms: Option<Vec<String>>,
+    private: Option<bool>,
+    credentials: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -314,6 +325,8 @@ fn preset(url: &str, aliases: &[&str], hosts: &[&str], library: bool) -> Upstrea
         breaker_backoff: Duration::from_secs(2),
         prefetch: false,
         prefetch_platforms: Vec::new(),
+        private: false,
+        client_credentials: false,
     }
 }
 
@@ -460,6 +473,7 @@ impl Settings {
             .map_err(ConfigError::Invalid)?,
             scan: breakwater_scan::settings::ScanSettings::from_raw(raw.scan)
                 .map_err(ConfigError::Invalid)?,
+            access: raw.access.map(access::RawAccess::resolve).transpose()?,
             upstreams,
             default_upstream,
         })
@@ -498,6 +512,18 @@ fn merge_upstream(
     }
     if let Some(h) = ru.hosts {
         u.hosts = h;
+    }
+    if let Some(p) = ru.private {
+        u.private = p;
+    }
+    match ru.credentials.as_deref() {
+        None | Some("config") => {}
+        Some("client") => u.client_credentials = true,
+        Some(other) => {
+            return Err(invalid(format!(
+                "credentials = {other:?}: expected \"client\" (the client's own credentials) or \"config\""
+            )))
+        }
     }
     if let Some(l) = ru.library_namespace {
         u.library_namespace = l;
@@ -584,6 +610,12 @@ fn merge_upstream(
             ))
         }
     };
+    if u.client_credentials && u.credentials.is_some() {
+        return Err(invalid(
+            "credentials = \"client\" uses each client's own credentials: remove username, password and token"
+                .into(),
+        ));
+    }
     Ok(u)
 }
 

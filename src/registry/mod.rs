@@ -175,6 +175,16 @@ impl Registry {
         self.pulls.record(repo, digest);
     }
 
+    /// Records an audit event (an access denial) without holding up the request.
+    pub fn audit(&self, event: crate::cache::Event) {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = index.record_events(std::slice::from_ref(&event)) {
+                tracing::warn!("cannot record audit event: {e}");
+            }
+        });
+    }
+
     /// Whether a fill of `digest` is running now.
     pub fn is_filling(&self, digest: &crate::oci::Digest) -> bool {
         self.blobs.contains(digest)

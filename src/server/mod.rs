@@ -1,10 +1,12 @@
 //! The registry listener: a Pingora HTTP app that parses each request at the edge into typed
 //! values, routes it, calls the registry operation, and writes the answer. No cache policy here.
 
+mod auth;
 pub mod range;
 pub mod respond;
 pub mod route;
 
+use crate::access::{AccessControl, Client};
 use crate::oci::manifest::Accept;
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::registry::blobs::BlobSource;
@@ -25,13 +27,24 @@ use std::sync::Arc;
 pub struct RegistryApp {
     registry: Arc<Registry>,
     router: Router,
+    access: Option<Arc<AccessControl>>,
 }
 
 impl RegistryApp {
     /// An app serving `registry`, routing with its upstreams and `default_upstream`.
     pub fn new(registry: Arc<Registry>, default_upstream: &str) -> Self {
         let router = Router::new(registry.upstreams(), default_upstream);
-        RegistryApp { registry, router }
+        RegistryApp {
+            registry,
+            router,
+            access: None,
+        }
+    }
+
+    /// Puts client access control in front of every registry request.
+    pub fn with_access(mut self, access: Arc<AccessControl>) -> Self {
+        self.access = Some(access);
+        self
     }
 }
 
@@ -92,6 +105,9 @@ impl RegistryApp {
         let path = req.uri.path().to_string();
         let query = req.uri.query().unwrap_or("").to_string();
         let head = method == http::Method::HEAD;
+        if path == "/token" {
+            return self.token(session).await;
+        }
         if method != http::Method::GET && !head {
             // Not reading a request body we will not use: close after answering.
             session.set_keepalive(None);
@@ -101,20 +117,35 @@ impl RegistryApp {
             );
             return send_error(session, &e, false).await.into();
         }
+        let client = match self.authenticate(session, head).await {
+            Ok(c) => c,
+            Err(refused) => return refused,
+        };
+        let client = client.as_ref();
         match parse_path(&path) {
             Endpoint::Base => {
+                // Anonymous clients are always challenged here, even where they may pull:
+                // docker never sends credentials to a registry whose /v2/ answered 200.
+                if client.is_some_and(|c| c.principal.is_anonymous()) {
+                    return self
+                        .unauthorized(session, "authentication required".into(), None, None, head)
+                        .await;
+                }
                 let mut h = header(200);
                 set(&mut h, "Content-Type", "application/json");
                 send_bytes(session, h, Bytes::from_static(b"{}"), head)
                     .await
                     .into()
             }
-            Endpoint::Catalog => self.catalog(session, &query, head).await,
+            Endpoint::Catalog => self.catalog(session, client, &query, head).await,
             Endpoint::Manifest { name, reference } => {
-                self.manifest(session, name, reference, &query, head).await
+                self.manifest(session, client, name, reference, &query, head)
+                    .await
             }
-            Endpoint::Blob { name, digest } => self.blob(session, name, digest, &query, head).await,
-            Endpoint::Tags { name } => self.tags(session, name, &path, &query, head).await,
+            Endpoint::Blob { name, digest } => {
+                self.blob(session, client, name, digest, &query, head).await
+            }
+            Endpoint::Tags { name } => self.tags(session, client, name, &path, &query, head).await,
             Endpoint::Referrers => {
                 // 404 makes clients fall back to the sha256-<hex> tag scheme.
                 let e = RegistryError::new(
@@ -150,20 +181,60 @@ impl RegistryApp {
         send_error(session, e, head).await.into()
     }
 
+    /// Routes the repository a request names and checks the client may pull it (and whether
+    /// it may fill); a refusal is answered here.
+    async fn target(
+        &self,
+        session: &mut ServerSession,
+        client: Option<&Client>,
+        kind: &str,
+        name: &str,
+        query: &str,
+        head: bool,
+    ) -> Result<crate::registry::Target, Outcome> {
+        let mut target = match self
+            .router
+            .resolve(name, query_param(query, "ns").as_deref())
+        {
+            Ok(t) => t,
+            Err(e) => return Err(self.fail(session, kind, &e, head).await),
+        };
+        self.authorize(session, client, name, &mut target, head)
+            .await?;
+        Ok(target)
+    }
+
+    /// Answers a registry failure; a fill the rules refused is also counted and audited.
+    async fn refuse_or_fail(
+        &self,
+        session: &mut ServerSession,
+        client: Option<&Client>,
+        target: &crate::registry::Target,
+        kind: &str,
+        e: &RegistryError,
+        head: bool,
+    ) -> Outcome {
+        if let (ErrorCode::Denied, Some(c)) = (e.code, client) {
+            self.audit_denial(session, c, &target.key().to_string(), "fill");
+        }
+        self.fail(session, kind, e, head).await
+    }
+
     async fn manifest(
         &self,
         session: &mut ServerSession,
+        client: Option<&Client>,
         name: &str,
         reference: &str,
         query: &str,
         head: bool,
     ) -> Outcome {
         let target = match self
-            .router
-            .resolve(name, query_param(query, "ns").as_deref())
+            .target(session, client, "manifest", name, query, head)
+            .await
         {
             Ok(t) => t,
-            Err(e) => return self.fail(session, "manifest", &e, head).await,
+            Err(refused) => return refused,
         };
         let reference = match Reference::parse(reference) {
             Ok(r) => r,
@@ -188,7 +259,11 @@ impl RegistryApp {
         );
         let answer = match self.registry.manifest(&target, &reference, &accept).await {
             Ok(a) => a,
-            Err(e) => return self.fail(session, "manifest", &e, head).await,
+            Err(e) => {
+                return self
+                    .refuse_or_fail(session, client, &target, "manifest", &e, head)
+                    .await
+            }
         };
         let m = &answer.manifest;
         // The pull gate (the scanner's, installed by main) may scan now, pulling layers via the cache.
@@ -232,17 +307,18 @@ impl RegistryApp {
     async fn blob(
         &self,
         session: &mut ServerSession,
+        client: Option<&Client>,
         name: &str,
         digest: &str,
         query: &str,
         head: bool,
     ) -> Outcome {
         let target = match self
-            .router
-            .resolve(name, query_param(query, "ns").as_deref())
+            .target(session, client, "blob", name, query, head)
+            .await
         {
             Ok(t) => t,
-            Err(e) => return self.fail(session, "blob", &e, head).await,
+            Err(refused) => return refused,
         };
         let digest = match Digest::parse(digest) {
             Ok(d) => d,
@@ -268,7 +344,10 @@ impl RegistryApp {
                     set(&mut h, "Content-Length", size);
                     session.write_response_header(h).await.is_ok().into()
                 }
-                Err(e) => self.fail(session, "blob", &e, true).await,
+                Err(e) => {
+                    self.refuse_or_fail(session, client, &target, "blob", &e, true)
+                        .await
+                }
             };
         }
         let range_header = session
@@ -279,7 +358,11 @@ impl RegistryApp {
             .map(str::to_string);
         let source = match self.registry.blob(&target, &digest).await {
             Ok(s) => s,
-            Err(e) => return self.fail(session, "blob", &e, false).await,
+            Err(e) => {
+                return self
+                    .refuse_or_fail(session, client, &target, "blob", &e, false)
+                    .await
+            }
         };
         let metrics = self.registry.metrics();
         match source {
@@ -395,17 +478,18 @@ impl RegistryApp {
     async fn tags(
         &self,
         session: &mut ServerSession,
+        client: Option<&Client>,
         name: &str,
         path: &str,
         query: &str,
         head: bool,
     ) -> Outcome {
         let target = match self
-            .router
-            .resolve(name, query_param(query, "ns").as_deref())
+            .target(session, client, "tags", name, query, head)
+            .await
         {
             Ok(t) => t,
-            Err(e) => return self.fail(session, "tags", &e, head).await,
+            Err(refused) => return refused,
         };
         let page = page_of(query);
         // Pass n/last (and nothing else, e.g. not ns) upstream.
@@ -438,13 +522,26 @@ impl RegistryApp {
                 }
                 send_bytes(session, h, list.body, head).await.into()
             }
-            Err(e) => self.fail(session, "tags", &e, head).await,
+            Err(e) => {
+                self.refuse_or_fail(session, client, &target, "tags", &e, head)
+                    .await
+            }
         }
     }
 
-    async fn catalog(&self, session: &mut ServerSession, query: &str, head: bool) -> Outcome {
+    async fn catalog(
+        &self,
+        session: &mut ServerSession,
+        client: Option<&Client>,
+        query: &str,
+        head: bool,
+    ) -> Outcome {
         let page = page_of(query);
-        match self.registry.catalog(&page, |_| true).await {
+        let visible = |repo: &str| match (&self.access, client) {
+            (Some(ac), Some(c)) => ac.may_pull(c, repo),
+            _ => true,
+        };
+        match self.registry.catalog(&page, visible).await {
             Ok((repos, more)) => {
                 self.registry.metrics().request("catalog", "hit");
                 let mut h = header(200);

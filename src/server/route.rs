@@ -143,6 +143,30 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Every `<upstream>/<name>` a client's repository name can route to: its prefix alias or
+    /// the default, and any upstream through containerd's `ns` (which a token request does not
+    /// carry). The token service grants by these; each request is checked on its exact target.
+    pub fn possible_keys(&self, name: &str) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut add = |t: Result<Target, RegistryError>| {
+            if let Ok(t) = t {
+                let k = t.key().to_string();
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        };
+        add(self.resolve(name, None));
+        for u in self.upstreams.values() {
+            if let Some(host) = u.settings.hosts.first() {
+                add(self.resolve(name, Some(host)));
+            }
+        }
+        keys
+    }
+}
+
 /// The value of query parameter `key`, percent-decoded.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|kv| {

@@ -4,7 +4,7 @@
 use super::bw::{local_upstream, Breakwater};
 use super::support::image::{Format, Image};
 use super::support::registry::Registry;
-use super::support::http_client;
+use super::support::{http_client, TempDir};
 
 const OCI_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -60,7 +60,10 @@ async fn cached_content_is_scoped_to_its_repository_and_upstream() {
         .unwrap();
     assert_eq!(r.status(), 404);
     reg.settle().await;
-    assert!(reg.count("HEAD", "/v2/team/ghost/blobs/") >= 1, "upstream was asked");
+    assert!(
+        reg.count("HEAD", "/v2/team/ghost/blobs/") >= 1,
+        "upstream was asked"
+    );
     assert_eq!(reg.blob_gets(&layer), 0);
 
     // Another upstream's prefix: that upstream does not hold it either.
@@ -79,5 +82,374 @@ async fn cached_content_is_scoped_to_its_repository_and_upstream() {
     }
     reg.settle().await;
     assert_eq!(reg.blob_gets(&layer), 0, "served from the store");
-    assert_eq!(reg.count("HEAD", &format!("/v2/team/copy/blobs/{layer}")), 1);
+    assert_eq!(
+        reg.count("HEAD", &format!("/v2/team/copy/blobs/{layer}")),
+        1
+    );
+}
+
+/// An htpasswd file written by the real `htpasswd -B` (apache2-utils).
+fn htpasswd_file(dir: &std::path::Path, users: &[(&str, &str)]) -> std::path::PathBuf {
+    let path = dir.join("htpasswd");
+    for (i, (u, p)) in users.iter().enumerate() {
+        let mut cmd = std::process::Command::new("htpasswd");
+        cmd.arg("-B").arg("-b");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let out = cmd.arg(&path).arg(u).arg(p).output().expect("run htpasswd");
+        assert!(
+            out.status.success(),
+            "htpasswd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    path
+}
+
+/// `skopeo copy` of `image` (host/name:tag) into a new dir with extra flags; Ok or stderr.
+fn skopeo(image: &str, dir: &std::path::Path, extra: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{image}"))
+        .arg(format!("dir:{}", dir.display()))
+        .output()
+        .expect("run skopeo");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+const ROBOT_TOKEN: &str = "ci-robot-token-0123456789abcdef";
+
+fn office_config(public_url: &str, private_url: &str, htpasswd: &std::path::Path) -> String {
+    format!(
+        "{}\n[upstreams.priv]\nurl = \"{private_url}\"\naliases = [\"priv\"]\nprivate = true\n\n\
+         [access]\nhtpasswd = \"{}\"\n\n[access.groups]\ndevs = [\"alice\"]\n\n\
+         [[access.robots]]\nname = \"ci\"\ntoken_env = \"BW_TEST_ROBOT_TOKEN\"\n\n\
+         [[access.rules]]\nwho = [\"everyone\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\", \"fill\"]\n\n\
+         [[access.rules]]\nwho = [\"group:devs\", \"robot:ci\"]\nrepositories = [\"priv/**\"]\nactions = [\"pull\", \"fill\"]\n\n\
+         [[access.rules]]\nwho = [\"user:bob\"]\nrepositories = [\"priv/**\"]\nactions = [\"pull\"]\n",
+        local_upstream(public_url, "10m", ""),
+        htpasswd.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_pulls_on_one_prefix_logins_on_another_with_real_clients() {
+    let public = Registry::start_plain().await;
+    let private = Registry::start_plain().await;
+    let img = Image::small(Format::Docker, 51);
+    let other = Image::small(Format::Oci, 52);
+    public.pusher().push_image("team/app", "v1", &img).await;
+    let digest = private.pusher().push_image("team/app", "v1", &img).await;
+    private
+        .pusher()
+        .push_image("team/other", "v1", &other)
+        .await;
+    let tmp = TempDir::new("access");
+    let htpasswd = htpasswd_file(tmp.path(), &[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    std::env::set_var("BW_TEST_ROBOT_TOKEN", ROBOT_TOKEN);
+    let bw = Breakwater::start(&office_config(&public.url(), &private.url(), &htpasswd)).await;
+    assert!(
+        bw.log_text().contains("access control on"),
+        "{}",
+        bw.log_text()
+    );
+    let host = bw.host();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let dest = || {
+        tmp.path().join(format!(
+            "c{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ))
+    };
+
+    // /v2/ challenges anonymous clients, naming this cache's token realm.
+    let r = http_client()
+        .get(format!("{}/v2/", bw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"http://{host}/token\"")),
+        "{challenge}"
+    );
+
+    // Anonymous: the public prefix pulls, the private one does not.
+    skopeo(&format!("{host}/local/team/app:v1"), &dest(), &[]).expect("anonymous public pull");
+    let e = skopeo(&format!("{host}/priv/team/app:v1"), &dest(), &[]).unwrap_err();
+    assert!(
+        e.contains("401") || e.to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+
+    // alice (group devs) with --creds, and after `skopeo login`.
+    skopeo(
+        &format!("{host}/priv/team/app:v1"),
+        &dest(),
+        &["--src-creds", "alice:alice-pw"],
+    )
+    .expect("alice pulls the private image");
+    let authfile = tmp.path().join("auth.json");
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "alice",
+            "-p",
+            "alice-pw",
+            "--authfile",
+        ])
+        .arg(&authfile)
+        .arg(&host)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let af = authfile.display().to_string();
+    skopeo(
+        &format!("{host}/priv/team/other:v1"),
+        &dest(),
+        &["--src-authfile", &af],
+    )
+    .expect("alice pulls after login");
+
+    // Wrong credentials are refused, never downgraded to anonymous (even where anonymous may).
+    let e = skopeo(
+        &format!("{host}/local/team/app:v1"),
+        &dest(),
+        &["--src-creds", "alice:wrong"],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("401") || e.to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "alice",
+            "-p",
+            "nope",
+            "--authfile",
+        ])
+        .arg(tmp.path().join("bad.json"))
+        .arg(&host)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "login with a wrong password succeeded"
+    );
+
+    // bob may pull what is cached but not fill: the cached image pulls, an uncached one is 403.
+    skopeo(
+        &format!("{host}/priv/team/app:v1"),
+        &dest(),
+        &["--src-creds", "bob:bob-pw"],
+    )
+    .expect("bob pulls the cached image");
+    private
+        .pusher()
+        .push_image("team/fresh", "v1", &other)
+        .await;
+    let e = skopeo(
+        &format!("{host}/priv/team/fresh:v1"),
+        &dest(),
+        &["--src-creds", "bob:bob-pw"],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("denied") || e.contains("403") || e.contains("DENIED"),
+        "{e}"
+    );
+
+    // The CI robot by static bearer token, straight at the API.
+    let r = http_client()
+        .get(format!("{}/v2/priv/team/app/manifests/v1", bw.url()))
+        .header(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .bearer_auth(ROBOT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["docker-content-digest"].to_str().unwrap(),
+        digest
+    );
+
+    // The OAuth2 password form (containerd's way) gives a usable token.
+    let r = http_client()
+        .post(format!("{}/token", bw.url()))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-pw"),
+            ("service", "breakwater"),
+            ("scope", "repository:priv/team/app:pull"),
+            ("client_id", "containerd"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tok: serde_json::Value = r.json().await.unwrap();
+    let token = tok["access_token"].as_str().unwrap().to_string();
+    let r = http_client()
+        .get(format!("{}/v2/priv/team/app/manifests/{digest}", bw.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The token is scoped: another repository needs its own scope.
+    let r = http_client()
+        .get(format!("{}/v2/priv/team/other/manifests/v1", bw.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("insufficient_scope"));
+
+    // Bad input: malformed headers, forged tokens, bad scopes get clear answers.
+    for auth in ["Basic !!!", "Bearer", "Negotiate abc", "Bearer not.a.jwt"] {
+        let r = http_client()
+            .get(format!("{}/v2/local/team/app/manifests/v1", bw.url()))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{auth}");
+        let b: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(code(&b), "UNAUTHORIZED", "{auth}: {b}");
+    }
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let r = http_client()
+        .get(format!("{}/v2/priv/team/app/manifests/{digest}", bw.url()))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http_client()
+        .get(format!(
+            "{}/token?scope=repository:::&service=breakwater",
+            bw.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Denials are counted and audited; secrets never reach the log.
+    assert!(bw.metric("breakwater_access_denials_total", &[]).await >= 2.0);
+    assert!(
+        bw.metric(
+            "breakwater_auth_results_total",
+            &["method=\"basic\"", "outcome=\"rejected\""]
+        )
+        .await
+            >= 1.0
+    );
+    let events = bw.admin_get("/events?kind=access_denied").await;
+    let text = events.to_string();
+    assert!(
+        text.contains("may not pull priv/team/app") && text.contains("anonymous"),
+        "{text}"
+    );
+    assert!(
+        text.contains("user:bob may not fill priv/team/fresh"),
+        "{text}"
+    );
+    let log = bw.log_text();
+    for secret in ["alice-pw", "bob-pw", ROBOT_TOKEN, token.as_str()] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_slow_down_then_get_429() {
+    let reg = Registry::start_plain().await;
+    let tmp = TempDir::new("limit");
+    let htpasswd = htpasswd_file(tmp.path(), &[("alice", "alice-pw")]);
+    let body = format!(
+        "{}\n[access]\nhtpasswd = \"{}\"\n[access.failures]\nfree = 2\nmax = 4\nwindow = \"1m\"\n",
+        local_upstream(&reg.url(), "10m", ""),
+        htpasswd.display()
+    );
+    let bw = Breakwater::start(&body).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = http_client()
+            .get(format!("{}/token?service=breakwater", bw.url()))
+            .basic_auth("alice", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(&statuses[..4], &[401, 401, 401, 401], "{statuses:?}");
+    assert_eq!(statuses[5], 429, "{statuses:?}");
+    // Even the right password waits out the block.
+    let r = http_client()
+        .get(format!("{}/token?service=breakwater", bw.url()))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_upstream_readable_anonymously_refuses_to_start() {
+    let reg = Registry::start_plain().await;
+    let tmp = TempDir::new("private");
+    let cfg = tmp.path().join("bw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\nroot = \"{}\"\n{}\n[upstreams.priv]\nurl = \"{}\"\nprivate = true\n\n[access]\n\
+             [[access.rules]]\nwho = [\"anonymous\"]\nrepositories = [\"priv/**\"]\nactions = [\"pull\"]\n",
+            tmp.path().join("store").display(),
+            local_upstream(&reg.url(), "10m", ""),
+            reg.url()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"priv\" is private") && err.contains("anonymous"),
+        "{err}"
+    );
 }

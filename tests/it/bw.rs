@@ -141,6 +141,16 @@ impl Breakwater {
             .expect("metrics body")
     }
 
+    /// A GET of the admin API (`/api/v1/...`), as JSON.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("http://127.0.0.1:{}/api/v1{path}", self.admin_port))
+            .await
+            .expect("admin request")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
     /// Sum of a metric's samples whose line contains every `labels` fragment.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         self.metrics()

@@ -17,6 +17,7 @@ const CRATES: &[(&str, &[&str])] = &[
     ("breakwater-lifecycle", &["breakwater-oci"]),
     ("breakwater-scan", &["breakwater-oci"]),
     ("breakwater-store", &["breakwater-oci", "breakwater-scan"]),
+    ("breakwater-auth", &["breakwater-oci"]),
 ];
 
 /// Names at the application's root that any module may use: the crates' re-exports in
@@ -24,7 +25,8 @@ const CRATES: &[(&str, &[&str])] = &[
 const SHARED: &[&str] = &["oci", "cache", "now_ms"];
 
 /// Each top-level module of `src/` and the modules it may import (`crate::X`, or
-/// `breakwater::X` from the binary). Request path: server -> registry -> {cache, upstream};
+/// `breakwater::X` from the binary). Request path: server -> (access) -> registry -> {cache,
+/// upstream}; access decides who may do what and knows nothing of HTTP or the registry;
 /// the lifecycle and scan services use the registry's handle and hook types (never the
 /// `Registry` itself, see [`REGISTRY_NAMED_BY`]); admin serves the services; nothing but
 /// `cli` and `main` reaches admin, nothing but `main` the server.
@@ -33,7 +35,8 @@ const MODULES: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("upstream", &["config", "metrics"]),
     ("registry", &["upstream", "config", "metrics"]),
-    ("server", &["registry", "upstream", "config", "metrics"]),
+    ("access", &["config", "metrics"]),
+    ("server", &["access", "registry", "upstream", "config", "metrics"]),
     ("lifecycle", &["registry", "config", "metrics"]),
     ("scan", &["registry", "config", "metrics"]),
     ("background", &["registry"]),

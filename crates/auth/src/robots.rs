@@ -107,6 +107,14 @@ impl RobotTokens {
         self.robots.is_empty()
     }
 
+    /// The groups of the robot named `name` (a token subject), if it is configured.
+    pub fn groups_of(&self, name: &str) -> Option<&[String]> {
+        self.robots
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.groups.as_slice())
+    }
+
     /// The robot whose token was presented, if any.
     pub fn check(&self, presented: &str) -> Option<&Robot> {
         // Hashing first gives every comparison the same length whatever was presented.

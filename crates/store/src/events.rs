@@ -39,11 +39,13 @@ pub enum EventKind {
     ScanFindingResolved,
     /// A new CRITICAL finding in a cached image.
     CriticalFinding,
+    /// The access rules refused a client (the audit record: who, what, from where).
+    AccessDenied,
 }
 
 impl EventKind {
     /// Every kind, for parsing and listing.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Expire,
         EventKind::Transition,
         EventKind::Delete,
@@ -58,6 +60,7 @@ impl EventKind {
         EventKind::ScanFindingNew,
         EventKind::ScanFindingResolved,
         EventKind::CriticalFinding,
+        EventKind::AccessDenied,
     ];
 
     /// The kind as the API, the index and the log spell it.
@@ -77,6 +80,7 @@ impl EventKind {
             EventKind::ScanFindingNew => "scan_finding_new",
             EventKind::ScanFindingResolved => "scan_finding_resolved",
             EventKind::CriticalFinding => "critical_finding",
+            EventKind::AccessDenied => "access_denied",
         }
     }
 
@@ -84,7 +88,9 @@ impl EventKind {
     /// critical vulnerability), info for the routine.
     pub fn level(self) -> tracing::Level {
         match self {
-            EventKind::ImmutableTagMoved | EventKind::CriticalFinding => tracing::Level::WARN,
+            EventKind::ImmutableTagMoved | EventKind::CriticalFinding | EventKind::AccessDenied => {
+                tracing::Level::WARN
+            }
             _ => tracing::Level::INFO,
         }
     }

@@ -1,0 +1,412 @@
+//! Who the client is and what it may do: the decisions of client access control, built from the
+//! `[access]` settings over `breakwater-auth`. No HTTP here: `server::auth` turns requests into
+//! these calls and their answers into challenges, tokens and refusals.
+
+pub mod tls;
+
+use crate::config::access::{AccessSettings, Challenge};
+use crate::config::UpstreamSettings;
+use breakwater_auth::{
+    parse_authorization, Access, Action, Allowance, AuthMethod, Claims, Credentials, Decision,
+    FailureLimiter, HtpasswdFile, IdentitySource, IssuedToken, LimiterConfig, Policy, Principal,
+    RobotTokens, RuleConfig, TokenIssuer, TokenKey,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Robots log in at the token endpoint under this prefix of the token subject, so a robot and a
+/// user of the same name never share rules (neither may contain ':').
+const ROBOT_SUBJECT: &str = "robot:";
+
+/// A client after authentication: its principal and, for a registry token, what it grants.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Who it is (anonymous included) and from where.
+    pub principal: Principal,
+    /// The registry token's claims, when it presented one.
+    pub claims: Option<Claims>,
+}
+
+impl Client {
+    /// How the client is named in logs and audit events.
+    pub fn label(&self) -> String {
+        match (&self.principal.name, self.principal.method) {
+            (None, _) => "anonymous".into(),
+            (Some(n), AuthMethod::Robot) => format!("robot:{n}"),
+            (Some(n), AuthMethod::Certificate) => format!("cert:{n}"),
+            (Some(n), _) => format!("user:{n}"),
+        }
+    }
+
+    /// The principal kind, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self.principal.method {
+            AuthMethod::Anonymous => "anonymous",
+            AuthMethod::Basic | AuthMethod::Token => "user",
+            AuthMethod::Robot => "robot",
+            AuthMethod::Certificate => "certificate",
+        }
+    }
+}
+
+/// Why authentication failed.
+#[derive(Debug)]
+pub enum AuthFailure {
+    /// The `Authorization` header cannot be read (400-class, but answered 401 with a challenge).
+    Malformed(String),
+    /// Wrong credentials or an unacceptable token: 401, never downgraded to anonymous.
+    Rejected(String),
+    /// Too many failures from this address: 429.
+    Throttled(Duration),
+}
+
+/// The access layer: credentials, tokens, rules and the failure limiter.
+pub struct AccessControl {
+    challenge: Challenge,
+    realm: Option<String>,
+    htpasswd: Option<HtpasswdFile>,
+    robots: RobotTokens,
+    issuer: TokenIssuer,
+    policy: Policy,
+    limiter: FailureLimiter,
+    groups_of: HashMap<String, Vec<String>>,
+    certificates: Option<Arc<tls::ClientIdentities>>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl AccessControl {
+    /// Builds the access layer; fails (naming the setting) on a bad rule, an unreadable file, or
+    /// a `private` upstream that anonymous clients could read.
+    pub fn new(
+        s: &AccessSettings,
+        root: &Path,
+        upstreams: &BTreeMap<String, UpstreamSettings>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, String> {
+        let rules: Vec<RuleConfig> = s
+            .rules
+            .iter()
+            .map(|r| RuleConfig {
+                who: r.who.clone(),
+                repositories: r.repositories.clone(),
+                actions: r.actions.clone(),
+            })
+            .collect();
+        let policy = Policy::from_config(&rules).map_err(|e| format!("access.rules: {e}"))?;
+        for (name, u) in upstreams {
+            if u.private && policy.anonymous_may_pull(name) {
+                return Err(format!(
+                    "upstream {name:?} is private, but an access rule lets anonymous clients pull from it; \
+                     refusing to start"
+                ));
+            }
+        }
+        let htpasswd = match &s.htpasswd {
+            None => None,
+            Some(p) => {
+                let f = HtpasswdFile::open(p)
+                    .map_err(|e| format!("access.htpasswd {}: {e}", p.display()))?;
+                if f.snapshot().0.is_empty() {
+                    tracing::warn!(file = %p.display(), "access.htpasswd holds no users");
+                }
+                Some(f)
+            }
+        };
+        let robots = RobotTokens::new(
+            s.robots
+                .iter()
+                .map(|r| (r.name.clone(), r.groups.clone(), r.secret.clone()))
+                .collect(),
+        )
+        .map_err(|e| format!("access.robots: {e}"))?;
+        let key_file = s
+            .key_file
+            .clone()
+            .unwrap_or_else(|| root.join("access").join("token.key"));
+        if let Some(dir) = key_file.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let key = TokenKey::load_or_create(&key_file)
+            .map_err(|e| format!("token key {}: {e}", key_file.display()))?;
+        let issuer = TokenIssuer::new(key, "breakwater", &s.service, s.token_ttl);
+        let mut groups_of: HashMap<String, Vec<String>> = HashMap::new();
+        for (group, members) in &s.groups {
+            for m in members {
+                groups_of.entry(m.clone()).or_default().push(group.clone());
+            }
+        }
+        let limiter = FailureLimiter::new(LimiterConfig {
+            free: s.failures.free,
+            max: s.failures.max,
+            window: s.failures.window,
+            ..LimiterConfig::default()
+        });
+        let certificates = s.client_certificates.as_ref().map(|c| {
+            let source = match c.identity.as_str() {
+                "o" => IdentitySource::O,
+                "san" => IdentitySource::San,
+                _ => IdentitySource::Cn,
+            };
+            Arc::new(tls::ClientIdentities::new(source))
+        });
+        Ok(AccessControl {
+            challenge: s.challenge,
+            realm: s.realm.clone(),
+            htpasswd,
+            robots,
+            issuer,
+            policy,
+            limiter,
+            groups_of,
+            certificates,
+            metrics,
+        })
+    }
+
+    /// The identities the TLS listener's certificate verifier records (when configured).
+    pub fn client_identities(&self) -> Option<Arc<tls::ClientIdentities>> {
+        self.certificates.clone()
+    }
+
+    /// The challenge this cache answers with.
+    pub fn challenge(&self) -> Challenge {
+        self.challenge
+    }
+
+    /// The token service's name (`service` in challenges, `aud` in tokens).
+    pub fn service(&self) -> &str {
+        &self.issuer.service
+    }
+
+    /// The configured realm, if one is set (else the server derives it from the request).
+    pub fn realm(&self) -> Option<&str> {
+        self.realm.as_deref()
+    }
+
+    fn principal(&self, name: &str, method: AuthMethod, addr: IpAddr) -> Principal {
+        let mut p = Principal::named(name, method, addr);
+        if let Some(g) = self.groups_of.get(name) {
+            p.groups.extend(g.iter().cloned());
+        }
+        p
+    }
+
+    fn count(&self, method: &str, outcome: &str) {
+        self.metrics
+            .auth_results
+            .with_label_values(&[method, outcome])
+            .inc();
+    }
+
+    /// Authenticates a request: its `Authorization` header, client address, and the SHA-256 of
+    /// its TLS client certificate (when one was verified). No header: anonymous (or the
+    /// certificate's identity).
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        addr: IpAddr,
+        cert_digest: Option<&[u8]>,
+    ) -> Result<Client, AuthFailure> {
+        let cert_identity = match (&self.certificates, cert_digest) {
+            (Some(ids), Some(d)) if !d.is_empty() => ids.identity_of(d),
+            _ => None,
+        };
+        let Some(header) = authorization else {
+            return Ok(match cert_identity {
+                Some(id) => {
+                    self.count("certificate", "ok");
+                    let mut p = self.principal(&id, AuthMethod::Certificate, addr);
+                    p.cert_identity = Some(id);
+                    Client {
+                        principal: p,
+                        claims: None,
+                    }
+                }
+                None => {
+                    self.count("anonymous", "ok");
+                    Client {
+                        principal: Principal::anonymous(addr),
+                        claims: None,
+                    }
+                }
+            });
+        };
+        let creds = parse_authorization(header).map_err(|e| {
+            self.count("header", "malformed");
+            AuthFailure::Malformed(e.to_string())
+        })?;
+        if let Allowance::Reject { retry_after } = self.limiter.check(addr, Instant::now()) {
+            self.count("any", "throttled");
+            return Err(AuthFailure::Throttled(retry_after));
+        }
+        let result = match creds {
+            Credentials::Basic { user, password } => self
+                .check_password(&user, &password)
+                .await
+                .map(|method| Client {
+                    principal: match method {
+                        AuthMethod::Robot => self
+                            .robots
+                            .check(&password)
+                            .map(|r| r.principal(addr))
+                            .unwrap_or_else(|| Principal::anonymous(addr)),
+                        _ => self.principal(&user, AuthMethod::Basic, addr),
+                    },
+                    claims: None,
+                })
+                .ok_or(("basic", "wrong user name or password".to_string())),
+            Credentials::Bearer(token) => {
+                if let Some(robot) = self.robots.check(&token) {
+                    Ok(Client {
+                        principal: robot.principal(addr),
+                        claims: None,
+                    })
+                } else {
+                    match self.issuer.verify(&token, unix_now()) {
+                        Ok(claims) => Ok(Client {
+                            principal: self.token_principal(&claims, addr),
+                            claims: Some(claims),
+                        }),
+                        Err(e) => Err(("token", format!("token refused: {e}"))),
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(mut c) => {
+                self.limiter.record_success(addr);
+                self.count(method_label(c.principal.method), "ok");
+                c.principal.cert_identity = cert_identity;
+                Ok(c)
+            }
+            Err((method, why)) => {
+                self.count(method, "rejected");
+                if let Allowance::Delay(d) = self.limiter.record_failure(addr, Instant::now()) {
+                    tokio::time::sleep(d).await;
+                }
+                Err(AuthFailure::Rejected(why))
+            }
+        }
+    }
+
+    /// Checks Basic credentials: an htpasswd user, or a robot presenting its token as the
+    /// password (`docker login -u <robot> -p <token>`). Password hashing runs off the async
+    /// threads.
+    async fn check_password(&self, user: &str, password: &str) -> Option<AuthMethod> {
+        if let Some(r) = self.robots.check(password) {
+            return (r.name() == user).then_some(AuthMethod::Robot);
+        }
+        let file = self.htpasswd.as_ref()?;
+        let (users, reload_error) = file.snapshot();
+        if let Some(e) = reload_error {
+            tracing::warn!(file = %file.path().display(), "htpasswd reload failed, keeping the last good version: {e}");
+        }
+        let (u, p) = (user.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || users.verify(&u, &p))
+            .await
+            .unwrap_or(false)
+            .then_some(AuthMethod::Basic)
+    }
+
+    fn token_principal(&self, claims: &Claims, addr: IpAddr) -> Principal {
+        if claims.sub.is_empty() {
+            return Principal::anonymous(addr);
+        }
+        match claims.sub.strip_prefix(ROBOT_SUBJECT) {
+            Some(robot) => {
+                let mut p = Principal::named(robot, AuthMethod::Robot, addr);
+                p.groups = self
+                    .robots
+                    .groups_of(robot)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default();
+                p
+            }
+            None => self.principal(&claims.sub, AuthMethod::Token, addr),
+        }
+    }
+
+    /// Whether the client may do `action` on `repo` (`<upstream>/<name>`), requested under the
+    /// name `client_name`: the rules decide, and a registry token must grant it as well.
+    pub fn decide(&self, c: &Client, client_name: &str, repo: &str, action: Action) -> Decision {
+        let granted = match &c.claims {
+            Some(claims) => claims.allows(client_name, action.as_str()),
+            None => true,
+        };
+        if granted {
+            self.policy.decide(&c.principal, repo, action)
+        } else {
+            Decision::Deny {
+                anonymous: c.principal.is_anonymous(),
+            }
+        }
+    }
+
+    /// Whether the client may see `repo` at all (catalog listing).
+    pub fn may_pull(&self, c: &Client, repo: &str) -> bool {
+        self.policy.allows(&c.principal, repo, Action::Pull)
+    }
+
+    /// Issues a token for the requested scopes, granting what the rules allow under any of the
+    /// names' resolutions (`resolutions` maps a client name to the `<upstream>/<name>` keys it
+    /// may route to; the request path re-checks the exact one).
+    pub fn issue(
+        &self,
+        c: &Client,
+        requested: &[Access],
+        resolutions: impl Fn(&str) -> Vec<String>,
+    ) -> IssuedToken {
+        let mut granted: Vec<Access> = Vec::new();
+        for req in requested {
+            let mut actions: Vec<String> = Vec::new();
+            for key in resolutions(&req.name) {
+                for a in self
+                    .policy
+                    .grant_with(&c.principal, std::slice::from_ref(req), |_| {
+                        Some(key.clone())
+                    })
+                {
+                    for act in a.actions {
+                        if !actions.contains(&act) {
+                            actions.push(act);
+                        }
+                    }
+                }
+            }
+            if !actions.is_empty() {
+                granted.push(Access {
+                    kind: req.kind.clone(),
+                    name: req.name.clone(),
+                    actions,
+                });
+            }
+        }
+        let subject = match (&c.principal.name, c.principal.method) {
+            (None, _) => None,
+            (Some(n), AuthMethod::Robot) => Some(format!("{ROBOT_SUBJECT}{n}")),
+            (Some(n), _) => Some(n.clone()),
+        };
+        self.issuer.issue(subject.as_deref(), &granted, unix_now())
+    }
+}
+
+fn method_label(m: AuthMethod) -> &'static str {
+    match m {
+        AuthMethod::Anonymous => "anonymous",
+        AuthMethod::Basic => "basic",
+        AuthMethod::Token => "token",
+        AuthMethod::Certificate => "certificate",
+        AuthMethod::Robot => "robot",
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
