@@ -453,3 +453,209 @@ async fn a_private_upstream_readable_anonymously_refuses_to_start() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_identify_nodes_on_the_tls_listener() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 61);
+    let digest = reg.pusher().push_image("team/app", "v1", &img).await;
+    let tmp = TempDir::new("mtls");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "node CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.distinguished_name.push(DnType::CommonName, "node-1");
+    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = cp.signed_by(&client_key, &ca, &ca_key).unwrap();
+    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(p("server.crt"), server.cert.pem()).unwrap();
+    std::fs::write(p("server.key"), server.key_pair.serialize_pem()).unwrap();
+    // skopeo's certificate directory: <name>.cert + <name>.key is a client pair.
+    std::fs::create_dir_all(p("certs")).unwrap();
+    std::fs::write(p("certs/client.cert"), client.pem()).unwrap();
+    std::fs::write(p("certs/client.key"), client_key.serialize_pem()).unwrap();
+    let tls_port = super::support::free_port();
+    let body = format!(
+        "{}\n[access]\n[access.client_certificates]\nca = \"{}\"\nidentity = \"cn\"\n\n\
+         [[access.rules]]\nwho = [\"cert:node-1\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\", \"fill\"]\n",
+        local_upstream(&reg.url(), "10m", ""),
+        p("ca.pem").display()
+    );
+    let bw = Breakwater::start_with(
+        &format!(
+            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            p("server.crt").display(),
+            p("server.key").display()
+        ),
+        &body,
+    )
+    .await;
+    assert!(super::support::wait_for_port(tls_port, std::time::Duration::from_secs(10)).await);
+    let url = format!("https://127.0.0.1:{tls_port}/v2/local/team/app/manifests/v1");
+
+    // No certificate: an anonymous client, refused.
+    let plain = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let r = plain
+        .get(&url)
+        .header("Accept", OCI_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // The node's certificate: identified as cert:node-1 and served.
+    let mut pem = client.pem().into_bytes();
+    pem.extend_from_slice(client_key.serialize_pem().as_bytes());
+    let with_cert = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let r = with_cert
+        .get(&url)
+        .header("Accept", OCI_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["docker-content-digest"].to_str().unwrap(),
+        digest
+    );
+
+    // A real client presenting the certificate pulls the whole image.
+    let dir = p("certs").display().to_string();
+    skopeo(
+        &format!("127.0.0.1:{tls_port}/local/team/app:v1"),
+        &p("out"),
+        &["--src-cert-dir", &dir],
+    )
+    .expect("skopeo with a client certificate");
+    assert!(
+        bw.metric(
+            "breakwater_auth_results_total",
+            &["method=\"certificate\"", "outcome=\"ok\""]
+        )
+        .await
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_upstream_content_never_reaches_the_wrong_client() {
+    use super::support::token_server::{TokenServer, TokenServerConfig};
+    // The private upstream: real token auth, nothing anonymous.
+    let tokens = TokenServer::start(TokenServerConfig {
+        anonymous_pull: false,
+        ..TokenServerConfig::default()
+    })
+    .await;
+    let private = Registry::start_token(&tokens).await;
+    let public = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 71);
+    let digest = private.pusher().push_image("secret/app", "v1", &img).await;
+    let (user, pass) = tokens.credentials().unwrap();
+    std::env::set_var("BW_TEST_PRIVATE_PASSWORD", &pass);
+    let tmp = TempDir::new("leak");
+    let htpasswd = htpasswd_file(tmp.path(), &[("alice", "alice-pw"), ("eve", "eve-pw")]);
+    let body = format!(
+        "{}\n[upstreams.priv]\nurl = \"{}\"\naliases = [\"priv\"]\nprivate = true\nusername = \"{user}\"\n\
+         password_env = \"BW_TEST_PRIVATE_PASSWORD\"\n\n[access]\nhtpasswd = \"{}\"\n\n\
+         [[access.rules]]\nwho = [\"everyone\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\", \"fill\"]\n\n\
+         [[access.rules]]\nwho = [\"user:alice\"]\nrepositories = [\"priv/secret/app\"]\nactions = [\"pull\", \"fill\"]\n\n\
+         [[access.rules]]\nwho = [\"user:eve\"]\nrepositories = [\"priv/secret/other\"]\nactions = [\"pull\", \"fill\"]\n",
+        local_upstream(&public.url(), "10m", ""),
+        private.url(),
+        htpasswd.display()
+    );
+    let bw = Breakwater::start(&body).await;
+    let host = bw.host();
+    skopeo(
+        &format!("{host}/priv/secret/app:v1"),
+        &tmp.path().join("a"),
+        &["--src-creds", "alice:alice-pw"],
+    )
+    .expect("alice caches the private image");
+    let layer = img.blobs()[0].digest.clone();
+    assert!(bw.has_blob(&layer));
+
+    // A token for a principal, asked for the scope of `name`.
+    let token_for = |who: Option<(&'static str, &'static str)>, name: String| {
+        let url = format!(
+            "{}/token?service=breakwater&scope=repository:{name}:pull",
+            bw.url()
+        );
+        async move {
+            let mut rq = http_client().get(url);
+            if let Some((u, p)) = who {
+                rq = rq.basic_auth(u, Some(p));
+            }
+            let v: serde_json::Value = rq.send().await.unwrap().json().await.unwrap();
+            v["token"].as_str().unwrap().to_string()
+        }
+    };
+    for who in [None, Some(("eve", "eve-pw"))] {
+        for name in ["priv/secret/app", "priv/secret/other", "local/secret/app"] {
+            let token = token_for(who, name.to_string()).await;
+            for path in [
+                format!("manifests/v1"),
+                format!("manifests/{digest}"),
+                format!("blobs/{layer}"),
+            ] {
+                let r = http_client()
+                    .get(format!("{}/v2/{name}/{path}", bw.url()))
+                    .header("Accept", OCI_ACCEPT)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let b: serde_json::Value = r.json().await.unwrap_or_default();
+                assert!(
+                    matches!(status, 401 | 403 | 404),
+                    "{who:?} got {status} for {name}/{path}: {b}"
+                );
+                if status == 404 {
+                    assert!(
+                        matches!(
+                            code(&b),
+                            "BLOB_UNKNOWN" | "MANIFEST_UNKNOWN" | "NAME_UNKNOWN"
+                        ),
+                        "{b}"
+                    );
+                }
+            }
+        }
+    }
+
+    // The authorised user pulls it warm, with no upstream blob GET.
+    private.reset_counts().await;
+    skopeo(
+        &format!("{host}/priv/secret/app:v1"),
+        &tmp.path().join("b"),
+        &["--src-creds", "alice:alice-pw"],
+    )
+    .expect("alice pulls warm");
+    private.settle().await;
+    for b in img.blobs() {
+        assert_eq!(
+            private.blob_gets(&b.digest),
+            0,
+            "blob {} came from upstream",
+            b.digest
+        );
+    }
+}
