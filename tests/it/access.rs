@@ -611,7 +611,7 @@ async fn private_upstream_content_never_reaches_the_wrong_client() {
         for name in ["priv/secret/app", "priv/secret/other", "local/secret/app"] {
             let token = token_for(who, name.to_string()).await;
             for path in [
-                format!("manifests/v1"),
+                "manifests/v1".to_string(),
                 format!("manifests/{digest}"),
                 format!("blobs/{layer}"),
             ] {
