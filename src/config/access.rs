@@ -23,7 +23,7 @@ pub struct AccessSettings {
     pub realm: Option<String>,
     /// The token signing key's file (created on first start); default `<root>/access/token.key`.
     pub key_file: Option<PathBuf>,
-    /// Groups by name, each a list of user (or robot) names.
+    /// Groups by name, each a list of user names (robots take theirs from their own `groups`).
     pub groups: BTreeMap<String, Vec<String>>,
     /// Static bearer tokens for robots (CI runners).
     pub robots: Vec<Robot>,

@@ -659,3 +659,51 @@ async fn private_upstream_content_never_reaches_the_wrong_client() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_and_containerd_log_in_through_the_token_service() {
+    let public = Registry::start_plain().await;
+    let private = Registry::start_plain().await;
+    let img = Image::small(Format::Docker, 81);
+    let digest = private.pusher().push_image("team/app", "v1", &img).await;
+    let tmp = TempDir::new("clients");
+    let htpasswd = htpasswd_file(tmp.path(), &[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    std::env::set_var("BW_TEST_ROBOT_TOKEN", ROBOT_TOKEN);
+    let bw = Breakwater::start(&office_config(&public.url(), &private.url(), &htpasswd)).await;
+    let image = format!("{}/priv/team/app:v1", bw.host());
+
+    // podman: anonymous refused, then `podman login` and pull.
+    let podman = |args: &[&str]| {
+        std::process::Command::new("podman")
+            .arg("--root")
+            .arg(tmp.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(tmp.path().join("podman-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("REGISTRY_AUTH_FILE", tmp.path().join("podman-auth.json"))
+            .output()
+            .expect("podman is installed (.ci/run installs it)")
+    };
+    let out = podman(&["pull", "--tls-verify=false", &image]);
+    assert!(!out.status.success(), "anonymous podman pull of a private image succeeded");
+    let out = podman(&["login", "--tls-verify=false", "-u", "alice", "-p", "alice-pw", &bw.host()]);
+    assert!(out.status.success(), "podman login: {}", String::from_utf8_lossy(&out.stderr));
+    let out = podman(&["pull", "--tls-verify=false", &image]);
+    assert!(out.status.success(), "podman pull: {}", String::from_utf8_lossy(&out.stderr));
+    let out = podman(&["image", "inspect", "--format", "{{.Digest}}", &image]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+
+    // containerd: ctr --user (the OAuth2 password form), and refused without it.
+    let ctrd = super::clients::Containerd::start(tmp.path()).await;
+    let out = ctrd.ctr(&["content", "fetch", "--plain-http", &image]);
+    assert!(!out.status.success(), "anonymous ctr fetch of a private image succeeded");
+    let out = ctrd.ctr(&["content", "fetch", "--plain-http", "--user", "alice:alice-pw", &image]);
+    assert!(out.status.success(), "ctr --user: {}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&ctrd.ctr(&["content", "ls"]).stdout).to_string();
+    for b in img.blobs() {
+        assert!(listed.contains(&b.digest), "{} not fetched:\n{listed}", b.digest);
+    }
+    let log = bw.log_text();
+    assert!(!log.contains("alice-pw"), "a password reached the log");
+}

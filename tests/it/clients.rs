@@ -137,13 +137,13 @@ async fn tls_listener_speaks_http2_and_http1() {
 }
 
 /// A containerd daemon of the test's own (temp root, state and socket), killed on drop.
-struct Containerd {
+pub(super) struct Containerd {
     child: std::process::Child,
     socket: std::path::PathBuf,
 }
 
 impl Containerd {
-    async fn start(dir: &std::path::Path) -> Containerd {
+    pub(super) async fn start(dir: &std::path::Path) -> Containerd {
         let socket = dir.join("containerd.sock");
         let config = dir.join("containerd.toml");
         std::fs::write(
@@ -172,7 +172,7 @@ impl Containerd {
         Containerd { child, socket }
     }
 
-    fn ctr(&self, args: &[&str]) -> std::process::Output {
+    pub(super) fn ctr(&self, args: &[&str]) -> std::process::Output {
         Command::new("ctr")
             .arg("-a")
             .arg(&self.socket)

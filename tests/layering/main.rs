@@ -36,7 +36,10 @@ const MODULES: &[(&str, &[&str])] = &[
     ("upstream", &["config", "metrics"]),
     ("registry", &["upstream", "config", "metrics"]),
     ("access", &["config", "metrics"]),
-    ("server", &["access", "registry", "upstream", "config", "metrics"]),
+    (
+        "server",
+        &["access", "registry", "upstream", "config", "metrics"],
+    ),
     ("lifecycle", &["registry", "config", "metrics"]),
     ("scan", &["registry", "config", "metrics"]),
     ("background", &["registry"]),
