@@ -141,16 +141,7 @@ impl RegistryApp {
             }
             Err(AuthFailure::Throttled(after)) => {
                 tracing::warn!(client = %addr, "authentication throttled after repeated failures");
-                let e = RegistryError::new(
-                    ErrorCode::TooManyRequests,
-                    "too many failed authentication attempts from this address; try again later",
-                );
-                let mut h = header(429);
-                set(&mut h, "Content-Type", "application/json");
-                set(&mut h, "Retry-After", after.as_secs().max(1));
-                Err(send_bytes(session, h, Bytes::from(e.to_json()), head)
-                    .await
-                    .into())
+                Err(throttled(session, after, head).await)
             }
         }
     }
@@ -208,8 +199,9 @@ impl RegistryApp {
         repo: &str,
         action: &str,
     ) {
-        let Some(ac) = &self.access else { return };
-        let _ = ac;
+        if self.access.is_none() {
+            return;
+        }
         self.registry
             .metrics()
             .access_denials
@@ -319,18 +311,7 @@ impl RegistryApp {
             .await
         {
             Ok(c) => c,
-            Err(AuthFailure::Throttled(after)) => {
-                let e = RegistryError::new(
-                    ErrorCode::TooManyRequests,
-                    "too many failed authentication attempts from this address; try again later",
-                );
-                let mut h = header(429);
-                set(&mut h, "Content-Type", "application/json");
-                set(&mut h, "Retry-After", after.as_secs().max(1));
-                return send_bytes(session, h, Bytes::from(e.to_json()), false)
-                    .await
-                    .into();
-            }
+            Err(AuthFailure::Throttled(after)) => return throttled(session, after, false).await,
             Err(AuthFailure::Malformed(why)) | Err(AuthFailure::Rejected(why)) => {
                 tracing::info!(client = %addr, "token request refused: {why}");
                 return self
@@ -370,6 +351,20 @@ impl RegistryApp {
             .await
             .into()
     }
+}
+
+/// 429 with `Retry-After` for an address that failed authentication too often.
+async fn throttled(session: &mut ServerSession, after: std::time::Duration, head: bool) -> Outcome {
+    let e = RegistryError::new(
+        ErrorCode::TooManyRequests,
+        "too many failed authentication attempts from this address; try again later",
+    );
+    let mut h = header(429);
+    set(&mut h, "Content-Type", "application/json");
+    set(&mut h, "Retry-After", after.as_secs().max(1));
+    send_bytes(session, h, Bytes::from(e.to_json()), head)
+        .await
+        .into()
 }
 
 /// Reads a small request body (the OAuth2 form).

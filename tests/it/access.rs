@@ -686,23 +686,60 @@ async fn podman_and_containerd_log_in_through_the_token_service() {
             .expect("podman is installed (.ci/run installs it)")
     };
     let out = podman(&["pull", "--tls-verify=false", &image]);
-    assert!(!out.status.success(), "anonymous podman pull of a private image succeeded");
-    let out = podman(&["login", "--tls-verify=false", "-u", "alice", "-p", "alice-pw", &bw.host()]);
-    assert!(out.status.success(), "podman login: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "anonymous podman pull of a private image succeeded"
+    );
+    let out = podman(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        "alice-pw",
+        &bw.host(),
+    ]);
+    assert!(
+        out.status.success(),
+        "podman login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = podman(&["pull", "--tls-verify=false", &image]);
-    assert!(out.status.success(), "podman pull: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "podman pull: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = podman(&["image", "inspect", "--format", "{{.Digest}}", &image]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
 
     // containerd: ctr --user (the OAuth2 password form), and refused without it.
     let ctrd = super::clients::Containerd::start(tmp.path()).await;
     let out = ctrd.ctr(&["content", "fetch", "--plain-http", &image]);
-    assert!(!out.status.success(), "anonymous ctr fetch of a private image succeeded");
-    let out = ctrd.ctr(&["content", "fetch", "--plain-http", "--user", "alice:alice-pw", &image]);
-    assert!(out.status.success(), "ctr --user: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "anonymous ctr fetch of a private image succeeded"
+    );
+    let out = ctrd.ctr(&[
+        "content",
+        "fetch",
+        "--plain-http",
+        "--user",
+        "alice:alice-pw",
+        &image,
+    ]);
+    assert!(
+        out.status.success(),
+        "ctr --user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed = String::from_utf8_lossy(&ctrd.ctr(&["content", "ls"]).stdout).to_string();
     for b in img.blobs() {
-        assert!(listed.contains(&b.digest), "{} not fetched:\n{listed}", b.digest);
+        assert!(
+            listed.contains(&b.digest),
+            "{} not fetched:\n{listed}",
+            b.digest
+        );
     }
     let log = bw.log_text();
     assert!(!log.contains("alice-pw"), "a password reached the log");

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Access control's cost on the hot paths: the same warm breakwater twice over one upstream, open
+# (no [access]) and with access control on (clients present a registry token from /token, rules
+# checked, repository links checked), measured back to back in interleaved rounds:
+#  - manifest GETs by digest (wrk, CONNECTIONS connections, DURATION);
+#  - warm blob GETs (CLIENTS parallel curl downloads of a BLOB_SIZE layer), GB/s.
+# Reports each figure and the ratio on/off (the goal is >= 0.9).
+#
+# Env: DURATION (10s)  ROUNDS (3)  CONNECTIONS (64)  BLOB_SIZE (256M)  CLIENTS (4)  THREADS (2)
+#      QUICK=1 (3s, 1 round, 64M)  RESULTS_FILE (load-tests/results/auth-overhead.md)
+source "$(dirname "$0")/lib.sh"
+
+if [ "$QUICK" = 1 ]; then
+    DURATION="${DURATION:-3s}"
+    ROUNDS="${ROUNDS:-1}"
+    BLOB_SIZE="${BLOB_SIZE:-64M}"
+fi
+DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-3}"
+CONNECTIONS="${CONNECTIONS:-64}"
+BLOB_SIZE="${BLOB_SIZE:-256M}"
+CLIENTS="${CLIENTS:-4}"
+THREADS="${THREADS:-2}"
+RESULTS_FILE="${RESULTS_FILE:-$RESULTS_DIR/auth-overhead.md}"
+REPO=bench/app
+TAG=v1
+ROBOT_TOKEN=bench-robot-token-0123456789abcdef
+
+bench_init auth-overhead
+need skopeo wrk curl
+
+start_registry upstream
+UP_PORT=$REG_PORT
+make_image app "$TAG" "$BLOB_SIZE"
+push_image app "$TAG" "$UP_PORT" "$REPO"
+MDIGEST=$(image_field app 'd["manifest"]["digest"]')
+LDIGEST=$(image_field app 'd["layers"][0]["digest"]')
+LSIZE=$(image_field app 'd["layers"][0]["size"]')
+
+start_breakwater open "$UP_PORT" "$THREADS"
+OPEN_PORT=$BW_PORT OPEN_PID=$BW_PID
+export BW_BENCH_ROBOT_TOKEN=$ROBOT_TOKEN
+start_breakwater auth "$UP_PORT" "$THREADS" '
+[access]
+[[access.robots]]
+name = "bench"
+token_env = "BW_BENCH_ROBOT_TOKEN"
+
+[[access.rules]]
+who = ["robot:bench"]
+repositories = ["local/**"]
+actions = ["pull", "fill"]'
+AUTH_PORT=$BW_PORT AUTH_PID=$BW_PID
+
+# A registry token as docker/containerd get one: Basic robot credentials at /token.
+TOKEN=$(curl -sf -u "bench:$ROBOT_TOKEN" \
+    "http://127.0.0.1:$AUTH_PORT/token?service=breakwater&scope=repository:local/$REPO:pull" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])') || die "no token"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AUTH_PORT/v2/local/$REPO/manifests/$MDIGEST")
+[ "$code" = 401 ] || die "access control is not on (anonymous got $code)"
+
+# Warm both caches (manifest and layer) and check the bytes.
+for p in "$OPEN_PORT" "$AUTH_PORT"; do
+    for path in "manifests/$TAG" "manifests/$MDIGEST" "blobs/$LDIGEST"; do
+        out=$(curl -s -o "$WORK/body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+            -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://127.0.0.1:$p/v2/local/$REPO/$path")
+        [ "$out" = 200 ] || die "GET $path on $p: $out"
+    done
+    [ "$(sha256sum <"$WORK/body" | cut -d' ' -f1)" = "${LDIGEST#sha256:}" ] || die "wrong layer bytes from $p"
+done
+
+cat >"$WORK/token.lua" <<LUA
+wrk.method = "GET"
+wrk.headers["Accept"] = "application/vnd.oci.image.manifest.v1+json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+
+# rps PORT -> requests/s (non-2xx answers abort the run)
+rps() {
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s "$WORK/token.lua" \
+        "http://127.0.0.1:$1/v2/local/$REPO/manifests/$MDIGEST" >"$WORK/wrk.txt" 2>&1 || die "wrk: $(cat "$WORK/wrk.txt")"
+    ! grep -q "Non-2xx" "$WORK/wrk.txt" || die "non-2xx answers: $(cat "$WORK/wrk.txt")"
+    awk '/Requests\/sec/ { print $2 }' "$WORK/wrk.txt"
+}
+
+# gbps PORT -> GB/s of CLIENTS parallel warm downloads
+gbps() {
+    local t0 t1 i
+    t0=$(now)
+    for i in $(seq "$CLIENTS"); do
+        curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" \
+            "http://127.0.0.1:$1/v2/local/$REPO/blobs/$LDIGEST" &
+    done
+    wait
+    t1=$(now)
+    calc "$CLIENTS*$LSIZE/($t1-$t0)/1e9"
+}
+
+M_OPEN=() M_AUTH=() B_OPEN=() B_AUTH=()
+for round in $(seq "$ROUNDS"); do
+    log "round $round/$ROUNDS"
+    M_OPEN+=("$(rps "$OPEN_PORT")"); sleep 1
+    M_AUTH+=("$(rps "$AUTH_PORT")"); sleep 1
+    B_OPEN+=("$(gbps "$OPEN_PORT")")
+    B_AUTH+=("$(gbps "$AUTH_PORT")")
+done
+mo=$(median "${M_OPEN[@]}") ma=$(median "${M_AUTH[@]}")
+bo=$(median "${B_OPEN[@]}") ba=$(median "${B_AUTH[@]}")
+{
+    echo "## auth-overhead: access control on vs off, same run"
+    echo
+    echo "$(context); median of $ROUNDS interleaved round(s); breakwater threads = $THREADS; clients share the $(nproc) CPUs."
+    echo
+    echo "| measure | open (no [access]) | access control on (registry token) | on / off |"
+    echo "|---|---|---|---|"
+    echo "| manifest GET by digest, req/s ($CONNECTIONS connections, $DURATION) | $(fmt .0f "$mo") | $(fmt .0f "$ma") | $(ratio "$ma" "$mo") |"
+    echo "| warm blob GET, GB/s ($CLIENTS clients, $(calc "$LSIZE/$MIB" | cut -d. -f1) MiB layer) | $(fmt .2f "$bo") | $(fmt .2f "$ba") | $(ratio "$ba" "$bo") |"
+    echo
+    echo "Rounds: manifests open ${M_OPEN[*]} / on ${M_AUTH[*]}; blobs open ${B_OPEN[*]} / on ${B_AUTH[*]}."
+} | emit_results "$RESULTS_FILE"
