@@ -5,7 +5,7 @@
 pub mod tls;
 
 use crate::config::access::{AccessSettings, Challenge};
-use crate::config::UpstreamSettings;
+use crate::config::{Credentials as UpstreamCredentials, UpstreamSettings};
 use breakwater_auth::{
     parse_authorization, Access, Action, Allowance, AuthMethod, Claims, Credentials, Decision,
     FailureLimiter, HtpasswdFile, IdentitySource, IssuedToken, LimiterConfig, Policy, Principal,
@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 /// Robots log in at the token endpoint under this prefix of the token subject, so a robot and a
 /// user of the same name never share rules (neither may contain ':').
 const ROBOT_SUBJECT: &str = "robot:";
+/// The token subject prefix of clients whose credentials only an upstream checks.
+const UPSTREAM_SUBJECT: &str = "client:";
 
 /// A client after authentication: its principal and, for a registry token, what it grants.
 #[derive(Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct Client {
     pub principal: Principal,
     /// The registry token's claims, when it presented one.
     pub claims: Option<Claims>,
+    /// Credentials for `credentials = "client"` upstreams: ones this cache does not know (never
+    /// a local user's password or a robot token).
+    pub upstream_credentials: Option<Arc<UpstreamCredentials>>,
 }
 
 impl Client {
@@ -37,6 +42,7 @@ impl Client {
             (None, _) => "anonymous".into(),
             (Some(n), AuthMethod::Robot) => format!("robot:{n}"),
             (Some(n), AuthMethod::Certificate) => format!("cert:{n}"),
+            (Some(n), AuthMethod::Upstream) => format!("client:{n}"),
             (Some(n), _) => format!("user:{n}"),
         }
     }
@@ -48,6 +54,7 @@ impl Client {
             AuthMethod::Basic | AuthMethod::Token => "user",
             AuthMethod::Robot => "robot",
             AuthMethod::Certificate => "certificate",
+            AuthMethod::Upstream => "upstream",
         }
     }
 }
@@ -75,6 +82,10 @@ pub struct AccessControl {
     groups_of: HashMap<String, Vec<String>>,
     certificates: Option<Arc<tls::ClientIdentities>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Upstreams with `credentials = "client"`: the only ones an `Upstream` principal may reach.
+    client_credential_upstreams: Vec<String>,
+    /// Those clients' credentials by the id of the token issued to them (for the token's life).
+    passthrough: moka::sync::Cache<String, Arc<UpstreamCredentials>>,
 }
 
 impl AccessControl {
@@ -164,6 +175,15 @@ impl AccessControl {
             groups_of,
             certificates,
             metrics,
+            client_credential_upstreams: upstreams
+                .iter()
+                .filter(|(_, u)| u.client_credentials)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            passthrough: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(s.token_ttl)
+                .build(),
         })
     }
 
@@ -224,6 +244,7 @@ impl AccessControl {
                     Client {
                         principal: p,
                         claims: None,
+                        upstream_credentials: None,
                     }
                 }
                 None => {
@@ -231,6 +252,7 @@ impl AccessControl {
                     Client {
                         principal: Principal::anonymous(addr),
                         claims: None,
+                        upstream_credentials: None,
                     }
                 }
             });
@@ -244,31 +266,46 @@ impl AccessControl {
             return Err(AuthFailure::Throttled(retry_after));
         }
         let result = match creds {
-            Credentials::Basic { user, password } => self
-                .check_password(&user, &password)
-                .await
-                .map(|method| Client {
-                    principal: match method {
-                        AuthMethod::Robot => self
+            Credentials::Basic { user, password } => {
+                match self.check_password(&user, &password).await {
+                    Some(AuthMethod::Robot) => Ok(Client {
+                        principal: self
                             .robots
                             .check(&password)
                             .map(|r| r.principal(addr))
                             .unwrap_or_else(|| Principal::anonymous(addr)),
-                        _ => self.principal(&user, AuthMethod::Basic, addr),
-                    },
-                    claims: None,
-                })
-                .ok_or(("basic", "wrong user name or password".to_string())),
+                        claims: None,
+                        upstream_credentials: None,
+                    }),
+                    Some(_) => Ok(Client {
+                        principal: self.principal(&user, AuthMethod::Basic, addr),
+                        claims: None,
+                        upstream_credentials: None,
+                    }),
+                    // Not an account here: an upstream taking clients' own credentials decides.
+                    None if self.passes_through(&user) => Ok(Client {
+                        principal: Principal::named(&user, AuthMethod::Upstream, addr),
+                        claims: None,
+                        upstream_credentials: Some(Arc::new(UpstreamCredentials::Basic {
+                            username: user,
+                            password,
+                        })),
+                    }),
+                    None => Err(("basic", "wrong user name or password".to_string())),
+                }
+            }
             Credentials::Bearer(token) => {
                 if let Some(robot) = self.robots.check(&token) {
                     Ok(Client {
                         principal: robot.principal(addr),
                         claims: None,
+                        upstream_credentials: None,
                     })
                 } else {
                     match self.issuer.verify(&token, unix_now()) {
                         Ok(claims) => Ok(Client {
                             principal: self.token_principal(&claims, addr),
+                            upstream_credentials: self.passthrough.get(&claims.jti),
                             claims: Some(claims),
                         }),
                         Err(e) => Err(("token", format!("token refused: {e}"))),
@@ -312,9 +349,24 @@ impl AccessControl {
             .then_some(AuthMethod::Basic)
     }
 
+    /// Whether Basic credentials that are not a local account go to a client-credentials
+    /// upstream instead of being refused: only when such an upstream exists, and never for a
+    /// local user's name (a wrong local password is refused, not passed on).
+    fn passes_through(&self, user: &str) -> bool {
+        !self.client_credential_upstreams.is_empty()
+            && !self
+                .htpasswd
+                .as_ref()
+                .is_some_and(|f| f.snapshot().0.has_user(user))
+            && self.robots.groups_of(user).is_none()
+    }
+
     fn token_principal(&self, claims: &Claims, addr: IpAddr) -> Principal {
         if claims.sub.is_empty() {
             return Principal::anonymous(addr);
+        }
+        if let Some(user) = claims.sub.strip_prefix(UPSTREAM_SUBJECT) {
+            return Principal::named(user, AuthMethod::Upstream, addr);
         }
         match claims.sub.strip_prefix(ROBOT_SUBJECT) {
             Some(robot) => {
@@ -333,6 +385,9 @@ impl AccessControl {
     /// Whether the client may do `action` on `repo` (`<upstream>/<name>`), requested under the
     /// name `client_name`: the rules decide, and a registry token must grant it as well.
     pub fn decide(&self, c: &Client, client_name: &str, repo: &str, action: Action) -> Decision {
+        if !self.reaches(&c.principal, repo) {
+            return Decision::Deny { anonymous: false };
+        }
         let granted = match &c.claims {
             Some(claims) => claims.allows(client_name, action.as_str()),
             None => true,
@@ -348,7 +403,18 @@ impl AccessControl {
 
     /// Whether the client may see `repo` at all (catalog listing).
     pub fn may_pull(&self, c: &Client, repo: &str) -> bool {
-        self.policy.allows(&c.principal, repo, Action::Pull)
+        self.reaches(&c.principal, repo) && self.policy.allows(&c.principal, repo, Action::Pull)
+    }
+
+    /// A principal whose credentials only an upstream checked reaches only those upstreams.
+    fn reaches(&self, p: &Principal, repo: &str) -> bool {
+        if p.method != AuthMethod::Upstream {
+            return true;
+        }
+        let upstream = repo.split_once('/').map_or(repo, |(u, _)| u);
+        self.client_credential_upstreams
+            .iter()
+            .any(|u| u == upstream)
     }
 
     /// Issues a token for the requested scopes, granting what the rules allow under any of the
@@ -364,6 +430,9 @@ impl AccessControl {
         for req in requested {
             let mut actions: Vec<String> = Vec::new();
             for key in resolutions(&req.name) {
+                if !self.reaches(&c.principal, &key) {
+                    continue;
+                }
                 for a in self
                     .policy
                     .grant_with(&c.principal, std::slice::from_ref(req), |_| {
@@ -388,9 +457,17 @@ impl AccessControl {
         let subject = match (&c.principal.name, c.principal.method) {
             (None, _) => None,
             (Some(n), AuthMethod::Robot) => Some(format!("{ROBOT_SUBJECT}{n}")),
+            (Some(n), AuthMethod::Upstream) => Some(format!("{UPSTREAM_SUBJECT}{n}")),
             (Some(n), _) => Some(n.clone()),
         };
-        self.issuer.issue(subject.as_deref(), &granted, unix_now())
+        let issued = self.issuer.issue(subject.as_deref(), &granted, unix_now());
+        // The upstream needs the client's credentials for as long as the token lives.
+        if let Some(creds) = &c.upstream_credentials {
+            if let Ok(claims) = self.issuer.verify(&issued.token, unix_now()) {
+                self.passthrough.insert(claims.jti, creds.clone());
+            }
+        }
+        issued
     }
 }
 
@@ -401,6 +478,7 @@ fn method_label(m: AuthMethod) -> &'static str {
         AuthMethod::Token => "token",
         AuthMethod::Certificate => "certificate",
         AuthMethod::Robot => "robot",
+        AuthMethod::Upstream => "upstream",
     }
 }
 

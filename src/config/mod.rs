@@ -178,6 +178,28 @@ pub enum Credentials {
     Bearer(String),
 }
 
+impl Credentials {
+    /// A short hash naming these credentials (token cache keys, acceptance decisions) without
+    /// holding the secret in the clear.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        match self {
+            Credentials::Basic { username, password } => {
+                h.update(b"basic\0");
+                h.update(username.as_bytes());
+                h.update(b"\0");
+                h.update(password.as_bytes());
+            }
+            Credentials::Bearer(t) => {
+                h.update(b"bearer\0");
+                h.update(t.as_bytes());
+            }
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -475,7 +497,18 @@ impl Settings {
             .map_err(ConfigError::Invalid)?,
             scan: breakwater_scan::settings::ScanSettings::from_raw(raw.scan)
                 .map_err(ConfigError::Invalid)?,
-            access: raw.access.map(access::RawAccess::resolve).transpose()?,
+            access: match raw.access {
+                Some(a) => Some(a.resolve()?),
+                None => {
+                    if let Some((name, _)) = upstreams.iter().find(|(_, u)| u.client_credentials) {
+                        return Err(ConfigError::Invalid(format!(
+                            "upstreams.{name:?}: credentials = \"client\" needs an [access] section: \
+                             clients send credentials only to a registry that challenges them"
+                        )));
+                    }
+                    None
+                }
+            },
             upstreams,
             default_upstream,
         })

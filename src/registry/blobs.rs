@@ -23,6 +23,7 @@ impl Registry {
         t: &Target,
         digest: &Digest,
     ) -> Result<BlobSource, RegistryError> {
+        self.ensure_accepted(t).await?;
         // Before opening: a GC delete either comes first (and this fills) or waits its turn.
         self.touched.touch([digest]);
         let linked = self.is_linked(t, digest).await?;
@@ -38,7 +39,13 @@ impl Registry {
         let ctx = self.fill_context();
         let (fill, started) = self
             .blobs
-            .join_or_start(&ctx, t.upstream.clone(), t.repo.clone(), digest)
+            .join_or_start(
+                &ctx,
+                t.upstream.clone(),
+                t.repo.clone(),
+                digest,
+                t.client.clone(),
+            )
             .map_err(internal)?;
         // A fill started here fetches for this repository (and links on success); joining one
         // started for another repository needs upstream's word that this one holds it too.
@@ -51,6 +58,7 @@ impl Registry {
 
     /// The blob's size for HEAD: from the store, else asked of upstream (no fill started).
     pub async fn blob_size(&self, t: &Target, digest: &Digest) -> Result<u64, RegistryError> {
+        self.ensure_accepted(t).await?;
         self.touched.touch([digest]);
         let (store, d) = (self.store.clone(), digest.clone());
         let stored = blocking(move || store.stat(&d)).await?.map_err(internal)?;

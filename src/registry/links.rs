@@ -74,10 +74,19 @@ impl Registry {
             Content::Manifest => ErrorCode::ManifestUnknown,
         };
         let size = match content {
-            Content::Blob => t.upstream.blob_size(&t.repo, digest).await,
+            Content::Blob => {
+                t.upstream
+                    .blob_size(&t.repo, digest, t.client_credentials())
+                    .await
+            }
             Content::Manifest => t
                 .upstream
-                .manifest(&t.repo, &Reference::Digest(digest.clone()), true)
+                .manifest(
+                    &t.repo,
+                    &Reference::Digest(digest.clone()),
+                    true,
+                    t.client_credentials(),
+                )
                 .await
                 .map(|m| m.size),
         };

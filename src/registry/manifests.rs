@@ -85,6 +85,7 @@ impl Registry {
         reference: &Reference,
         accept: &Accept,
     ) -> Result<ManifestAnswer, RegistryError> {
+        self.ensure_accepted(t).await?;
         let (manifest, status) = match reference {
             Reference::Digest(d) => self.manifest_by_digest(t, d).await?,
             Reference::Tag(tag) => self.manifest_by_tag(t, tag).await?,
@@ -233,7 +234,7 @@ impl Registry {
                 .checks
                 .run(key, move || async move {
                     let reference = Reference::Tag(tag.clone());
-                    if let Ok(head) = t.upstream.manifest(&t.repo, &reference, true).await {
+                    if let Ok(head) = t.upstream.manifest(&t.repo, &reference, true, t.client_credentials()).await {
                         if let Some(d) = head.digest.filter(|d| d != &rec.digest) {
                             registry
                                 .metrics
@@ -283,7 +284,11 @@ impl Registry {
             let m = self.fetch_manifest(t, &reference, Some(tag)).await?;
             return Ok((m, CacheStatus::Miss));
         };
-        match t.upstream.manifest(&t.repo, &reference, true).await {
+        match t
+            .upstream
+            .manifest(&t.repo, &reference, true, t.client_credentials())
+            .await
+        {
             Ok(head) if head.digest.as_ref() == Some(&rec.digest) => {
                 let now = crate::now_ms();
                 let (index, k, tg) = (self.index.clone(), t.key(), tag.to_string());
@@ -395,7 +400,11 @@ impl Registry {
         reference: &Reference,
         tag: Option<&Tag>,
     ) -> Result<Arc<CachedManifest>, RegistryError> {
-        let fetched = match t.upstream.manifest(&t.repo, reference, false).await {
+        let fetched = match t
+            .upstream
+            .manifest(&t.repo, reference, false, t.client_credentials())
+            .await
+        {
             Ok(f) => f,
             Err(e) => return Err(upstream_error(&e, ErrorCode::ManifestUnknown)),
         };

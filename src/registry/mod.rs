@@ -2,6 +2,7 @@
 //! decided from the index, the store and (on a miss or an expired tag) the upstream. No HTTP here:
 //! the server module turns requests into these calls and their answers into responses.
 
+mod acceptance;
 pub mod blobs;
 pub mod fill;
 pub mod flight;
@@ -35,6 +36,15 @@ pub struct Target {
     /// Whether this request may cause upstream fetches (the access rules' `fill` action); when
     /// not, only what is cached is served.
     pub may_fill: bool,
+    /// The client's own credentials, used on a `credentials = "client"` upstream.
+    pub client: Option<Arc<crate::config::Credentials>>,
+}
+
+impl Target {
+    /// The credentials to hand the upstream client for this request.
+    pub fn client_credentials(&self) -> Option<&crate::config::Credentials> {
+        self.client.as_deref()
+    }
 }
 
 impl Target {
@@ -88,6 +98,7 @@ pub struct Registry {
     pulls: Arc<pulls::PullRecorder>,
     touched: Arc<touched::Touched>,
     links: links::LinkCache,
+    acceptance: acceptance::Acceptance,
     // Set once by main after the scanner is built (it needs this registry as its image source).
     hooks: OnceLock<Arc<dyn ManifestHooks>>,
 }
@@ -122,6 +133,14 @@ impl Registry {
             pulls: Arc::default(),
             touched: Arc::default(),
             links: links::LinkCache::default(),
+            acceptance: acceptance::Acceptance::new(
+                settings
+                    .access
+                    .as_ref()
+                    .map_or(std::time::Duration::from_secs(300), |a| {
+                        a.client_credentials_ttl
+                    }),
+            ),
             hooks: OnceLock::new(),
         })
     }
@@ -162,6 +181,7 @@ impl Registry {
             upstream,
             repo,
             may_fill: true,
+            client: None,
         })
     }
 

@@ -52,10 +52,13 @@ impl Registry {
                 continue;
             }
             let ctx = self.fill_context();
-            match self
-                .blobs
-                .join_or_start(&ctx, t.upstream.clone(), t.repo.clone(), &r.digest)
-            {
+            match self.blobs.join_or_start(
+                &ctx,
+                t.upstream.clone(),
+                t.repo.clone(),
+                &r.digest,
+                t.client.clone(),
+            ) {
                 Ok((_, true)) => self.metrics.prefetches.inc(),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(digest = %r.digest, "prefetch could not start: {e}"),

@@ -63,6 +63,7 @@ impl Registry {
         page: &Page,
         client_name: &str,
     ) -> Result<TagList, RegistryError> {
+        self.ensure_accepted(t).await?;
         if !t.may_fill {
             return self
                 .cached_tags(
@@ -74,7 +75,11 @@ impl Registry {
                 )
                 .await;
         }
-        match t.upstream.tags(&t.repo, query).await {
+        match t
+            .upstream
+            .tags(&t.repo, query, t.client_credentials())
+            .await
+        {
             Ok(f) => {
                 self.metrics.request("tags", "miss");
                 // A complete list (no upstream Link) is sorted lexically, as the specification

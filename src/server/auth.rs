@@ -163,6 +163,7 @@ impl RegistryApp {
         match ac.decide(c, name, &repo, Action::Pull) {
             Decision::Allow => {
                 target.may_fill = ac.decide(c, name, &repo, Action::Fill) == Decision::Allow;
+                target.client = c.upstream_credentials.clone();
                 Ok(())
             }
             Decision::Deny { anonymous } => {

@@ -57,7 +57,7 @@ impl RegistryApp {
                 send_bytes(session, h, list.body, head).await.into()
             }
             Err(e) => {
-                self.refuse_or_fail(session, client, &target, "tags", &e, head)
+                self.refuse_or_fail(session, (client, name), &target, "tags", &e, head)
                     .await
             }
         }

@@ -208,7 +208,7 @@ impl RegistryApp {
     async fn refuse_or_fail(
         &self,
         session: &mut ServerSession,
-        client: Option<&Client>,
+        (client, name): (Option<&Client>, &str),
         target: &crate::registry::Target,
         kind: &str,
         e: &RegistryError,
@@ -216,6 +216,14 @@ impl RegistryApp {
     ) -> Outcome {
         if let (ErrorCode::Denied, Some(c)) = (e.code, client) {
             self.audit_denial(session, c, &target.key().to_string(), "fill");
+        }
+        if e.code == ErrorCode::Unauthorized {
+            // An upstream taking clients' own credentials wants some: challenge for them.
+            self.registry.metrics().request(kind, "error");
+            let scope = format!("repository:{name}:pull");
+            return self
+                .unauthorized(session, e.message.clone(), Some(&scope), None, head)
+                .await;
         }
         self.fail(session, kind, e, head).await
     }
@@ -261,7 +269,7 @@ impl RegistryApp {
             Ok(a) => a,
             Err(e) => {
                 return self
-                    .refuse_or_fail(session, client, &target, "manifest", &e, head)
+                    .refuse_or_fail(session, (client, name), &target, "manifest", &e, head)
                     .await
             }
         };
@@ -345,7 +353,7 @@ impl RegistryApp {
                     session.write_response_header(h).await.is_ok().into()
                 }
                 Err(e) => {
-                    self.refuse_or_fail(session, client, &target, "blob", &e, true)
+                    self.refuse_or_fail(session, (client, name), &target, "blob", &e, true)
                         .await
                 }
             };
@@ -360,7 +368,7 @@ impl RegistryApp {
             Ok(s) => s,
             Err(e) => {
                 return self
-                    .refuse_or_fail(session, client, &target, "blob", &e, false)
+                    .refuse_or_fail(session, (client, name), &target, "blob", &e, false)
                     .await
             }
         };

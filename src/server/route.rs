@@ -139,6 +139,7 @@ impl Router {
             upstream,
             repo,
             may_fill: true,
+            client: None,
         })
     }
 }

@@ -162,23 +162,58 @@ impl Upstream {
         }
     }
 
-    async fn authorization(&self, scope: &str) -> Result<Option<String>, UpstreamError> {
+    /// The credentials used upstream: the client's own on a `credentials = "client"` upstream
+    /// (none for an anonymous client), else the configured ones.
+    fn credentials<'a>(&'a self, client: Option<&'a Credentials>) -> Option<&'a Credentials> {
+        if self.settings.client_credentials {
+            client
+        } else {
+            self.settings.credentials.as_ref()
+        }
+    }
+
+    /// The token cache key: the scope, and on a client-credentials upstream whose credentials
+    /// (a hash of them, so one client's token never serves another).
+    fn token_key(&self, scope: &str, client: Option<&Credentials>) -> String {
+        match (self.settings.client_credentials, client) {
+            (false, _) => scope.to_string(),
+            (true, None) => format!("anonymous {scope}"),
+            (true, Some(c)) => format!("{} {scope}", c.fingerprint()),
+        }
+    }
+
+    async fn authorization(
+        &self,
+        scope: &str,
+        client: Option<&Credentials>,
+    ) -> Result<Option<String>, UpstreamError> {
         let challenge = self.bearer.read().expect("lock").clone();
+        let credentials = self.credentials(client);
         if let Some(c) = challenge {
             let t = self
                 .tokens
                 .get(
                     &self.http,
                     &c,
+                    &self.token_key(scope, client),
                     scope,
-                    self.settings.credentials.as_ref(),
+                    credentials,
                     self.settings.first_byte_timeout,
                 )
                 .await
-                .map_err(|e| self.unreachable(e.to_string()))?;
+                .map_err(|e| match e {
+                    token::TokenError::Refused { status, .. } => UpstreamError::Status {
+                        upstream: self.name.clone(),
+                        status,
+                        code: Some("UNAUTHORIZED".into()),
+                        message: e.to_string(),
+                        retry_after: None,
+                    },
+                    e => self.unreachable(e.to_string()),
+                })?;
             return Ok(Some(format!("Bearer {}", t.value)));
         }
-        match &self.settings.credentials {
+        match credentials {
             Some(Credentials::Basic { username, password })
                 if self.basic.load(Ordering::Relaxed) =>
             {
@@ -200,6 +235,7 @@ impl Upstream {
         url: &str,
         headers: &[(reqwest::header::HeaderName, String)],
         repo: &RepoName,
+        client: Option<&Credentials>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut challenged = false;
         if let breaker::Admission::Open(wait) = self.breaker.admit() {
@@ -215,7 +251,7 @@ impl Upstream {
             for (k, v) in headers {
                 req = req.header(k, v);
             }
-            if let Some(auth) = self.authorization(&scope).await? {
+            if let Some(auth) = self.authorization(&scope, client).await? {
                 req = req.header(AUTHORIZATION, auth);
             }
             let sent = tokio::time::timeout(self.settings.first_byte_timeout, req.send()).await;
@@ -254,7 +290,7 @@ impl Upstream {
             }
             if resp.status() == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
-                if self.learn_challenge(resp.headers(), &scope).await {
+                if self.learn_challenge(resp.headers(), &scope, client).await {
                     continue;
                 }
             }
@@ -263,7 +299,12 @@ impl Upstream {
     }
 
     /// Remembers what a 401 asked for; true when a retry can succeed.
-    async fn learn_challenge(&self, headers: &HeaderMap, scope: &str) -> bool {
+    async fn learn_challenge(
+        &self,
+        headers: &HeaderMap,
+        scope: &str,
+        client: Option<&Credentials>,
+    ) -> bool {
         let challenges: Vec<Challenge> = headers
             .get_all(WWW_AUTHENTICATE)
             .iter()
@@ -276,11 +317,11 @@ impl Upstream {
         {
             *self.bearer.write().expect("lock") = Some(b.clone());
             // The token we sent (if any) was refused for this scope.
-            self.tokens.forget(scope).await;
+            self.tokens.forget(&self.token_key(scope, client)).await;
             return true;
         }
         if challenges.iter().any(|c| c.scheme == "basic")
-            && matches!(self.settings.credentials, Some(Credentials::Basic { .. }))
+            && matches!(self.credentials(client), Some(Credentials::Basic { .. }))
             && !self.basic.swap(true, Ordering::Relaxed)
         {
             return true;
@@ -353,6 +394,7 @@ impl Upstream {
         repo: &RepoName,
         reference: &Reference,
         head: bool,
+        client: Option<&Credentials>,
     ) -> Result<FetchedManifest, UpstreamError> {
         let url = self.url(repo, &format!("manifests/{reference}"));
         let (method, op) = if head {
@@ -361,7 +403,14 @@ impl Upstream {
             (Method::GET, "manifest_get")
         };
         let resp = self
-            .send(op, method, &url, &[(ACCEPT, upstream_accept())], repo)
+            .send(
+                op,
+                method,
+                &url,
+                &[(ACCEPT, upstream_accept())],
+                repo,
+                client,
+            )
             .await?;
         self.note_rate_limit(resp.headers());
         if !resp.status().is_success() {
@@ -410,6 +459,7 @@ impl Upstream {
         repo: &RepoName,
         digest: &Digest,
         from: u64,
+        client: Option<&Credentials>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let url = self.url(repo, &format!("blobs/{digest}"));
         let headers = if from > 0 {
@@ -418,7 +468,7 @@ impl Upstream {
             vec![]
         };
         let resp = self
-            .send("blob_get", Method::GET, &url, &headers, repo)
+            .send("blob_get", Method::GET, &url, &headers, repo, client)
             .await?;
         if !resp.status().is_success() {
             return Err(self.error_from(resp).await);
@@ -431,10 +481,11 @@ impl Upstream {
         &self,
         repo: &RepoName,
         digest: &Digest,
+        client: Option<&Credentials>,
     ) -> Result<Option<u64>, UpstreamError> {
         let url = self.url(repo, &format!("blobs/{digest}"));
         let resp = self
-            .send("blob_head", Method::HEAD, &url, &[], repo)
+            .send("blob_head", Method::HEAD, &url, &[], repo, client)
             .await?;
         if !resp.status().is_success() {
             return Err(self.error_from(resp).await);
@@ -448,13 +499,20 @@ impl Upstream {
     }
 
     /// GET tags/list with the client's `n` / `last` passed through.
-    pub async fn tags(&self, repo: &RepoName, query: &str) -> Result<FetchedTags, UpstreamError> {
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        query: &str,
+        client: Option<&Credentials>,
+    ) -> Result<FetchedTags, UpstreamError> {
         let mut url = self.url(repo, "tags/list");
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);
         }
-        let resp = self.send("tags", Method::GET, &url, &[], repo).await?;
+        let resp = self
+            .send("tags", Method::GET, &url, &[], repo, client)
+            .await?;
         if !resp.status().is_success() {
             return Err(self.error_from(resp).await);
         }

@@ -27,6 +27,14 @@ pub enum TokenError {
         /// What happened.
         reason: String,
     },
+    /// The realm refused the credentials (401/403): an answer, not an outage.
+    #[error("token request to {realm} refused the credentials (HTTP {status})")]
+    Refused {
+        /// The realm URL.
+        realm: String,
+        /// The status it answered.
+        status: u16,
+    },
     /// The realm's answer carried no token.
     #[error("token response from {0} has neither token nor access_token")]
     Empty(String),
@@ -82,13 +90,14 @@ impl TokenCache {
         &self,
         http: &reqwest::Client,
         challenge: &Challenge,
+        key: &str,
         scope: &str,
         credentials: Option<&Credentials>,
         timeout: Duration,
     ) -> Result<Arc<Token>, TokenError> {
         self.cache
             .try_get_with(
-                scope.to_string(),
+                key.to_string(),
                 fetch(http, challenge, scope, credentials, timeout),
             )
             .await
@@ -132,6 +141,12 @@ async fn fetch(
     }
     let resp = req.send().await.map_err(|e| err(describe(&e)))?;
     let status = resp.status();
+    if matches!(status.as_u16(), 401 | 403) {
+        return Err(TokenError::Refused {
+            realm: realm.clone(),
+            status: status.as_u16(),
+        });
+    }
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
         return Err(err(format!(

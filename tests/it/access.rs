@@ -744,3 +744,90 @@ async fn podman_and_containerd_log_in_through_the_token_service() {
     let log = bw.log_text();
     assert!(!log.contains("alice-pw"), "a password reached the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_go_upstream_and_gate_cached_content() {
+    use super::support::token_server::{TokenServer, TokenServerConfig};
+    let tokens = TokenServer::start(TokenServerConfig {
+        anonymous_pull: false,
+        ..TokenServerConfig::default()
+    })
+    .await;
+    let private = Registry::start_token(&tokens).await;
+    let public = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 91);
+    let digest = private.pusher().push_image("team/app", "v1", &img).await;
+    let (user, pass) = tokens.credentials().unwrap();
+    let tmp = TempDir::new("passthrough");
+    // A local account too: its password must never be passed upstream.
+    let htpasswd = htpasswd_file(tmp.path(), &[("alice", "alice-pw")]);
+    let body = format!(
+        "{}\n[upstreams.priv]\nurl = \"{}\"\naliases = [\"priv\"]\ncredentials = \"client\"\n\n\
+         [access]\nhtpasswd = \"{}\"\n\n\
+         [[access.rules]]\nwho = [\"authenticated\"]\nrepositories = [\"priv/**\", \"local/**\"]\nactions = [\"pull\", \"fill\"]\n",
+        local_upstream(&public.url(), "10m", ""),
+        private.url(),
+        htpasswd.display()
+    );
+    let bw = Breakwater::start(&body).await;
+    let host = bw.host();
+    let image = format!("{host}/priv/team/app:v1");
+    let creds = format!("{user}:{pass}");
+
+    // The upstream's own user pulls through breakwater with its upstream credentials.
+    skopeo(&image, &tmp.path().join("a"), &["--src-creds", &creds]).expect("upstream user pulls");
+    assert!(tokens
+        .token_log()
+        .iter()
+        .any(|t| t.user.as_deref() == Some(user.as_str()) && t.status == 200));
+    assert!(bw.has_blob(&img.blobs()[1].digest));
+
+    // Cached now, but a client the upstream refuses gets nothing; nor does anonymous; nor a
+    // local account (whose password is never sent upstream).
+    for bad in ["mallory:guess", "alice:alice-pw"] {
+        let e = skopeo(&image, &tmp.path().join("b"), &["--src-creds", bad]).unwrap_err();
+        assert!(
+            e.contains("denied") || e.contains("401") || e.to_lowercase().contains("unauthorized"),
+            "{bad}: {e}"
+        );
+    }
+    let e = skopeo(&image, &tmp.path().join("c"), &[]).unwrap_err();
+    assert!(
+        e.contains("401") || e.to_lowercase().contains("unauthorized"),
+        "{e}"
+    );
+    assert!(
+        !tokens
+            .token_log()
+            .iter()
+            .any(|t| t.user.as_deref() == Some("alice")),
+        "a local account's credentials went upstream"
+    );
+    // A passthrough client reaches only that upstream: its credentials mean nothing elsewhere.
+    let r = http_client()
+        .get(format!("{}/v2/local/team/app/manifests/v1", bw.url()))
+        .basic_auth(&user, Some(&pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The accepted user pulls warm: no upstream blob GETs, and the acceptance is remembered.
+    private.reset_counts().await;
+    skopeo(&image, &tmp.path().join("d"), &["--src-creds", &creds]).expect("warm pull");
+    private.settle().await;
+    for b in img.blobs() {
+        assert_eq!(private.blob_gets(&b.digest), 0);
+    }
+    let r = http_client()
+        .get(format!("{}/v2/priv/team/app/manifests/{digest}", bw.url()))
+        .basic_auth(&user, Some(&pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        !bw.log_text().contains(&pass),
+        "the upstream password reached the log"
+    );
+}

@@ -232,6 +232,11 @@ impl Htpasswd {
         self.users.is_empty()
     }
 
+    /// Whether `user` has an entry (a local account, whose password never goes upstream).
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     /// True when `password` is `user`'s password. Unknown users cost the same as known ones.
     pub fn verify(&self, user: &str, password: &str) -> bool {
         self.verify_at(user, password, Instant::now())

@@ -73,6 +73,10 @@ pub enum AuthMethod {
     Certificate,
     /// A static robot token.
     Robot,
+    /// Basic credentials this cache does not know, passed on to an upstream that takes each
+    /// client's own credentials; that upstream decides. Only `authenticated`, `everyone` and
+    /// `network:` rules can match it.
+    Upstream,
 }
 
 /// The client a decision is about.

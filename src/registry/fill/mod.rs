@@ -138,6 +138,7 @@ impl Fills {
         upstream: Arc<Upstream>,
         repo: RepoName,
         digest: &Digest,
+        client: Option<Arc<crate::config::Credentials>>,
     ) -> std::io::Result<(Arc<Fill>, bool)> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = running.get(digest) {
@@ -162,6 +163,7 @@ impl Fills {
             ctx: ctx.clone(),
             upstream,
             repo,
+            client,
             digest: digest.clone(),
             writer,
             spill,
@@ -196,6 +198,8 @@ struct FillJob {
     ctx: FillContext,
     upstream: Arc<Upstream>,
     repo: RepoName,
+    // The starting client's credentials on a `credentials = "client"` upstream.
+    client: Option<Arc<crate::config::Credentials>>,
     digest: Digest,
     writer: Box<dyn BlobWriter>,
     spill: Arc<Mutex<Spill>>,
@@ -209,6 +213,7 @@ impl FillJob {
             ctx,
             upstream,
             repo,
+            client,
             digest,
             writer,
             spill,
@@ -220,7 +225,15 @@ impl FillJob {
             spill: spill.clone(),
             metrics: ctx.metrics.clone(),
         };
-        let outcome = download(&ctx, &upstream, &repo, &digest, &mut sink, &tx).await;
+        let outcome = download(
+            &ctx,
+            &upstream,
+            (&repo, client.as_deref()),
+            &digest,
+            &mut sink,
+            &tx,
+        )
+        .await;
         let uncached = spill
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -297,7 +310,7 @@ struct Sink {
 async fn download(
     ctx: &FillContext,
     upstream: &Upstream,
-    repo: &RepoName,
+    (repo, client): (&RepoName, Option<&crate::config::Credentials>),
     digest: &Digest,
     sink: &mut Sink,
     tx: &watch::Sender<Progress>,
@@ -312,7 +325,7 @@ async fn download(
         .with_label_values(&[&upstream.name]);
     loop {
         attempt += 1;
-        let resp = match upstream.blob(repo, digest, offset).await {
+        let resp = match upstream.blob(repo, digest, offset, client).await {
             Ok(r) => r,
             Err(e) => {
                 if attempt < MAX_ATTEMPTS && retryable(&e) && offset > 0 {
