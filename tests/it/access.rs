@@ -89,7 +89,7 @@ async fn cached_content_is_scoped_to_its_repository_and_upstream() {
 }
 
 /// An htpasswd file written by the real `htpasswd -B` (apache2-utils).
-fn htpasswd_file(dir: &std::path::Path, users: &[(&str, &str)]) -> std::path::PathBuf {
+pub(super) fn htpasswd_file(dir: &std::path::Path, users: &[(&str, &str)]) -> std::path::PathBuf {
     let path = dir.join("htpasswd");
     for (i, (u, p)) in users.iter().enumerate() {
         let mut cmd = std::process::Command::new("htpasswd");
@@ -123,9 +123,13 @@ fn skopeo(image: &str, dir: &std::path::Path, extra: &[&str]) -> Result<(), Stri
     }
 }
 
-const ROBOT_TOKEN: &str = "ci-robot-token-0123456789abcdef";
+pub(super) const ROBOT_TOKEN: &str = "ci-robot-token-0123456789abcdef";
 
-fn office_config(public_url: &str, private_url: &str, htpasswd: &std::path::Path) -> String {
+pub(super) fn office_config(
+    public_url: &str,
+    private_url: &str,
+    htpasswd: &std::path::Path,
+) -> String {
     format!(
         "{}\n[upstreams.priv]\nurl = \"{private_url}\"\naliases = [\"priv\"]\nprivate = true\n\n\
          [access]\nhtpasswd = \"{}\"\n\n[access.groups]\ndevs = [\"alice\"]\n\n\

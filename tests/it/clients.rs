@@ -172,6 +172,11 @@ impl Containerd {
         Containerd { child, socket }
     }
 
+    /// The daemon's gRPC socket (for dockerd's `--containerd`).
+    pub(super) fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
     pub(super) fn ctr(&self, args: &[&str]) -> std::process::Output {
         Command::new("ctr")
             .arg("-a")

@@ -7,6 +7,7 @@ mod bw;
 mod clients;
 mod dashboards;
 mod deploy;
+mod docker;
 mod faults;
 mod lifecycle;
 mod pull_path;
