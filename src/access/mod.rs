@@ -29,7 +29,7 @@ pub struct Client {
     /// Who it is (anonymous included) and from where.
     pub principal: Principal,
     /// The registry token's claims, when it presented one.
-    pub claims: Option<Claims>,
+    pub claims: Option<Arc<Claims>>,
     /// Credentials for `credentials = "client"` upstreams: ones this cache does not know (never
     /// a local user's password or a robot token).
     pub upstream_credentials: Option<Arc<UpstreamCredentials>>,
@@ -86,6 +86,17 @@ pub struct AccessControl {
     client_credential_upstreams: Vec<String>,
     /// Those clients' credentials by the id of the token issued to them (for the token's life).
     passthrough: moka::sync::Cache<String, Arc<UpstreamCredentials>>,
+    /// Bearer tokens (registry tokens and robot tokens) already verified, so a pull's many
+    /// requests each cost a lookup, not a signature check and a JSON parse.
+    bearers: moka::sync::Cache<String, Arc<Verified>>,
+}
+
+/// A bearer token checked once: who it names and until when (unix seconds; 0: a robot token).
+struct Verified {
+    principal: Principal,
+    claims: Option<Arc<Claims>>,
+    upstream_credentials: Option<Arc<UpstreamCredentials>>,
+    expires: u64,
 }
 
 impl AccessControl {
@@ -184,6 +195,10 @@ impl AccessControl {
                 .max_capacity(100_000)
                 .time_to_live(s.token_ttl)
                 .build(),
+            bearers: moka::sync::Cache::builder()
+                .max_capacity(50_000)
+                .time_to_live(s.token_ttl.min(Duration::from_secs(600)))
+                .build(),
         })
     }
 
@@ -235,6 +250,9 @@ impl AccessControl {
             (Some(ids), Some(d)) if !d.is_empty() => ids.identity_of(d),
             _ => None,
         };
+        if let Some(c) = self.verified_bearer(authorization, addr, &cert_identity) {
+            return Ok(c);
+        }
         let Some(header) = authorization else {
             return Ok(match cert_identity {
                 Some(id) => {
@@ -306,7 +324,7 @@ impl AccessControl {
                         Ok(claims) => Ok(Client {
                             principal: self.token_principal(&claims, addr),
                             upstream_credentials: self.passthrough.get(&claims.jti),
-                            claims: Some(claims),
+                            claims: Some(Arc::new(claims)),
                         }),
                         Err(e) => Err(("token", format!("token refused: {e}"))),
                     }
@@ -315,6 +333,18 @@ impl AccessControl {
         };
         match result {
             Ok(mut c) => {
+                if let Some(token) = bearer_token(header) {
+                    let expires = c.claims.as_ref().map_or(0, |claims| claims.exp);
+                    self.bearers.insert(
+                        token.to_string(),
+                        Arc::new(Verified {
+                            principal: c.principal.clone(),
+                            claims: c.claims.clone(),
+                            upstream_credentials: c.upstream_credentials.clone(),
+                            expires,
+                        }),
+                    );
+                }
                 self.limiter.record_success(addr);
                 self.count(method_label(c.principal.method), "ok");
                 c.principal.cert_identity = cert_identity;
@@ -328,6 +358,30 @@ impl AccessControl {
                 Err(AuthFailure::Rejected(why))
             }
         }
+    }
+
+    /// A bearer token verified before (and not expired since), as this request's client.
+    fn verified_bearer(
+        &self,
+        authorization: Option<&[u8]>,
+        addr: IpAddr,
+        cert_identity: &Option<String>,
+    ) -> Option<Client> {
+        let token = bearer_token(authorization?)?;
+        let v = self.bearers.get(token)?;
+        if v.expires != 0 && v.expires <= unix_now() {
+            self.bearers.invalidate(token);
+            return None;
+        }
+        let mut principal = v.principal.clone();
+        principal.addr = addr;
+        principal.cert_identity = cert_identity.clone();
+        self.count(method_label(principal.method), "ok");
+        Some(Client {
+            principal,
+            claims: v.claims.clone(),
+            upstream_credentials: v.upstream_credentials.clone(),
+        })
     }
 
     /// Checks Basic credentials: an htpasswd user, or a robot presenting its token as the
@@ -469,6 +523,13 @@ impl AccessControl {
         }
         issued
     }
+}
+
+/// The token of a well-formed `Bearer` header, without parsing anything else.
+fn bearer_token(header: &[u8]) -> Option<&str> {
+    let rest = header.strip_prefix(b"Bearer ")?;
+    let token = std::str::from_utf8(rest).ok()?.trim();
+    (!token.is_empty()).then_some(token)
 }
 
 fn method_label(m: AuthMethod) -> &'static str {
