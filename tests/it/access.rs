@@ -20,6 +20,11 @@ async fn get(url: &str) -> (u16, serde_json::Value) {
     (status, serde_json::from_slice(&body).unwrap_or_default())
 }
 
+/// Waits (up to 10 s) for the blob to be committed to the store.
+async fn committed(bw: &Breakwater, digest: &str) -> bool {
+    super::support::wait_until(std::time::Duration::from_secs(10), || bw.has_blob(digest)).await
+}
+
 fn code(body: &serde_json::Value) -> &str {
     body["errors"][0]["code"].as_str().unwrap_or("")
 }
@@ -44,7 +49,8 @@ async fn cached_content_is_scoped_to_its_repository_and_upstream() {
     assert_eq!(s, 200);
     let (s, _) = get(&format!("{base}/v2/local/team/app/blobs/{layer}")).await;
     assert_eq!(s, 200);
-    assert!(bw.has_blob(&layer));
+    // The commit (fsync, rename) follows the last byte to the client.
+    assert!(committed(&bw, &layer).await);
 
     // Another repository of the same upstream, which does not exist there: 404 with the right
     // code, after upstream said no (a HEAD for that repository).
@@ -548,6 +554,41 @@ async fn client_certificates_identify_nodes_on_the_tls_listener() {
         &["--src-cert-dir", &dir],
     )
     .expect("skopeo with a client certificate");
+
+    // containerd, as a node configures it: hosts.toml names the client certificate.
+    let host = format!("127.0.0.1:{tls_port}");
+    let hosts_dir = p("certs.d");
+    std::fs::create_dir_all(hosts_dir.join(&host)).unwrap();
+    std::fs::write(
+        hosts_dir.join(&host).join("hosts.toml"),
+        format!(
+            "server = \"https://{host}\"\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n  client = [[\"{}\", \"{}\"]]\n",
+            p("certs/client.cert").display(),
+            p("certs/client.key").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(p("containerd")).unwrap();
+    let ctrd = super::clients::Containerd::start(&p("containerd")).await;
+    let image = format!("{host}/local/team/app:v1");
+    let hd = hosts_dir.display().to_string();
+    let out = ctrd.ctr(&["content", "fetch", "--hosts-dir", &hd, &image]);
+    assert!(
+        out.status.success(),
+        "ctr with a client certificate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the certificate (hosts.toml without `client`), the node is anonymous and refused.
+    std::fs::write(
+        hosts_dir.join(&host).join("hosts.toml"),
+        format!("server = \"https://{host}\"\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n"),
+    )
+    .unwrap();
+    let out = ctrd.ctr(&["content", "fetch", "--hosts-dir", &hd, &image]);
+    assert!(
+        !out.status.success(),
+        "ctr without a certificate was served"
+    );
     assert!(
         bw.metric(
             "breakwater_auth_results_total",
@@ -594,7 +635,8 @@ async fn private_upstream_content_never_reaches_the_wrong_client() {
     )
     .expect("alice caches the private image");
     let layer = img.blobs()[0].digest.clone();
-    assert!(bw.has_blob(&layer));
+    // The commit (fsync, rename) follows the last byte to the client.
+    assert!(committed(&bw, &layer).await);
 
     // A token for a principal, asked for the scope of `name`.
     let token_for = |who: Option<(&'static str, &'static str)>, name: String| {
@@ -784,7 +826,7 @@ async fn client_credentials_go_upstream_and_gate_cached_content() {
         .token_log()
         .iter()
         .any(|t| t.user.as_deref() == Some(user.as_str()) && t.status == 200));
-    assert!(bw.has_blob(&img.blobs()[1].digest));
+    assert!(committed(&bw, &img.blobs()[1].digest).await);
 
     // Cached now, but a client the upstream refuses gets nothing; nor does anonymous; nor a
     // local account (whose password is never sent upstream).
