@@ -306,6 +306,38 @@ async fn anonymous_pulls_on_one_prefix_logins_on_another_with_real_clients() {
         digest
     );
 
+    // A user added to the htpasswd file while breakwater runs can log in (the file is re-read).
+    let token_as = |user: &'static str, pw: &'static str| {
+        let url = format!("{}/token?service=breakwater", bw.url());
+        async move {
+            http_client()
+                .get(url)
+                .basic_auth(user, Some(pw))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(token_as("carol", "carol-pw").await, 401);
+    let out = std::process::Command::new("htpasswd")
+        .args(["-B", "-b"])
+        .arg(&htpasswd)
+        .args(["carol", "carol-pw"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        super::support::wait_until(std::time::Duration::from_secs(5), || {
+            let st = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(token_as("carol", "carol-pw"))
+            });
+            st == 200
+        })
+        .await,
+        "carol could not log in after being added to the htpasswd file"
+    );
+
     // The OAuth2 password form (containerd's way) gives a usable token.
     let r = http_client()
         .post(format!("{}/token", bw.url()))
@@ -399,6 +431,76 @@ async fn anonymous_pulls_on_one_prefix_logins_on_another_with_real_clients() {
     for secret in ["alice-pw", "bob-pw", ROBOT_TOKEN, token.as_str()] {
         assert!(!log.contains(secret), "a secret reached the log");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_client_certificates_refuse_the_handshake_without_one() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let reg = Registry::start_plain().await;
+    let tmp = TempDir::new("mtls-required");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "node CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.distinguished_name
+        .push(DnType::OrganizationName, "nodes");
+    cp.distinguished_name.push(DnType::CommonName, "node-2");
+    let client = cp.signed_by(&client_key, &ca, &ca_key).unwrap();
+    // A certificate from another CA.
+    let rogue = rcgen::generate_simple_self_signed(vec!["node-2".to_string()]).unwrap();
+    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(p("server.crt"), server.cert.pem()).unwrap();
+    std::fs::write(p("server.key"), server.key_pair.serialize_pem()).unwrap();
+    let tls_port = super::support::free_port();
+    let body = format!(
+        "{}\n[access]\n[access.client_certificates]\nca = \"{}\"\nrequired = true\nidentity = \"o\"\n\n\
+         [[access.rules]]\nwho = [\"cert:nodes\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\"]\n",
+        local_upstream(&reg.url(), "10m", ""),
+        p("ca.pem").display()
+    );
+    let _bw = Breakwater::start_with(
+        &format!(
+            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            p("server.crt").display(),
+            p("server.key").display()
+        ),
+        &body,
+    )
+    .await;
+    assert!(super::support::wait_for_port(tls_port, std::time::Duration::from_secs(10)).await);
+    let url = format!("https://127.0.0.1:{tls_port}/v2/local/team/nothing/tags/list");
+    let with = |pem: Option<Vec<u8>>| {
+        let mut b = reqwest::Client::builder().danger_accept_invalid_certs(true);
+        if let Some(pem) = pem {
+            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
+    };
+    assert!(
+        with(None).get(&url).send().await.is_err(),
+        "served without a certificate"
+    );
+    let mut rogue_pem = rogue.cert.pem().into_bytes();
+    rogue_pem.extend_from_slice(rogue.key_pair.serialize_pem().as_bytes());
+    assert!(
+        with(Some(rogue_pem)).get(&url).send().await.is_err(),
+        "a foreign CA's certificate was accepted"
+    );
+    // The right certificate gets through the handshake and is identified by its O ("nodes"):
+    // the rule lets it pull (404: nothing cached, and pull alone may not fill).
+    let mut pem = client.pem().into_bytes();
+    pem.extend_from_slice(client_key.serialize_pem().as_bytes());
+    let r = with(Some(pem)).get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body = r.text().await.unwrap_or_default();
+    assert!(body.contains("action fill denied"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
