@@ -284,7 +284,8 @@ async fn every_dashboard_query_and_alert_rule_works_against_a_real_prometheus() 
         "max_bytes = \"1GiB\"\n{local}\n[upstreams.hub]\nurl = \"{hub}\"\naliases = [\"hub\"]\nlibrary_namespace = true\ntag_ttl = \"1s\"\nconnect_timeout = \"1s\"\nfirst_byte_timeout = \"2s\"\nbreaker_failures = 2\nbreaker_backoff = \"30s\"\n\n\
 [lifecycle]\napply_interval = \"0s\"\n\n[[lifecycle.policies]]\nrepositories = \"local/team/many\"\npolicy = '''{{\"rules\": [{{\"rulePriority\": 1, \"selection\": {{\"tagStatus\": \"any\", \"countType\": \"imageCountMoreThan\", \"countNumber\": 1}}, \"action\": {{\"type\": \"expire\"}}}}]}}'''\n\n\
 [gc]\ninterval = \"0s\"\ngrace = \"0s\"\n\n\
-[scan]\nosv_paths = [\"{osv}\"]\non_cache = [\"local/team/app\"]\nrescan_interval = \"200ms\"\n\n[[scan.gates]]\nrepositories = \"local/team/gated\"\nmode = \"warn\"\n",
+[scan]\nosv_paths = [\"{osv}\"]\non_cache = [\"local/team/app\"]\nrescan_interval = \"200ms\"\n\n[[scan.gates]]\nrepositories = \"local/team/gated\"\nmode = \"warn\"\n\n\
+[access]\n[[access.rules]]\nwho = [\"everyone\"]\nrepositories = [\"local/team/**\", \"hub/**\"]\nactions = [\"pull\", \"fill\"]\n",
         local = local_upstream(&reg.url(), "1s", ""),
         hub = hub.url(),
         osv = osv.path().display(),
@@ -324,6 +325,21 @@ async fn every_dashboard_query_and_alert_rule_works_against_a_real_prometheus() 
         let r = client.get(format!("{}{path}", bw.url())).send().await;
         assert_eq!(r.unwrap().status(), 200, "{path}");
     }
+    // Access control: a repository no rule covers is refused (a denial and its audit event), and
+    // a cached layer asked for under a repository upstream does not hold is a refused link check.
+    let r = client
+        .get(format!("{}/v2/local/private/x/manifests/v1", bw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let layer = &app.layers[0].digest;
+    let r = client
+        .get(format!("{}/v2/local/team/ghost/blobs/{layer}", bw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     // A gated image: scanned before it is served, and let through with a warning.
     let r = client
         .get(format!("{}/v2/local/team/gated/manifests/v1", bw.url()))
