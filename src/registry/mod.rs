@@ -38,6 +38,9 @@ pub struct Target {
     pub may_fill: bool,
     /// The client's own credentials, used on a `credentials = "client"` upstream.
     pub client: Option<Arc<crate::config::Credentials>>,
+    /// Read by breakwater itself (scanner, lifecycle), not for a client: no client's upstream
+    /// acceptance is needed.
+    pub internal: bool,
 }
 
 impl Target {
@@ -174,7 +177,8 @@ impl Registry {
         &self.upstreams
     }
 
-    /// Where `<upstream>/<repo>` is pulled from; `None` for an upstream not configured.
+    /// Where `<upstream>/<repo>` is pulled from, for breakwater's own reads (scanner, lifecycle);
+    /// `None` for an upstream not configured.
     pub fn target(&self, upstream: &str, repo: RepoName) -> Option<Target> {
         let upstream = self.upstreams.get(upstream)?.clone();
         Some(Target {
@@ -182,6 +186,7 @@ impl Registry {
             repo,
             may_fill: true,
             client: None,
+            internal: true,
         })
     }
 

@@ -140,6 +140,7 @@ impl Router {
             repo,
             may_fill: true,
             client: None,
+            internal: false,
         })
     }
 }
