@@ -247,14 +247,17 @@ impl RegistryApp {
         let reference = match Reference::parse(reference) {
             Ok(r) => r,
             Err(e) => {
-                let code = if reference.contains(':') {
-                    ErrorCode::DigestInvalid
+                // A tag that cannot exist names no manifest: 404, as the specification's pull
+                // tests expect (TAG_INVALID is for pushes).
+                let e = if reference.contains(':') {
+                    invalid(ErrorCode::DigestInvalid, e)
                 } else {
-                    ErrorCode::TagInvalid
+                    RegistryError::new(
+                        ErrorCode::ManifestUnknown,
+                        format!("no manifest can have the reference {reference:?}: {e}"),
+                    )
                 };
-                return self
-                    .fail(session, "manifest", &invalid(code, e), head)
-                    .await;
+                return self.fail(session, "manifest", &e, head).await;
             }
         };
         let accept = Accept::parse(

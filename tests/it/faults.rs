@@ -327,3 +327,28 @@ async fn docker_hub_rate_limit_headers_become_a_metric() {
         76.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaginated_tag_list_is_sorted_lexically() {
+    // An upstream that lists tags in its own order (the specification wants lexical order).
+    let fake = TestServer::start(|req: Request| {
+        if req.path().ends_with("/tags/list") {
+            Response::json(
+                200,
+                &serde_json::json!({"name": "team/app", "tags": ["v2", "latest", "v10", "1.0", "v2"]}),
+            )
+        } else {
+            Response::new(404)
+        }
+    })
+    .await;
+    let bw = Breakwater::start(&local_upstream(&fake.url(), "10m", "")).await;
+    let r = http_client()
+        .get(format!("{}/v2/local/team/app/tags/list", bw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["1.0", "latest", "v10", "v2"]));
+}

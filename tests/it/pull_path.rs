@@ -581,7 +581,10 @@ async fn bad_input_gets_the_right_oci_error() {
         )
         .await,
     );
-    check(400, "TAG_INVALID", "-bad")(get(Method::GET, "/v2/local/a/manifests/-bad".into()).await);
+    // A tag that cannot exist names no manifest: 404 on a pull (TAG_INVALID is for pushes).
+    check(404, "MANIFEST_UNKNOWN", "-bad")(
+        get(Method::GET, "/v2/local/a/manifests/-bad".into()).await,
+    );
     check(404, "MANIFEST_UNKNOWN", "upstream local")(
         get(Method::GET, "/v2/local/team/none/manifests/v1".into()).await,
     );
