@@ -9,6 +9,7 @@
 //! directions are tables in `tests/layering/main.rs`.
 
 pub mod access;
+pub mod accesslog;
 pub mod admin;
 pub mod background;
 pub mod cli;

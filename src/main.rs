@@ -2,6 +2,7 @@
 
 use breakwater::access::tls::RecordingVerifier;
 use breakwater::access::AccessControl;
+use breakwater::accesslog::AccessLog;
 use breakwater::admin::AdminApp;
 use breakwater::background::PullStatsFlusher;
 use breakwater::cli::{load_settings, Cli, Command};
@@ -24,18 +25,28 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-fn main() -> ExitCode {
+/// The diagnostic log to stderr: `BREAKWATER_LOG`, else `RUST_LOG`, else `level` (the config's).
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BREAKWATER_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| format!("{level},pingora_core=warn").into());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BREAKWATER_LOG")
-                .unwrap_or_else(|_| "info,pingora_core=warn".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging("info");
+    }
     let result = match cli.command {
-        Command::Serve { config } => load_settings(config.as_ref()).and_then(serve),
+        Command::Serve { config } => load_settings(config.as_ref()).and_then(|s| {
+            init_logging(&s.log.level);
+            serve(s)
+        }),
         Command::Scrub { config, json } => {
             return load_settings(config.as_ref())
                 .and_then(|s| breakwater::cache::scrub::scrub(&s.storage.root))
@@ -129,7 +140,9 @@ fn serve(settings: Settings) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut app = RegistryApp::new(registry.clone(), &settings.default_upstream);
+    let access_log = Arc::new(AccessLog::start(&settings.log)?);
+    let mut app =
+        RegistryApp::new(registry.clone(), &settings.default_upstream).with_access_log(access_log);
     let access = match &settings.access {
         Some(a) => {
             let ac = Arc::new(AccessControl::new(

@@ -3,6 +3,7 @@
 
 pub mod access;
 mod admin_token;
+pub mod log;
 mod upstream;
 
 use breakwater_oci::pattern::{RepoPattern, TagPattern};
@@ -33,6 +34,8 @@ pub struct Settings {
     pub scan: breakwater_scan::settings::ScanSettings,
     /// Client access control; `None`: the registry port is open.
     pub access: Option<access::AccessSettings>,
+    /// The diagnostic log's level and the access log.
+    pub log: log::LogSettings,
 }
 
 /// Listener settings.
@@ -251,6 +254,8 @@ struct RawFile {
     #[serde(default)]
     scan: breakwater_scan::settings::RawScan,
     access: Option<access::RawAccess>,
+    #[serde(default)]
+    log: log::RawLog,
 }
 
 #[derive(Deserialize, Default)]
@@ -497,6 +502,7 @@ impl Settings {
             .map_err(ConfigError::Invalid)?,
             scan: breakwater_scan::settings::ScanSettings::from_raw(raw.scan)
                 .map_err(ConfigError::Invalid)?,
+            log: raw.log.resolve()?,
             access: match raw.access {
                 Some(a) => Some(a.resolve()?),
                 None => {

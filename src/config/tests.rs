@@ -204,5 +204,13 @@ mod lifecycle_sections {
         assert!(e.contains("not a size"), "{e}");
         let e = err("[storage]\nhigh_water = 50\nlow_water = 60");
         assert!(e.contains("low_water"), "{e}");
+        let e = err("[log]\nformat = \"xml\"");
+        assert!(e.contains("log.format"), "{e}");
+        let e = err("[log]\nmax_bytes = \"1MiB\"");
+        assert!(e.contains("log.max_bytes") && e.contains("path"), "{e}");
+        let e = err("[log]\nlevel = \"=\"");
+        assert!(e.contains("log.level"), "{e}");
+        let e = err("[upstreams.x]\nurl = \"http://127.0.0.1:1\"\ncredentials = \"client\"");
+        assert!(e.contains("needs an [access] section"), "{e}");
     }
 }

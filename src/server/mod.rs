@@ -8,6 +8,7 @@ pub mod respond;
 pub mod route;
 
 use crate::access::{AccessControl, Client};
+use crate::accesslog::{AccessLog, Entry};
 use crate::oci::manifest::Accept;
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::registry::blobs::BlobSource;
@@ -28,6 +29,7 @@ pub struct RegistryApp {
     registry: Arc<Registry>,
     router: Router,
     access: Option<Arc<AccessControl>>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl RegistryApp {
@@ -38,7 +40,14 @@ impl RegistryApp {
             registry,
             router,
             access: None,
+            access_log: None,
         }
+    }
+
+    /// Records one access log line per request.
+    pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Self {
+        self.access_log = log.enabled().then_some(log);
+        self
     }
 
     /// Puts client access control in front of every registry request.
@@ -78,7 +87,33 @@ impl HttpServerApp for RegistryApp {
             _ => return None,
         }
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        match self.handle(&mut session).await {
+        let mut entry = self.access_log.as_ref().map(|_| {
+            let req = session.req_header();
+            let path = req
+                .uri
+                .path_and_query()
+                .map_or_else(|| req.uri.path().to_string(), |p| p.to_string());
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            (
+                Entry::begin(
+                    std::time::SystemTime::now(),
+                    client,
+                    req.method.as_str(),
+                    &path,
+                ),
+                std::time::Instant::now(),
+            )
+        });
+        let mut user = None;
+        let outcome = self.handle(&mut session, &mut user).await;
+        if let (Some(log), Some((e, started))) = (&self.access_log, entry.as_mut()) {
+            self.complete_entry(&session, e, *started, user);
+            log.record(e);
+        }
+        match outcome {
             Outcome::Done => {
                 let persistent = HttpPersistentSettings::for_session(&session);
                 match session.finish().await {
@@ -99,7 +134,43 @@ fn invalid(code: ErrorCode, e: impl std::fmt::Display) -> RegistryError {
 }
 
 impl RegistryApp {
-    async fn handle(&self, session: &mut ServerSession) -> Outcome {
+    /// Fills in what the response was: status, bytes, cache result, upstream and user.
+    fn complete_entry(
+        &self,
+        session: &ServerSession,
+        e: &mut Entry,
+        started: std::time::Instant,
+        user: Option<String>,
+    ) {
+        e.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        e.bytes = session.body_bytes_sent() as u64;
+        if let Some(h) = session.response_written() {
+            e.status = h.status.as_u16();
+            if let Some(c) = h
+                .headers
+                .get("x-breakwater-cache")
+                .and_then(|v| v.to_str().ok())
+            {
+                e.cache = c.to_string();
+            }
+        }
+        if let Some(u) = user {
+            e.user = u;
+        }
+        let path = session.req_header().uri.path();
+        let ns = query_param(session.req_header().uri.query().unwrap_or(""), "ns");
+        let name = match parse_path(path) {
+            Endpoint::Manifest { name, .. }
+            | Endpoint::Blob { name, .. }
+            | Endpoint::Tags { name } => Some(name),
+            _ => None,
+        };
+        if let Some(t) = name.and_then(|n| self.router.resolve(n, ns.as_deref()).ok()) {
+            e.upstream = t.upstream.name.clone();
+        }
+    }
+
+    async fn handle(&self, session: &mut ServerSession, user: &mut Option<String>) -> Outcome {
         let req = session.req_header();
         let method = req.method.clone();
         let path = req.uri.path().to_string();
@@ -122,6 +193,7 @@ impl RegistryApp {
             Err(refused) => return refused,
         };
         let client = client.as_ref();
+        *user = client.map(Client::label);
         match parse_path(&path) {
             Endpoint::Base => {
                 // Anonymous clients are always challenged here, even where they may pull:
@@ -379,6 +451,11 @@ impl RegistryApp {
         match source {
             BlobSource::Stored(b) => {
                 metrics.request("blob", "hit");
+                let base = |status: u16| {
+                    let mut h = base(status);
+                    set(&mut h, "X-Breakwater-Cache", "hit");
+                    h
+                };
                 let (status, start, end) = match range::parse(range_header.as_deref(), b.size) {
                     ByteRange::Full => (200, 0, b.size),
                     ByteRange::Partial { start, end } => (206, start, end + 1),
@@ -415,6 +492,11 @@ impl RegistryApp {
             }
             BlobSource::Filling(fill) => {
                 metrics.request("blob", "miss");
+                let base = |status: u16| {
+                    let mut h = base(status);
+                    set(&mut h, "X-Breakwater-Cache", "miss");
+                    h
+                };
                 let p = fill.started().await;
                 if let Phase::Failed(e) = &p.phase {
                     return self.fail(session, "blob", &e.into(), false).await;

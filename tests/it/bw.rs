@@ -92,6 +92,11 @@ impl Breakwater {
         );
     }
 
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("breakwater is running").id()
+    }
+
     /// Kills the process without any chance to clean up (SIGKILL).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

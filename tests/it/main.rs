@@ -3,6 +3,7 @@
 //! small fake upstream for faults a real registry cannot produce.
 
 mod access;
+mod access_log;
 mod bw;
 mod clients;
 mod dashboards;

@@ -36,9 +36,17 @@ const MODULES: &[(&str, &[&str])] = &[
     ("upstream", &["config", "metrics"]),
     ("registry", &["upstream", "config", "metrics"]),
     ("access", &["config", "metrics"]),
+    ("accesslog", &["config"]),
     (
         "server",
-        &["access", "registry", "upstream", "config", "metrics"],
+        &[
+            "access",
+            "accesslog",
+            "registry",
+            "upstream",
+            "config",
+            "metrics",
+        ],
     ),
     ("lifecycle", &["registry", "config", "metrics"]),
     ("scan", &["registry", "config", "metrics"]),

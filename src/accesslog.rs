@@ -1,0 +1,240 @@
+//! The access log: one line per registry request (time, client, method, path, status, bytes,
+//! duration, cache result, upstream, user), as text or JSON, to stdout or a file. Lines go
+//! through a bounded queue to a writer thread, so a slow disk never holds up a response; when
+//! the queue is full a line is dropped and counted. The file is reopened on SIGHUP (logrotate)
+//! and rotated to `<file>.1` past `max_bytes`.
+
+use crate::config::log::{AccessLogFormat, AccessLogTarget, LogSettings};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Lines waiting for the writer; beyond this they are dropped (and counted), never waited for.
+const QUEUE: usize = 16 * 1024;
+
+/// One request as the access log records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    /// When the request arrived (RFC 3339, milliseconds, UTC).
+    pub time: String,
+    /// Client address.
+    pub client: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Response status (0: none was sent).
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// Time to the end of the response, milliseconds.
+    pub duration_ms: f64,
+    /// Cache result (`hit`, `miss`, `stale`, `revalidated`, …) or `-`.
+    pub cache: String,
+    /// Upstream name, or `-`.
+    pub upstream: String,
+    /// Authenticated user (`user:…`, `robot:…`, `anonymous`), or `-` without access control.
+    pub user: String,
+}
+
+impl Entry {
+    /// The start of an entry for a request that arrived at `start` from `client`.
+    pub fn begin(start: SystemTime, client: Option<IpAddr>, method: &str, path: &str) -> Self {
+        Entry {
+            time: humantime::format_rfc3339_millis(start).to_string(),
+            client: client.map_or_else(|| "-".into(), |a| a.to_string()),
+            method: method.to_string(),
+            path: path.to_string(),
+            status: 0,
+            bytes: 0,
+            duration_ms: 0.0,
+            cache: "-".into(),
+            upstream: "-".into(),
+            user: "-".into(),
+        }
+    }
+
+    fn line(&self, format: AccessLogFormat) -> String {
+        match format {
+            AccessLogFormat::Json => serde_json::to_string(self).unwrap_or_default(),
+            AccessLogFormat::Text => format!(
+                "{} {} {} {} {} {} {:.1}ms cache={} upstream={} user={}",
+                self.time,
+                self.client,
+                self.method,
+                self.path,
+                self.status,
+                self.bytes,
+                self.duration_ms,
+                self.cache,
+                self.upstream,
+                self.user
+            ),
+        }
+    }
+}
+
+/// The access log's sending side (cheap to share).
+pub struct AccessLog {
+    tx: Option<SyncSender<String>>,
+    format: AccessLogFormat,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// Starts the writer for `settings`; `Off` gives a log that records nothing.
+    pub fn start(settings: &LogSettings) -> Result<Self, String> {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sink = match &settings.access {
+            AccessLogTarget::Off => {
+                return Ok(AccessLog {
+                    tx: None,
+                    format: settings.format,
+                    dropped,
+                })
+            }
+            AccessLogTarget::Stdout => Sink::Stdout,
+            AccessLogTarget::File(path) => {
+                let reopen = Arc::new(AtomicBool::new(false));
+                signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())
+                    .map_err(|e| format!("cannot watch SIGHUP for the access log: {e}"))?;
+                Sink::File(FileSink::open(path.clone(), settings.max_bytes, reopen)?)
+            }
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(rx, sink))
+            .map_err(|e| format!("cannot start the access log writer: {e}"))?;
+        Ok(AccessLog {
+            tx: Some(tx),
+            format: settings.format,
+            dropped,
+        })
+    }
+
+    /// Whether lines are recorded at all.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues one entry's line.
+    pub fn record(&self, entry: &Entry) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(entry.line(self.format)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
+                    tracing::warn!("access log cannot keep up; lines are being dropped");
+                }
+            }
+        }
+    }
+}
+
+enum Sink {
+    Stdout,
+    File(FileSink),
+}
+
+struct FileSink {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    written: u64,
+    max_bytes: Option<u64>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl FileSink {
+    fn open(
+        path: PathBuf,
+        max_bytes: Option<u64>,
+        reopen: Arc<AtomicBool>,
+    ) -> Result<Self, String> {
+        let (file, written) = open_append(&path)?;
+        Ok(FileSink {
+            path,
+            file,
+            written,
+            max_bytes,
+            reopen,
+        })
+    }
+
+    fn write(&mut self, line: &str) {
+        if self.reopen.swap(false, Ordering::Relaxed) {
+            self.reopen_now("SIGHUP");
+        }
+        if self.max_bytes.is_some_and(|m| self.written >= m) {
+            let _ = self.file.flush();
+            let rotated = PathBuf::from(format!("{}.1", self.path.display()));
+            if let Err(e) = std::fs::rename(&self.path, &rotated) {
+                tracing::warn!(file = %self.path.display(), "cannot rotate the access log: {e}");
+            }
+            self.reopen_now("size");
+        }
+        if writeln!(self.file, "{line}").is_ok() {
+            self.written += line.len() as u64 + 1;
+        }
+    }
+
+    fn reopen_now(&mut self, why: &str) {
+        let _ = self.file.flush();
+        match open_append(&self.path) {
+            Ok((f, n)) => {
+                self.file = f;
+                self.written = n;
+                tracing::info!(file = %self.path.display(), "access log reopened ({why})");
+            }
+            Err(e) => tracing::warn!("{e}; still writing to the old file"),
+        }
+    }
+}
+
+fn open_append(path: &PathBuf) -> Result<(std::io::BufWriter<std::fs::File>, u64), String> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open access log {}: {e}", path.display()))?;
+    let n = f.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((std::io::BufWriter::new(f), n))
+}
+
+/// The writer thread: lines as they come, flushed whenever the queue runs dry (and at least
+/// every second), so `tail -f` sees requests promptly.
+fn write_lines(rx: Receiver<String>, mut sink: Sink) {
+    let stdout = std::io::stdout();
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(l) => Some(l),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut lines: Vec<String> = first.into_iter().collect();
+        lines.extend(rx.try_iter().take(4096));
+        match &mut sink {
+            Sink::Stdout => {
+                let mut out = stdout.lock();
+                for l in &lines {
+                    let _ = writeln!(out, "{l}");
+                }
+                let _ = out.flush();
+            }
+            Sink::File(f) => {
+                for l in &lines {
+                    f.write(l);
+                }
+                if lines.is_empty() && f.reopen.load(Ordering::Relaxed) {
+                    f.reopen_now("SIGHUP");
+                    f.reopen.store(false, Ordering::Relaxed);
+                }
+                let _ = f.file.flush();
+            }
+        }
+    }
+}
