@@ -128,7 +128,11 @@ impl AccessLog {
         match tx.try_send(entry.line(self.format)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
+                if self
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(10_000)
+                {
                     tracing::warn!("access log cannot keep up; lines are being dropped");
                 }
             }

@@ -133,7 +133,9 @@ fn serve(settings: Settings) -> Result<(), String> {
             .join("upgrade.sock")
             .display()
             .to_string(),
-        grace_period_seconds: Some(0),
+        // Running requests and fills get this long after SIGTERM (the drain service exits as
+        // soon as none is left).
+        grace_period_seconds: Some(settings.server.shutdown_grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()
     };
@@ -166,6 +168,10 @@ fn serve(settings: Settings) -> Result<(), String> {
             );
             None
         }
+    };
+    let drain = breakwater::server::drain::Drain {
+        in_flight: app.in_flight(),
+        registry: registry.clone(),
     };
     let mut registry_service = Service::new("registry".to_string(), app);
     registry_service.add_tcp(&settings.server.listen.to_string());
@@ -211,6 +217,7 @@ fn serve(settings: Settings) -> Result<(), String> {
     server.add_service(registry_service);
     server.add_service(admin_service);
     server.add_service(background_service("pull-stats", PullStatsFlusher { cache }));
+    server.add_service(background_service("drain", drain));
     server.add_service(background_service("scan", ScanService { scanner }));
     server.add_service(background_service(
         "lifecycle",

@@ -51,6 +51,8 @@ pub struct ServerSettings {
     pub threads: usize,
     /// Bearer token the admin API (`/api/...`) requires; `None`: no authentication.
     pub admin_token: Option<AdminToken>,
+    /// How long running requests and fills may go on after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 /// TLS listener settings.
@@ -269,6 +271,8 @@ struct RawServer {
     tls_key: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
     admin_token_env: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_grace: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -485,6 +489,8 @@ impl Settings {
                     .unwrap_or_else(|| "127.0.0.1:5001".parse().unwrap()),
                 threads: raw.server.threads.unwrap_or(2).max(1),
                 admin_token: admin_token(raw.server.admin_token_file, raw.server.admin_token_env)?,
+                // Inside Kubernetes' default 30 s termination grace period.
+                shutdown_grace: raw.server.shutdown_grace.unwrap_or(Duration::from_secs(25)),
             },
             storage: StorageSettings {
                 root: raw.storage.root.unwrap_or_else(|| PathBuf::from("./data")),

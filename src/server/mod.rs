@@ -2,6 +2,7 @@
 //! values, routes it, calls the registry operation, and writes the answer. No cache policy here.
 
 mod auth;
+pub mod drain;
 mod listing;
 pub mod range;
 pub mod respond;
@@ -30,6 +31,7 @@ pub struct RegistryApp {
     router: Router,
     access: Option<Arc<AccessControl>>,
     access_log: Option<Arc<AccessLog>>,
+    in_flight: drain::InFlight,
 }
 
 impl RegistryApp {
@@ -41,7 +43,13 @@ impl RegistryApp {
             router,
             access: None,
             access_log: None,
+            in_flight: drain::InFlight::default(),
         }
+    }
+
+    /// The requests-in-flight counter graceful shutdown waits on.
+    pub fn in_flight(&self) -> drain::InFlight {
+        self.in_flight.clone()
     }
 
     /// Records one access log line per request.
@@ -86,6 +94,7 @@ impl HttpServerApp for RegistryApp {
             Ok(true) => {}
             _ => return None,
         }
+        let _counted = self.in_flight.enter();
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
         let mut entry = self.access_log.as_ref().map(|_| {
             let req = session.req_header();

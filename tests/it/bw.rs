@@ -97,6 +97,22 @@ impl Breakwater {
         self.child.as_ref().expect("breakwater is running").id()
     }
 
+    /// Waits up to `timeout` for the process to end by itself; its exit status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process without any chance to clean up (SIGKILL).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -352,3 +352,79 @@ async fn an_unpaginated_tag_list_is_sorted_lexically() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!(["1.0", "latest", "v10", "v2"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_pull_in_flight_finish_then_exits_leaving_nothing_half_written() {
+    // A slow upstream: 4 MiB at about 4 MiB/s, so the pull is mid-way when SIGTERM arrives.
+    let data = random_bytes(4 * 1024 * 1024, 7);
+    let digest = sha256_digest(&data);
+    let body = data.clone();
+    let fake = TestServer::start_raw(move |req: Request, mut stream: TcpStream| {
+        let body = body.clone();
+        async move {
+            if !req.path().contains("/blobs/") {
+                let _ = Response::new(200)
+                    .write_to(&mut stream, req.is_head())
+                    .await;
+                return Some(stream);
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            for chunk in body.chunks(256 * 1024) {
+                if stream.write_all(chunk).await.is_err() {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+            let _ = stream.flush().await;
+            None
+        }
+    })
+    .await;
+    let mut bw = Breakwater::start_with(
+        "shutdown_grace = \"20s\"",
+        &local_upstream(&fake.url(), "10m", ""),
+    )
+    .await;
+    let url = format!("{}/v2/local/team/app/blobs/{digest}", bw.url());
+    let client = tokio::spawn(async move {
+        let r = http_client().get(url).send().await.expect("response");
+        assert_eq!(r.status(), 200);
+        r.bytes().await.expect("the whole body")
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = bw.pid();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // New connections are refused while the running pull goes on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        TcpStream::connect(bw.host()).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    let got = client.await.unwrap();
+    assert_eq!(
+        sha256_digest(&got),
+        digest,
+        "the pull in flight completed intact"
+    );
+    // The process ends once nothing is in flight (well before the 20 s grace), with the blob
+    // committed and no staging file left.
+    let status = bw
+        .wait_exit(Duration::from_secs(15))
+        .expect("exited within the grace period");
+    assert!(status.success(), "{status:?}");
+    assert!(bw.has_blob(&digest));
+    assert_eq!(bw.temp_files(), 0);
+    assert!(
+        bw.log_text().contains("shutdown complete"),
+        "{}",
+        bw.log_text()
+    );
+}
