@@ -23,6 +23,8 @@ mod tests_debian;
 #[cfg(test)]
 mod tests_real;
 #[cfg(test)]
+mod tests_rpm;
+#[cfg(test)]
 mod tests_semantics;
 
 pub use db::{Database, DbStats, Finding, Package};
