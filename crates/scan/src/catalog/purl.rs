@@ -71,7 +71,8 @@ pub fn os_ecosystem(kind: PackageKind, os: Option<&OsRelease>) -> String {
         "rhel" => "Red Hat",
         "almalinux" => "AlmaLinux",
         "rocky" => "Rocky Linux",
-        "mariner" => "Mariner",
+        // OSV has no Mariner ecosystem: CBL-Mariner's advisories are `Azure Linux:<major>`.
+        "mariner" => "Azure Linux",
         "azurelinux" => "Azure Linux",
         "sles" | "sle-micro" | "sles_sap" => "SUSE",
         "opensuse-leap" | "opensuse-tumbleweed" | "opensuse" => "openSUSE",

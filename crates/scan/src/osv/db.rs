@@ -8,9 +8,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::ecosystem::OsvEcosystem;
+use super::ecosystem::{Family, OsvEcosystem};
 use super::matcher::{CompileIssues, CompiledAffected, Installed};
 use super::model::Record;
+use super::naming::{listed_binaries, rpm_source_evr, Naming};
 use super::severity::{rate, Rated, Severity};
 
 /// An installed package to look up.
@@ -22,9 +23,10 @@ pub struct Package {
     pub name: String,
     /// Installed version.
     pub version: String,
-    /// Source package name (Debian/Ubuntu/Alpine advisories are per source package).
+    /// Source package name (Debian, Ubuntu, Alpine, SUSE, Alma, … advise per source package).
     pub source_name: Option<String>,
-    /// Source package version, when it differs from the binary one (binNMUs, epochs).
+    /// Source package version, when it differs from the binary one (binNMUs, epochs); for rpm
+    /// the SOURCERPM's `version-release`, which never carries the epoch.
     pub source_version: Option<String>,
 }
 
@@ -84,6 +86,8 @@ struct Entry {
     compiled: CompiledAffected,
     rated: Rated,
     informational: Option<String>,
+    /// The binaries a source-named entry covers (SUSE's `ecosystem_specific.binaries`), sorted.
+    binaries: Option<Vec<String>>,
 }
 
 /// Load-time statistics of a [`Database`].
@@ -167,12 +171,18 @@ impl Database {
                 .and_then(|d| d.get("informational"))
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            // Only ecosystems whose schema entry defines `binaries` are narrowed by it.
+            let binaries = match eco.naming() {
+                Naming::SourceWithBinaries => listed_binaries(affected.ecosystem_specific.as_ref()),
+                _ => None,
+            };
             self.index.entry(key).or_default().push(self.entries.len());
             self.entries.push(Entry {
                 record: idx,
                 compiled: CompiledAffected::compile(&eco, affected, issues),
                 rated: rate(record, affected),
                 informational,
+                binaries,
             });
         }
     }
@@ -210,27 +220,42 @@ impl Database {
 
     /// The advisories affecting `pkg`, one finding per record, in id order.
     ///
-    /// Debian, Ubuntu and Alpine look up the source name and version (falling
-    /// back to the binary ones); other ecosystems use the binary package. If the
-    /// installed version does not parse, only exact `versions` entries match.
+    /// The ecosystem's [`Naming`] says which name and version are looked up: the source
+    /// package's (Debian, Ubuntu, Alpine, SUSE, AlmaLinux, Rocky, Azure Linux; the binary's
+    /// when the source is unknown), the binary's (language ecosystems, Photon OS) or either
+    /// (Red Hat). If the installed version does not parse, only exact `versions` entries match.
     pub fn matches(&self, pkg: &Package) -> Vec<Finding> {
         let eco = OsvEcosystem::parse(&pkg.ecosystem);
-        let (name, version) = if eco.matches_by_source() {
-            (
-                pkg.source_name.as_deref().unwrap_or(&pkg.name),
-                pkg.source_version.as_deref().unwrap_or(&pkg.version),
-            )
-        } else {
-            (pkg.name.as_str(), pkg.version.as_str())
-        };
+        let mut findings: Vec<Finding> = Vec::new();
+        for (name, version) in lookups(&eco, pkg) {
+            self.match_name(&eco, pkg, &name, &version, &mut findings);
+        }
+        findings.sort_by(|a, b| a.id.cmp(&b.id));
+        findings
+    }
+
+    /// Adds the findings of the entries indexed under `name`, comparing `version`.
+    fn match_name(
+        &self,
+        eco: &OsvEcosystem,
+        pkg: &Package,
+        name: &str,
+        version: &str,
+        findings: &mut Vec<Finding>,
+    ) {
         let key = (eco.to_string(), eco.normalise_name(name));
         let Some(entry_ids) = self.index.get(&key) else {
-            return Vec::new();
+            return;
         };
         let mut installed = Installed::new(version);
-        let mut findings: Vec<Finding> = Vec::new();
         for &e in entry_ids {
             let entry = &self.entries[e];
+            // A source's entry speaks only for the binaries it lists, when it lists them.
+            if let Some(bins) = &entry.binaries {
+                if bins.binary_search(&pkg.name).is_err() {
+                    continue;
+                }
+            }
             let Some(hit) = entry.compiled.matches(&mut installed) else {
                 continue;
             };
@@ -259,8 +284,33 @@ impl Database {
                 matched_version: version.to_string(),
             });
         }
-        findings.sort_by(|a, b| a.id.cmp(&b.id));
-        findings
+    }
+}
+
+/// The (name, version) pairs to look `pkg` up by, as its ecosystem's records name packages.
+fn lookups(eco: &OsvEcosystem, pkg: &Package) -> Vec<(String, String)> {
+    let binary = (pkg.name.clone(), pkg.version.clone());
+    let source = || {
+        let name = pkg.source_name.as_deref().unwrap_or(&pkg.name);
+        let version = match &pkg.source_version {
+            // rpm's SOURCERPM omits the epoch its binaries carry.
+            Some(v) if eco.family() == Family::Rpm => rpm_source_evr(&pkg.version, v),
+            Some(v) => v.clone(),
+            None => pkg.version.clone(),
+        };
+        (name.to_string(), version)
+    };
+    match eco.naming() {
+        Naming::Binary => vec![binary],
+        Naming::Source | Naming::SourceWithBinaries => vec![source()],
+        Naming::BinaryOrSource => {
+            let source = source();
+            if source == binary {
+                vec![binary]
+            } else {
+                vec![binary, source]
+            }
+        }
     }
 }
 

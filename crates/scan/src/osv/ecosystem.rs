@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::naming::{rpm_distro, Naming, ReleaseKey};
 use crate::catalog::{cataloger, catalogers, PackageKind};
 use crate::version::Ecosystem as Scheme;
 
@@ -16,7 +17,7 @@ pub enum Family {
     Ubuntu,
     /// Alpine and other apk distros (Wolfi, Chainguard); matched by origin package.
     Alpine,
-    /// RPM distros (Red Hat, Rocky, AlmaLinux, SUSE, openSUSE, Mageia, …).
+    /// RPM distros of the naming table (Red Hat, AlmaLinux, SUSE, Azure Linux, …).
     Rpm,
     /// A language ecosystem of the cataloger table (PyPI, npm, Go, crates.io, Maven).
     Language(PackageKind),
@@ -55,29 +56,23 @@ impl OsvEcosystem {
             Some((n, r)) => (n.trim(), Some(r.trim())),
             None => (s, None),
         };
+        let rpm = rpm_distro(name);
+        // Aliases (CBL-Mariner for Azure Linux) key under the ecosystem's own name.
+        let name = rpm.map_or(name, |d| d.name);
         let family = match name {
             "Debian" => Family::Debian,
             "Ubuntu" => Family::Ubuntu,
             "Alpine" | "Wolfi" | "Chainguard" => Family::Alpine,
+            _ if rpm.is_some() => Family::Rpm,
             n => match catalogers::by_osv_name(n) {
                 Some(c) => Family::Language(c.kind),
-                None if n.starts_with("Red Hat")
-                    || n.starts_with("Rocky")
-                    || n.starts_with("AlmaLinux")
-                    || n.starts_with("openSUSE")
-                    || n.starts_with("SUSE")
-                    || n == "Mageia"
-                    || n == "openEuler"
-                    || n == "Photon OS" =>
-                {
-                    Family::Rpm
-                }
                 None => Family::Other,
             },
         };
-        let release = release
-            .filter(|r| !r.is_empty())
-            .map(|r| normalise_release(family, name, r));
+        let release = release.filter(|r| !r.is_empty()).map(|r| match rpm {
+            Some(d) => rpm_release(d.release, r),
+            None => normalise_release(family, r),
+        });
         OsvEcosystem {
             family,
             name: name.to_string(),
@@ -100,9 +95,13 @@ impl OsvEcosystem {
         self.family.kind().map(|k| cataloger(k).scheme)
     }
 
-    /// True when advisories name the source package rather than the binary one.
-    pub fn matches_by_source(&self) -> bool {
-        self.family.kind().is_some_and(|k| {
+    /// What the `name` of this ecosystem's records holds: per RPM distro from the schema's
+    /// table, else the cataloger's `by_source` (Debian, Ubuntu, Alpine name source packages).
+    pub fn naming(&self) -> Naming {
+        if self.family == Family::Rpm {
+            return rpm_distro(&self.name).map_or(Naming::Binary, |d| d.naming);
+        }
+        let by_source = self.family.kind().is_some_and(|k| {
             matches!(
                 cataloger(k).osv,
                 catalogers::Osv::Distro {
@@ -110,7 +109,12 @@ impl OsvEcosystem {
                     ..
                 }
             )
-        })
+        });
+        if by_source {
+            Naming::Source
+        } else {
+            Naming::Binary
+        }
     }
 
     /// Normalises a package name for lookup (PEP 503 for PyPI, unchanged otherwise).
@@ -134,10 +138,9 @@ impl fmt::Display for OsvEcosystem {
 }
 
 /// Makes releases from OSV and from an image's os-release agree:
-/// Debian `12.5` → `12`, Alpine `v3.19.1` → `3.19`, Ubuntu `22.04:LTS` → `22.04`,
-/// Red Hat `enterprise_linux:9::appstream` and os-release `9.3` → `9`,
-/// SUSE `Linux Enterprise Server 15 SP5` and os-release `15.5` → `15.5`.
-fn normalise_release(family: Family, name: &str, r: &str) -> String {
+/// Debian `12.5` → `12`, Alpine `v3.19.1` → `3.19`, Ubuntu `22.04:LTS` → `22.04`
+/// (RPM distros: [`rpm_release`]).
+fn normalise_release(family: Family, r: &str) -> String {
     match family {
         Family::Debian => r.split('.').next().unwrap_or(r).to_string(),
         Family::Alpine => {
@@ -146,25 +149,25 @@ fn normalise_release(family: Family, name: &str, r: &str) -> String {
         }
         // "LTS" only marks support length; "Pro:…" stays, as its fixes differ.
         Family::Ubuntu => r.strip_suffix(":LTS").unwrap_or(r).to_string(),
-        Family::Rpm => rpm_release(name, r),
         _ => r.to_string(),
     }
 }
 
 /// RPM distros name releases their own way. Red Hat's OSV ecosystems carry a product stream
-/// (`enterprise_linux:9::appstream`, `rhel_eus:9.2::baseos`) and Rocky and Alma name the major
-/// only, while os-release says `9.3`: all of them key on the major release. SUSE's name a
-/// product and service pack (`Linux Enterprise Server 15 SP5`, `openSUSE:Leap 15.5`) where
-/// os-release says `15.5`; Tumbleweed is rolling (os-release gives a date).
-fn rpm_release(name: &str, r: &str) -> String {
+/// (`enterprise_linux:9::appstream`, `rhel_eus:9.2::baseos`) and Rocky, Alma and Azure Linux
+/// name the major only, while os-release says `9.3` or `3.0`: all of them key on the major
+/// release. SUSE's name a product and service pack (`Linux Enterprise Server 15 SP5`,
+/// `openSUSE:Leap 15.5`) where os-release says `15.5`; Tumbleweed is rolling (os-release
+/// gives a date).
+fn rpm_release(key: ReleaseKey, r: &str) -> String {
     let major_of = |r: &str| {
         r.split(':')
             .find(|seg| seg.starts_with(|c: char| c.is_ascii_digit()))
             .map(|seg| seg.split('.').next().unwrap_or(seg).to_string())
     };
-    match name {
-        "Red Hat" | "Rocky Linux" | "AlmaLinux" => major_of(r).unwrap_or_else(|| r.to_string()),
-        "SUSE" | "openSUSE" => {
+    match key {
+        ReleaseKey::Major => major_of(r).unwrap_or_else(|| r.to_string()),
+        ReleaseKey::SuseProduct => {
             let lower = r.to_ascii_lowercase();
             if lower.contains("tumbleweed")
                 || (r.len() == 8 && r.bytes().all(|b| b.is_ascii_digit()))
@@ -185,7 +188,7 @@ fn rpm_release(name: &str, r: &str) -> String {
                 _ => base.to_string(),
             }
         }
-        _ => r.to_string(),
+        ReleaseKey::AsWritten => r.to_string(),
     }
 }
 
@@ -229,7 +232,8 @@ mod tests {
         assert_eq!(p("PyPI").scheme(), Some(Scheme::Pep440));
         assert_eq!(p("Maven").scheme(), Some(Scheme::Maven));
         assert_eq!(p("Alpine:v3.19").scheme(), Some(Scheme::Apk));
-        assert!(p("Debian:12").matches_by_source() && !p("PyPI").matches_by_source());
+        assert_eq!(p("Debian:12").naming(), Naming::Source);
+        assert_eq!(p("PyPI").naming(), Naming::Binary);
     }
 
     #[test]
@@ -251,6 +255,35 @@ mod tests {
         assert_ne!(p("SUSE:15.4"), p("SUSE:Linux Enterprise Server 15 SP5"));
         assert_eq!(p("openSUSE:Leap 15.5"), p("openSUSE:15.5"));
         assert_eq!(p("openSUSE:Tumbleweed"), p("openSUSE:20240312"));
+        // Azure Linux names the major; CBL-Mariner's advisories are Azure Linux's.
+        assert_eq!(p("Azure Linux:3"), p("Azure Linux:3.0"));
+        assert_eq!(p("Mariner:2.0").to_string(), "Azure Linux:2");
+        assert_eq!(p("CBL-Mariner:2.0"), p("Azure Linux:2"));
+        assert_eq!(p("Photon OS:4.0").to_string(), "Photon OS:4.0");
+    }
+
+    #[test]
+    fn rpm_distros_name_what_the_schema_says() {
+        let n = |s: &str| OsvEcosystem::parse(s).naming();
+        assert_eq!(
+            n("SUSE:Linux Enterprise Server 15 SP5"),
+            Naming::SourceWithBinaries
+        );
+        assert_eq!(n("openSUSE:Leap 15.5"), Naming::SourceWithBinaries);
+        assert_eq!(
+            n("Red Hat:enterprise_linux:9::baseos"),
+            Naming::BinaryOrSource
+        );
+        assert_eq!(n("AlmaLinux:9"), Naming::Source);
+        assert_eq!(n("Rocky Linux:8"), Naming::Source);
+        assert_eq!(n("Azure Linux:3"), Naming::Source);
+        assert_eq!(n("Photon OS:5.0"), Naming::Binary);
+        assert_eq!(
+            OsvEcosystem::parse("Photon OS:5.0").scheme(),
+            Some(Scheme::Rpm)
+        );
+        // An rpm distro the schema does not define has no ordering to compare with.
+        assert_eq!(OsvEcosystem::parse("Fedora:40").scheme(), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod ecosystem;
 mod load;
 mod matcher;
 mod model;
+mod naming;
 mod severity;
 
 #[cfg(test)]
@@ -22,12 +23,15 @@ mod tests_debian;
 #[cfg(test)]
 mod tests_real;
 #[cfg(test)]
+mod tests_rpm;
+#[cfg(test)]
 mod tests_semantics;
 
 pub use db::{Database, DbStats, Finding, Package};
 pub use ecosystem::{pep503, Family, OsvEcosystem};
 pub use load::{LoadReport, Loader, Skipped, MAX_RECORD_BYTES};
 pub use model::{Affected, Event, PackageRef, Range, RangeKind, Record, Reference, SeverityEntry};
+pub use naming::Naming;
 pub use severity::{cvss_base_score, rate, Rated, Severity};
 
 /// Errors that stop a load (bad records are skipped and reported instead).
