@@ -463,6 +463,12 @@ impl Settings {
                 }
             }
         }
+        if raw.server.listen.is_some() && raw.server.listen == raw.server.admin_listen {
+            // Pingora binds with SO_REUSEPORT: both would listen, sharing connections at random.
+            return Err(ConfigError::Invalid(
+                "server.listen and server.admin_listen are the same address".into(),
+            ));
+        }
         let tls = match (
             raw.server.tls_listen,
             raw.server.tls_cert,

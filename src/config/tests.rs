@@ -204,6 +204,8 @@ mod lifecycle_sections {
         assert!(e.contains("not a size"), "{e}");
         let e = err("[storage]\nhigh_water = 50\nlow_water = 60");
         assert!(e.contains("low_water"), "{e}");
+        let e = err("[server]\nlisten = \"127.0.0.1:7000\"\nadmin_listen = \"127.0.0.1:7000\"");
+        assert!(e.contains("same address"), "{e}");
         let e = err("[log]\nformat = \"xml\"");
         assert!(e.contains("log.format"), "{e}");
         let e = err("[log]\nmax_bytes = \"1MiB\"");

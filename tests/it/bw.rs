@@ -49,7 +49,11 @@ impl Breakwater {
     async fn launch_with(root: &Path, server_extra: &str, body: &str) -> Breakwater {
         std::fs::create_dir_all(root).expect("create store root");
         let port = free_port();
-        let admin_port = free_port();
+        // Two free ports in a row can be the same one (the first was released before the second
+        // was asked for): the admin listener would then take the registry's port.
+        let admin_port = std::iter::repeat_with(free_port)
+            .find(|p| *p != port)
+            .expect("a second free port");
         let config = root.with_extension("toml");
         let log = root.with_extension("log");
         let text = format!(
