@@ -36,6 +36,22 @@ pub enum Command {
     Admin(crate::admin::cli::AdminCommand),
     #[command(flatten)]
     Scan(crate::admin::scan_cli::ScanCommand),
+    /// Write the client set-up (containerd hosts.toml, dockerd daemon.json, podman/CRI-O
+    /// registries.conf, k3s registries.yaml) for every configured upstream, mirrored at --url.
+    ClientConfig {
+        /// The client to configure.
+        #[arg(value_enum)]
+        client: crate::clientconfig::Client,
+        /// breakwater's registry URL as clients reach it, e.g. http://breakwater.internal:5000.
+        #[arg(long)]
+        url: String,
+        /// Config file (TOML) naming the upstreams. Without it: the embedded default's.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write the files under this directory (created) instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check a config file and print the resulting upstreams.
     CheckConfig {
         /// Config file (TOML).

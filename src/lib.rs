@@ -13,6 +13,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod background;
 pub mod cli;
+pub mod clientconfig;
 pub mod config;
 pub mod lifecycle;
 pub mod metrics;

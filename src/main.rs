@@ -80,6 +80,13 @@ fn main() -> ExitCode {
         }
         Command::Admin(cmd) => breakwater::admin::cli::run(cmd),
         Command::Scan(cmd) => breakwater::admin::scan_cli::run(cmd),
+        Command::ClientConfig {
+            client,
+            url,
+            config,
+            out,
+        } => load_settings(config.as_ref())
+            .and_then(|s| breakwater::clientconfig::run(&s, client, &url, out.as_deref())),
         Command::CheckConfig { config } => load_settings(config.as_ref()).map(|s| {
             for (name, u) in &s.upstreams {
                 println!(

@@ -55,7 +55,8 @@ const MODULES: &[(&str, &[&str])] = &[
         "admin",
         &["lifecycle", "scan", "registry", "config", "metrics"],
     ),
-    ("cli", &["admin", "config"]),
+    ("clientconfig", &["config"]),
+    ("cli", &["admin", "clientconfig", "config"]),
     ("lib", &[]),
     ("main", &["*"]),
 ];
