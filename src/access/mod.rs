@@ -93,6 +93,8 @@ pub struct AccessControl {
 
 /// A bearer token checked once: who it names and until when (unix seconds; 0: a robot token).
 struct Verified {
+    /// Its `auth_results{method, "ok"}` counter, resolved once.
+    ok: prometheus::IntCounter,
     principal: Principal,
     claims: Option<Arc<Claims>>,
     upstream_credentials: Option<Arc<UpstreamCredentials>>,
@@ -338,6 +340,10 @@ impl AccessControl {
                     self.bearers.insert(
                         token.to_string(),
                         Arc::new(Verified {
+                            ok: self
+                                .metrics
+                                .auth_results
+                                .with_label_values(&[method_label(c.principal.method), "ok"]),
                             principal: c.principal.clone(),
                             claims: c.claims.clone(),
                             upstream_credentials: c.upstream_credentials.clone(),
@@ -376,7 +382,7 @@ impl AccessControl {
         let mut principal = v.principal.clone();
         principal.addr = addr;
         principal.cert_identity = cert_identity.clone();
-        self.count(method_label(principal.method), "ok");
+        v.ok.inc();
         Some(Client {
             principal,
             claims: v.claims.clone(),
@@ -452,6 +458,22 @@ impl AccessControl {
             Decision::Deny {
                 anonymous: c.principal.is_anonymous(),
             }
+        }
+    }
+
+    /// Whether the client may pull and whether it may fill `repo` (requested as `client_name`):
+    /// the rules decide, and a registry token must grant each as well.
+    pub fn rights(&self, c: &Client, client_name: &str, repo: &str) -> (bool, bool) {
+        if !self.reaches(&c.principal, repo) {
+            return (false, false);
+        }
+        let (pull, fill) = self.policy.rights(&c.principal, repo);
+        match &c.claims {
+            Some(claims) => (
+                pull && claims.allows(client_name, "pull"),
+                fill && claims.allows(client_name, "fill"),
+            ),
+            None => (pull, fill),
         }
     }
 

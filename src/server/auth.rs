@@ -8,7 +8,7 @@ use crate::access::{AuthFailure, Client};
 use crate::config::access::Challenge;
 use crate::oci::{ErrorCode, RegistryError};
 use crate::registry::Target;
-use breakwater_auth::{parse_scopes, Action, Decision};
+use breakwater_auth::parse_scopes;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use std::net::IpAddr;
@@ -160,13 +160,14 @@ impl RegistryApp {
             return Ok(());
         };
         let repo = target.key().to_string();
-        match ac.decide(c, name, &repo, Action::Pull) {
-            Decision::Allow => {
-                target.may_fill = ac.decide(c, name, &repo, Action::Fill) == Decision::Allow;
+        match ac.rights(c, name, &repo) {
+            (true, may_fill) => {
+                target.may_fill = may_fill;
                 target.client = c.upstream_credentials.clone();
                 Ok(())
             }
-            Decision::Deny { anonymous } => {
+            (false, _) => {
+                let anonymous = c.principal.is_anonymous();
                 self.audit_denial(session, c, &repo, "pull");
                 let scope = format!("repository:{name}:pull");
                 let lacks_scope = c

@@ -203,7 +203,9 @@ impl RegistryApp {
             Err(refused) => return refused,
         };
         let client = client.as_ref();
-        *user = client.map(Client::label);
+        if self.access_log.is_some() {
+            *user = client.map(Client::label);
+        }
         match parse_path(&path) {
             Endpoint::Base => {
                 // Anonymous clients are always challenged here, even where they may pull:

@@ -370,6 +370,31 @@ impl Policy {
         self.rules.iter().any(|r| r.matches(p, repo, action))
     }
 
+    /// Whether `p` may pull and whether it may fill `repo`, in one pass over the rules (the
+    /// request path needs both; each rule's principal and pattern are matched once).
+    pub fn rights(&self, p: &Principal, repo: &str) -> (bool, bool) {
+        if self.rules.is_empty() {
+            let ok = !p.is_anonymous();
+            return (ok, ok);
+        }
+        let (mut pull, mut fill) = (false, false);
+        for r in &self.rules {
+            let wanted_pull = !pull && r.actions.contains(&Action::Pull);
+            let wanted_fill = !fill && r.actions.contains(&Action::Fill);
+            if (wanted_pull || wanted_fill)
+                && r.who.iter().any(|w| w.matches(p))
+                && r.repositories.iter().any(|pat| pat.matches(repo))
+            {
+                pull |= wanted_pull;
+                fill |= wanted_fill;
+                if pull && fill {
+                    break;
+                }
+            }
+        }
+        (pull, fill)
+    }
+
     /// [`Policy::allows`] as a decision that says whether to challenge or forbid.
     pub fn decide(&self, p: &Principal, repo: &str, action: Action) -> Decision {
         if self.allows(p, repo, action) {
@@ -453,6 +478,47 @@ fn first_segment_may_match(pattern: &RepoPattern, upstream: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rights_agree_with_allows() {
+        let policy = Policy::from_config(&[
+            RuleConfig {
+                who: vec!["user:alice".into()],
+                repositories: vec!["hub/**".into()],
+                actions: vec!["pull".into()],
+            },
+            RuleConfig {
+                who: vec!["group:devs".into(), "anonymous".into()],
+                repositories: vec!["hub/library/*".into(), "corp/**".into()],
+                actions: vec!["pull".into(), "fill".into()],
+            },
+        ])
+        .unwrap();
+        let addr: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let mut alice = Principal::named("alice", AuthMethod::Basic, addr);
+        let anon = Principal::anonymous(addr);
+        let bob = Principal::named("bob", AuthMethod::Token, addr);
+        let with_group = {
+            alice.groups.push("devs".into());
+            alice.clone()
+        };
+        let plain_alice = Principal::named("alice", AuthMethod::Basic, addr);
+        for p in [&plain_alice, &with_group, &anon, &bob] {
+            for repo in ["hub/library/nginx", "hub/team/app", "corp/x/y", "other/z"] {
+                assert_eq!(
+                    policy.rights(p, repo),
+                    (
+                        policy.allows(p, repo, Action::Pull),
+                        policy.allows(p, repo, Action::Fill)
+                    ),
+                    "{p:?} {repo}"
+                );
+            }
+        }
+        let empty = Policy::from_config(&[]).unwrap();
+        assert_eq!(empty.rights(&bob, "a/b"), (true, true));
+        assert_eq!(empty.rights(&anon, "a/b"), (false, false));
+    }
+
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
