@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod challenge;
+mod credentials;
 pub mod token;
 
 use crate::config::{Credentials, UpstreamSettings};
@@ -159,26 +160,6 @@ impl Upstream {
         UpstreamError::Unreachable {
             upstream: self.name.clone(),
             reason: reason.into(),
-        }
-    }
-
-    /// The credentials used upstream: the client's own on a `credentials = "client"` upstream
-    /// (none for an anonymous client), else the configured ones.
-    fn credentials<'a>(&'a self, client: Option<&'a Credentials>) -> Option<&'a Credentials> {
-        if self.settings.client_credentials {
-            client
-        } else {
-            self.settings.credentials.as_ref()
-        }
-    }
-
-    /// The token cache key: the scope, and on a client-credentials upstream whose credentials
-    /// (a hash of them, so one client's token never serves another).
-    fn token_key(&self, scope: &str, client: Option<&Credentials>) -> String {
-        match (self.settings.client_credentials, client) {
-            (false, _) => scope.to_string(),
-            (true, None) => format!("anonymous {scope}"),
-            (true, Some(c)) => format!("{} {scope}", c.fingerprint()),
         }
     }
 
