@@ -433,48 +433,90 @@ async fn anonymous_pulls_on_one_prefix_logins_on_another_with_real_clients() {
     }
 }
 
+/// A node CA, one client certificate it signed (with `subject`), and a self-signed server
+/// certificate for breakwater's TLS listener, written under `dir`.
+struct NodePki {
+    dir: std::path::PathBuf,
+    client_cert: String,
+    client_key: String,
+}
+
+impl NodePki {
+    fn new(dir: &std::path::Path, subject: &[(rcgen::DnType, &str)]) -> NodePki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa};
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "node CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+        for (t, v) in subject {
+            cp.distinguished_name.push(t.clone(), *v);
+        }
+        cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client = cp.signed_by(&client_key, &ca, &ca_key).unwrap();
+        let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("server.crt"), server.cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), server.key_pair.serialize_pem()).unwrap();
+        NodePki {
+            dir: dir.to_path_buf(),
+            client_cert: client.pem(),
+            client_key: client_key.serialize_pem(),
+        }
+    }
+
+    /// The client certificate and key as one PEM (reqwest's identity).
+    fn identity_pem(&self) -> Vec<u8> {
+        format!("{}{}", self.client_cert, self.client_key).into_bytes()
+    }
+
+    /// Starts breakwater with a TLS listener checking client certificates against the CA
+    /// (`cert_settings` go into `[access.client_certificates]`) and one access rule.
+    async fn start(&self, upstream: &str, cert_settings: &str, rule: &str) -> (Breakwater, u16) {
+        let tls_port = super::support::free_port();
+        let body = format!(
+            "{}\n[access]\n[access.client_certificates]\nca = \"{}\"\n{cert_settings}\n\n[[access.rules]]\n{rule}\n",
+            local_upstream(upstream, "10m", ""),
+            self.dir.join("ca.pem").display()
+        );
+        let bw = Breakwater::start_with(
+            &format!(
+                "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+                self.dir.join("server.crt").display(),
+                self.dir.join("server.key").display()
+            ),
+            &body,
+        )
+        .await;
+        assert!(super::support::wait_for_port(tls_port, std::time::Duration::from_secs(10)).await);
+        (bw, tls_port)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_client_certificates_refuse_the_handshake_without_one() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let reg = Registry::start_plain().await;
     let tmp = TempDir::new("mtls-required");
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "node CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name
-        .push(DnType::OrganizationName, "nodes");
-    cp.distinguished_name.push(DnType::CommonName, "node-2");
-    let client = cp.signed_by(&client_key, &ca, &ca_key).unwrap();
+    let pki = NodePki::new(
+        tmp.path(),
+        &[
+            (rcgen::DnType::OrganizationName, "nodes"),
+            (rcgen::DnType::CommonName, "node-2"),
+        ],
+    );
     // A certificate from another CA.
     let rogue = rcgen::generate_simple_self_signed(vec!["node-2".to_string()]).unwrap();
-    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let p = |n: &str| tmp.path().join(n);
-    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(p("server.crt"), server.cert.pem()).unwrap();
-    std::fs::write(p("server.key"), server.key_pair.serialize_pem()).unwrap();
-    let tls_port = super::support::free_port();
-    let body = format!(
-        "{}\n[access]\n[access.client_certificates]\nca = \"{}\"\nrequired = true\nidentity = \"o\"\n\n\
-         [[access.rules]]\nwho = [\"cert:nodes\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\"]\n",
-        local_upstream(&reg.url(), "10m", ""),
-        p("ca.pem").display()
-    );
-    let _bw = Breakwater::start_with(
-        &format!(
-            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
-            p("server.crt").display(),
-            p("server.key").display()
-        ),
-        &body,
-    )
-    .await;
-    assert!(super::support::wait_for_port(tls_port, std::time::Duration::from_secs(10)).await);
+    let (_bw, tls_port) = pki
+        .start(
+            &reg.url(),
+            "required = true\nidentity = \"o\"",
+            "who = [\"cert:nodes\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\"]",
+        )
+        .await;
     let url = format!("https://127.0.0.1:{tls_port}/v2/local/team/nothing/tags/list");
     let with = |pem: Option<Vec<u8>>| {
         let mut b = reqwest::Client::builder().danger_accept_invalid_certs(true);
@@ -495,9 +537,11 @@ async fn required_client_certificates_refuse_the_handshake_without_one() {
     );
     // The right certificate gets through the handshake and is identified by its O ("nodes"):
     // the rule lets it pull (404: nothing cached, and pull alone may not fill).
-    let mut pem = client.pem().into_bytes();
-    pem.extend_from_slice(client_key.serialize_pem().as_bytes());
-    let r = with(Some(pem)).get(&url).send().await.unwrap();
+    let r = with(Some(pki.identity_pem()))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let body = r.text().await.unwrap_or_default();
     assert!(body.contains("action fill denied"), "{body}");
@@ -568,51 +612,23 @@ async fn a_private_upstream_readable_anonymously_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_identify_nodes_on_the_tls_listener() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    };
     let reg = Registry::start_plain().await;
     let img = Image::small(Format::Oci, 61);
     let digest = reg.pusher().push_image("team/app", "v1", &img).await;
     let tmp = TempDir::new("mtls");
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "node CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name.push(DnType::CommonName, "node-1");
-    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = cp.signed_by(&client_key, &ca, &ca_key).unwrap();
-    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let pki = NodePki::new(tmp.path(), &[(rcgen::DnType::CommonName, "node-1")]);
     let p = |n: &str| tmp.path().join(n);
-    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(p("server.crt"), server.cert.pem()).unwrap();
-    std::fs::write(p("server.key"), server.key_pair.serialize_pem()).unwrap();
     // skopeo's certificate directory: <name>.cert + <name>.key is a client pair.
     std::fs::create_dir_all(p("certs")).unwrap();
-    std::fs::write(p("certs/client.cert"), client.pem()).unwrap();
-    std::fs::write(p("certs/client.key"), client_key.serialize_pem()).unwrap();
-    let tls_port = super::support::free_port();
-    let body = format!(
-        "{}\n[access]\n[access.client_certificates]\nca = \"{}\"\nidentity = \"cn\"\n\n\
-         [[access.rules]]\nwho = [\"cert:node-1\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\", \"fill\"]\n",
-        local_upstream(&reg.url(), "10m", ""),
-        p("ca.pem").display()
-    );
-    let bw = Breakwater::start_with(
-        &format!(
-            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
-            p("server.crt").display(),
-            p("server.key").display()
-        ),
-        &body,
-    )
-    .await;
-    assert!(super::support::wait_for_port(tls_port, std::time::Duration::from_secs(10)).await);
+    std::fs::write(p("certs/client.cert"), &pki.client_cert).unwrap();
+    std::fs::write(p("certs/client.key"), &pki.client_key).unwrap();
+    let (bw, tls_port) = pki
+        .start(
+            &reg.url(),
+            "identity = \"cn\"",
+            "who = [\"cert:node-1\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\", \"fill\"]",
+        )
+        .await;
     let url = format!("https://127.0.0.1:{tls_port}/v2/local/team/app/manifests/v1");
 
     // No certificate: an anonymous client, refused.
@@ -629,11 +645,9 @@ async fn client_certificates_identify_nodes_on_the_tls_listener() {
     assert_eq!(r.status(), 401);
 
     // The node's certificate: identified as cert:node-1 and served.
-    let mut pem = client.pem().into_bytes();
-    pem.extend_from_slice(client_key.serialize_pem().as_bytes());
     let with_cert = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .identity(reqwest::Identity::from_pem(&pki.identity_pem()).unwrap())
         .build()
         .unwrap();
     let r = with_cert
