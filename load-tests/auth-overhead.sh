@@ -7,7 +7,7 @@
 # Reports each figure and the ratio on/off (the goal is >= 0.9).
 #
 # Env: DURATION (10s)  ROUNDS (3)  CONNECTIONS (64)  BLOB_SIZE (256M)  CLIENTS (4)  THREADS (2)
-#      QUICK=1 (3s, 1 round, 64M)  RESULTS_FILE (load-tests/results/auth-overhead.md)
+#      QUICK=1 (3s, 1 round, 64M)  PROFILE=1 (perf profiles first)  RESULTS_FILE (load-tests/results/auth-overhead.md)
 source "$(dirname "$0")/lib.sh"
 
 if [ "$QUICK" = 1 ]; then
@@ -95,6 +95,22 @@ gbps() {
     t1=$(now)
     calc "$CLIENTS*$LSIZE/($t1-$t0)/1e9"
 }
+
+# PROFILE=1: where the CPU goes on the manifest path, each instance under the same wrk load
+# (perf report text into $WORK/perf-{open,auth}.txt), before the measured rounds.
+if [ "${PROFILE:-0}" = 1 ]; then
+    need perf
+    for side in open auth; do
+        if [ $side = open ]; then port=$OPEN_PORT pid=$OPEN_PID; else port=$AUTH_PORT pid=$AUTH_PID; fi
+        perf record -q -F 999 -g -p "$pid" -o "$WORK/perf-$side.data" -- sleep 6 >/dev/null 2>&1 &
+        perf_pid=$!
+        rps "$port" >/dev/null
+        wait "$perf_pid"
+        perf report -q -i "$WORK/perf-$side.data" --no-children --percent-limit 0.7 --stdio \
+            -g none >"$WORK/perf-$side.txt" 2>/dev/null
+        log "profile ($side): $WORK/perf-$side.txt"
+    done
+fi
 
 M_OPEN=() M_AUTH=() B_OPEN=() B_AUTH=()
 for round in $(seq "$ROUNDS"); do
