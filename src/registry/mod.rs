@@ -12,6 +12,7 @@ mod links;
 pub mod manifests;
 pub mod prefetch;
 pub mod pulls;
+pub mod referrers;
 pub mod tags;
 pub mod touched;
 
@@ -101,6 +102,7 @@ pub struct Registry {
     pulls: Arc<pulls::PullRecorder>,
     touched: Arc<touched::Touched>,
     links: links::LinkCache,
+    referrer_flights: referrers::ReferrerFlights,
     acceptance: acceptance::Acceptance,
     // Set once by main after the scanner is built (it needs this registry as its image source).
     hooks: OnceLock<Arc<dyn ManifestHooks>>,
@@ -136,6 +138,7 @@ impl Registry {
             pulls: Arc::default(),
             touched: Arc::default(),
             links: links::LinkCache::default(),
+            referrer_flights: referrers::ReferrerFlights::default(),
             acceptance: acceptance::Acceptance::new(
                 settings
                     .access

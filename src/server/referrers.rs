@@ -1,0 +1,69 @@
+//! `GET /v2/<name>/referrers/<digest>[?artifactType=…]`: parses the request, asks the registry,
+//! and answers an OCI image index with the cache and filter headers.
+
+use super::respond::{header, send_bytes, set};
+use super::route::query_param;
+use super::{invalid, Outcome, RegistryApp};
+use crate::access::Client;
+use crate::oci::manifest::OCI_INDEX;
+use crate::oci::{Digest, ErrorCode};
+use crate::registry::CacheStatus;
+use pingora::protocols::http::ServerSession;
+
+impl RegistryApp {
+    pub(super) async fn referrers(
+        &self,
+        session: &mut ServerSession,
+        client: Option<&Client>,
+        name: &str,
+        digest: &str,
+        query: &str,
+        head: bool,
+    ) -> Outcome {
+        // The same routing and pull / fill checks as a manifest request.
+        let target = match self
+            .target(session, client, "referrers", name, query, head)
+            .await
+        {
+            Ok(t) => t,
+            Err(refused) => return refused,
+        };
+        let subject = match Digest::parse(digest) {
+            Ok(d) => d,
+            Err(e) => {
+                let e = invalid(ErrorCode::DigestInvalid, e);
+                return self.fail(session, "referrers", &e, head).await;
+            }
+        };
+        let artifact_type = query_param(query, "artifactType").filter(|a| !a.is_empty());
+        let answer = match self
+            .registry
+            .referrers(&target, &subject, artifact_type.as_deref())
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                return self
+                    .refuse_or_fail(session, (client, name), &target, "referrers", &e, head)
+                    .await
+            }
+        };
+        self.registry
+            .metrics()
+            .request("referrers", answer.status.as_str());
+        let mut h = header(200);
+        set(&mut h, "Content-Type", OCI_INDEX);
+        set(&mut h, "X-Breakwater-Cache", answer.status.as_str());
+        if answer.filtered {
+            set(&mut h, "OCI-Filters-Applied", "artifactType");
+        }
+        if answer.status == CacheStatus::Stale {
+            set(
+                &mut h,
+                "Warning",
+                "110 breakwater \"Response is Stale: upstream unavailable\"",
+            );
+        }
+        send_bytes(session, h, answer.body, head).await.into()
+    }
+}
