@@ -135,9 +135,7 @@ impl Registry {
                     .settings
                     .tag_rules(t.repo.as_str(), referrers_tag(subject).as_str());
                 match cached {
-                    Some(rec)
-                        if within_max_stale(&rules, crate::now_ms() - rec.fetched_at_ms) =>
-                    {
+                    Some(rec) if within_max_stale(&rules, crate::now_ms() - rec.fetched_at_ms) => {
                         Ok(self.stale_referrers(t, subject, rec, &e))
                     }
                     _ => Err(upstream_error(&e, ErrorCode::NameUnknown)),
@@ -154,19 +152,11 @@ impl Registry {
         subject: &Digest,
     ) -> Result<Referrers, UpstreamError> {
         let credentials = t.client_credentials();
-        if let Some(list) = t
-            .upstream
-            .referrers(&t.repo, subject, credentials)
-            .await?
-        {
+        if let Some(list) = t.upstream.referrers(&t.repo, subject, credentials).await? {
             return Ok(list);
         }
         let tag = Reference::Tag(referrers_tag(subject));
-        match t
-            .upstream
-            .manifest(&t.repo, &tag, false, credentials)
-            .await
-        {
+        match t.upstream.manifest(&t.repo, &tag, false, credentials).await {
             Ok(m) => Referrers::parse(&m.bytes).map_err(|e| UpstreamError::Invalid {
                 upstream: t.upstream.name.clone(),
                 reason: format!("referrers tag {tag} of {}: {e}", t.repo),

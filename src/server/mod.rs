@@ -4,8 +4,8 @@
 mod auth;
 pub mod drain;
 mod listing;
-mod referrers;
 pub mod range;
+mod referrers;
 pub mod respond;
 pub mod route;
 

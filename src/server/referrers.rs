@@ -2,7 +2,6 @@
 //! and answers an OCI image index with the cache and filter headers.
 
 use super::respond::{header, send_bytes, set};
-use super::route::query_param;
 use super::{invalid, Outcome, RegistryApp};
 use crate::access::Client;
 use crate::oci::manifest::OCI_INDEX;
@@ -35,7 +34,7 @@ impl RegistryApp {
                 return self.fail(session, "referrers", &e, head).await;
             }
         };
-        let artifact_type = query_param(query, "artifactType").filter(|a| !a.is_empty());
+        let artifact_type = artifact_type(query);
         let answer = match self
             .registry
             .referrers(&target, &subject, artifact_type.as_deref())
@@ -65,5 +64,32 @@ impl RegistryApp {
             );
         }
         send_bytes(session, h, answer.body, head).await.into()
+    }
+}
+
+/// The `artifactType` query parameter, percent-decoded. A `+` stays a `+`: media types hold no
+/// spaces, and clients that do not escape it (`application/spdx+json`) mean the plus.
+fn artifact_type(query: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let v = kv.strip_prefix("artifactType=")?;
+        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+        (!v.is_empty()).then(|| v.into_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::artifact_type;
+
+    #[test]
+    fn artifact_type_param() {
+        let sbom = Some("application/spdx+json".to_string());
+        assert_eq!(artifact_type("artifactType=application/spdx+json"), sbom);
+        assert_eq!(
+            artifact_type("ns=x&artifactType=application%2Fspdx%2Bjson"),
+            sbom
+        );
+        assert_eq!(artifact_type("artifactType="), None);
+        assert_eq!(artifact_type("n=1"), None);
     }
 }

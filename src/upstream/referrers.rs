@@ -56,9 +56,8 @@ impl Upstream {
                     ReadError::Io(r) => self.unreachable(r),
                 })?;
             total += body.len();
-            let list = Referrers::parse(&body).map_err(|e| {
-                self.invalid(format!("referrers of {subject} in {repo}: {e}"))
-            })?;
+            let list = Referrers::parse(&body)
+                .map_err(|e| self.invalid(format!("referrers of {subject} in {repo}: {e}")))?;
             all.extend(list);
             match next {
                 Some(n) => url = self.resolve_link(&n),

@@ -86,7 +86,9 @@ impl Referrers {
             return Err(ReferrersError("schemaVersion is not 2".into()));
         }
         if let Some(mt) = index.media_type.as_deref().filter(|mt| *mt != OCI_INDEX) {
-            return Err(ReferrersError(format!("media type {mt:?} is not {OCI_INDEX}")));
+            return Err(ReferrersError(format!(
+                "media type {mt:?} is not {OCI_INDEX}"
+            )));
         }
         for r in &index.manifests {
             Digest::parse(&r.digest).map_err(|e| ReferrersError(e.to_string()))?;
@@ -162,7 +164,10 @@ mod tests {
     #[test]
     fn tag_for_a_digest() {
         let d = Digest::parse(&digest('a')).unwrap();
-        assert_eq!(referrers_tag(&d).as_str(), format!("sha256-{}", "a".repeat(64)));
+        assert_eq!(
+            referrers_tag(&d).as_str(),
+            format!("sha256-{}", "a".repeat(64))
+        );
         let long = Digest::parse(&format!("sha512:{}", "b".repeat(128))).unwrap();
         assert_eq!(
             referrers_tag(&long).as_str(),
@@ -207,7 +212,11 @@ mod tests {
             br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:zz","size":1}]}"#,
             br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","size":1}]}"#,
         ] {
-            assert!(Referrers::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Referrers::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let empty = Referrers::parse(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap();
         assert!(empty.manifests.is_empty());

@@ -110,7 +110,10 @@ mod tests {
         assert_eq!(r.referrers_of(&a, &s).unwrap(), Some(first));
         // Another repository, or another subject, has its own answer.
         assert_eq!(r.referrers_of(&b, &s).unwrap(), None);
-        assert_eq!(r.referrers_of(&a, &Digest::sha256_of(b"other")).unwrap(), None);
+        assert_eq!(
+            r.referrers_of(&a, &Digest::sha256_of(b"other")).unwrap(),
+            None
+        );
         let second = ReferrersRecord {
             body: b"{\"manifests\":[1]}".to_vec(),
             fetched_at_ms: 20,
