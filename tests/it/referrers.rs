@@ -74,7 +74,10 @@ async fn referrers_api_passed_through_cached_filtered_and_served_stale() {
     let (sig, sbom) = (descriptor("sig", SIG), descriptor("sbom", SBOM));
     let failing = Arc::new(AtomicBool::new(false));
     let (s, q, f) = (subject.clone(), quiet.clone(), failing.clone());
-    let (page1, page2) = (index(&[sig.clone()]), index(&[sbom.clone()]));
+    let (page1, page2) = (
+        index(std::slice::from_ref(&sig)),
+        index(std::slice::from_ref(&sbom)),
+    );
     let fake = TestServer::start(move |req: Request| {
         if f.load(Ordering::SeqCst) {
             return Response::json(500, &json!({"errors": [{"code": "UNKNOWN"}]}));
@@ -286,7 +289,7 @@ async fn tag_scheme_fallback_against_real_registry_and_artifacts_pull_through() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(header(&h, "x-breakwater-cache"), Some("hit"));
     assert_eq!(header(&h, "oci-filters-applied"), Some("artifactType"));
-    assert_eq!(digests(&body), [sbom.digest.clone()]);
+    assert_eq!(digests(&body), [sbom.digest.as_str()]);
     reg.settle().await;
     assert_eq!(
         reg.manifest_gets(&tag),
@@ -322,6 +325,12 @@ async fn tag_scheme_fallback_against_real_registry_and_artifacts_pull_through() 
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), spdx.data);
+
+    // HEAD: the headers alone.
+    let r = client.head(url(&subject, "")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(r.headers(), "content-type"), Some(OCI_INDEX));
+    assert_eq!(header(r.headers(), "x-breakwater-cache"), Some("hit"));
 
     // No referrers tag: an empty list, not an error.
     let (status, h, body) = get(&client, &url(&lonely_digest, ""), None).await;
