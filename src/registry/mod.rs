@@ -102,7 +102,7 @@ pub struct Registry {
     pulls: Arc<pulls::PullRecorder>,
     touched: Arc<touched::Touched>,
     links: links::LinkCache,
-    referrer_flights: referrers::ReferrerFlights,
+    referrers_state: referrers::ReferrersState,
     acceptance: acceptance::Acceptance,
     // Set once by main after the scanner is built (it needs this registry as its image source).
     hooks: OnceLock<Arc<dyn ManifestHooks>>,
@@ -138,7 +138,7 @@ impl Registry {
             pulls: Arc::default(),
             touched: Arc::default(),
             links: links::LinkCache::default(),
-            referrer_flights: referrers::ReferrerFlights::default(),
+            referrers_state: referrers::ReferrersState::default(),
             acceptance: acceptance::Acceptance::new(
                 settings
                     .access

@@ -13,6 +13,7 @@ use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::upstream::UpstreamError;
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A referrers answer.
 pub struct ReferrersAnswer {
@@ -26,9 +27,28 @@ pub struct ReferrersAnswer {
 
 type Key = (String, String, Digest);
 
-/// Referrers refreshes in flight: concurrent misses for one subject ask upstream once.
-#[derive(Default)]
-pub struct ReferrerFlights(Flights<Key, (Bytes, CacheStatus)>);
+/// How long an upstream found without the referrers API is read through the tag scheme alone.
+const WITHOUT_API_FOR: Duration = Duration::from_secs(600);
+
+/// Referrers work shared by requests.
+pub struct ReferrersState {
+    /// Refreshes in flight: concurrent misses for one subject ask upstream once.
+    flights: Flights<Key, (Bytes, CacheStatus)>,
+    /// Upstreams whose referrers endpoint does not exist, so each refresh asks only for the tag.
+    without_api: moka::sync::Cache<String, ()>,
+}
+
+impl Default for ReferrersState {
+    fn default() -> Self {
+        ReferrersState {
+            flights: Flights::default(),
+            without_api: moka::sync::Cache::builder()
+                .max_capacity(1024)
+                .time_to_live(WITHOUT_API_FOR)
+                .build(),
+        }
+    }
+}
 
 impl Registry {
     /// The referrers of `subject` in the target repository, only those of `artifact_type` when
@@ -84,7 +104,7 @@ impl Registry {
         let this = self.clone();
         let (t2, s2, c2) = (t.clone(), subject.clone(), cached.clone());
         let key = (t.upstream.name.clone(), t.repo.to_string(), subject.clone());
-        let flight = self.referrer_flights.0.run(key, move || async move {
+        let flight = self.referrers_state.flights.run(key, move || async move {
             this.refresh_referrers(&t2, &s2, c2).await
         });
         match cached {
@@ -152,8 +172,22 @@ impl Registry {
         subject: &Digest,
     ) -> Result<Referrers, UpstreamError> {
         let credentials = t.client_credentials();
-        if let Some(list) = t.upstream.referrers(&t.repo, subject, credentials).await? {
-            return Ok(list);
+        let name = &t.upstream.name;
+        if !self.referrers_state.without_api.contains_key(name) {
+            match t.upstream.referrers(&t.repo, subject, credentials).await {
+                Ok(list) => return Ok(list),
+                // 404 means no referrers API (the specification forbids it from one that has
+                // it); a bare 404 without an OCI error code means no such endpoint at all
+                // (distribution 2.8), which is remembered for a while.
+                Err(UpstreamError::Status {
+                    status: 404, code, ..
+                }) => {
+                    if code.is_none() {
+                        self.referrers_state.without_api.insert(name.clone(), ());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         let tag = Reference::Tag(referrers_tag(subject));
         match t.upstream.manifest(&t.repo, &tag, false, credentials).await {

@@ -7,25 +7,25 @@ use crate::oci::manifest::OCI_INDEX;
 use crate::oci::referrers::{Referrers, MAX_REFERRERS_BYTES};
 use crate::oci::{Digest, RepoName};
 use reqwest::header::{ACCEPT, LINK};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 
 /// Pages followed before the answer is called too long (each page may hold many referrers).
 const MAX_PAGES: usize = 20;
 
 impl Upstream {
     /// All referrers of `subject` in `repo` through upstream's referrers API, unfiltered (the
-    /// cache filters, so one cached answer serves every `artifactType`). `None`: upstream
-    /// answered 404, i.e. it has no referrers API and the tag scheme is to be used.
+    /// cache filters, so one cached answer serves every `artifactType`). A 404 (a registry
+    /// without the API) is an error like any other status: what it means is the caller's call.
     pub async fn referrers(
         &self,
         repo: &RepoName,
         subject: &Digest,
         client: Option<&Credentials>,
-    ) -> Result<Option<Referrers>, UpstreamError> {
+    ) -> Result<Referrers, UpstreamError> {
         let mut url = self.url(repo, &format!("referrers/{subject}"));
         let mut all = Referrers::default();
         let mut total = 0;
-        for page in 0..MAX_PAGES {
+        for _ in 0..MAX_PAGES {
             let resp = self
                 .send(
                     "referrers",
@@ -36,9 +36,6 @@ impl Upstream {
                     client,
                 )
                 .await?;
-            if page == 0 && resp.status() == StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
             if !resp.status().is_success() {
                 return Err(self.error_from(resp).await);
             }
@@ -61,7 +58,7 @@ impl Upstream {
             all.extend(list);
             match next {
                 Some(n) => url = self.resolve_link(&n),
-                None => return Ok(Some(all)),
+                None => return Ok(all),
             }
         }
         Err(self.invalid(format!(

@@ -337,6 +337,11 @@ async fn tag_scheme_fallback_against_real_registry_and_artifacts_pull_through() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(header(&h, "content-type"), Some(OCI_INDEX));
     assert_eq!(body["manifests"], json!([]));
+    // The registry's missing referrers endpoint was learnt: only the tag was asked this time.
+    reg.settle().await;
+    assert_eq!(reg.count("GET", "/referrers/"), 1);
+    let lonely_tag = format!("sha256-{}", &lonely_digest["sha256:".len()..]);
+    assert_eq!(reg.count("GET", &format!("/manifests/{lonely_tag}")), 1);
 
     // Bad input: a clear OCI error.
     let (status, _, body) = get(&client, &url("sha256:xyz", ""), None).await;
