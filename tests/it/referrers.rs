@@ -102,8 +102,9 @@ async fn referrers_api_passed_through_cached_filtered_and_served_stale() {
     let tmp = TempDir::new("referrers");
     let htpasswd = htpasswd_file(tmp.path(), &[("alice", "alice-pw"), ("bob", "bob-pw")]);
     // Referrers follow the rules of their tag, sha256-<hex>: a 2 s TTL here, stale for an hour.
+    // A long grace keeps a slow machine's revalidation from being answered stale.
     let extra = format!(
-        "[[upstreams.local.tag_policies]]\ntags = [\"sha256-*\"]\nttl = \"2s\"\nmax_stale = \"1h\"\n\n\
+        "revalidate_grace = \"10s\"\n\n[[upstreams.local.tag_policies]]\ntags = [\"sha256-*\"]\nttl = \"2s\"\nmax_stale = \"1h\"\n\n\
          [access]\nhtpasswd = \"{}\"\nchallenge = \"basic\"\n\n\
          [[access.rules]]\nwho = [\"user:alice\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\", \"fill\"]\n\n\
          [[access.rules]]\nwho = [\"user:bob\"]\nrepositories = [\"local/**\"]\nactions = [\"pull\"]\n",
