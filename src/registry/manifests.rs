@@ -497,7 +497,7 @@ impl Registry {
 }
 
 /// Whether a tag confirmed `age_ms` ago may still be served when upstream cannot confirm it.
-fn within_max_stale(rules: &TagRules, age_ms: i64) -> bool {
+pub(super) fn within_max_stale(rules: &TagRules, age_ms: i64) -> bool {
     match rules.max_stale {
         Some(max) => age_ms <= (rules.ttl + max).as_millis() as i64,
         None => true,

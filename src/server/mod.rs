@@ -5,6 +5,7 @@ mod auth;
 pub mod drain;
 mod listing;
 pub mod range;
+mod referrers;
 pub mod respond;
 pub mod route;
 
@@ -172,7 +173,8 @@ impl RegistryApp {
         let name = match parse_path(path) {
             Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
-            | Endpoint::Tags { name } => Some(name),
+            | Endpoint::Tags { name }
+            | Endpoint::Referrers { name, .. } => Some(name),
             _ => None,
         };
         if let Some(t) = name.and_then(|n| self.router.resolve(n, ns.as_deref()).ok()) {
@@ -230,13 +232,9 @@ impl RegistryApp {
                 self.blob(session, client, name, digest, &query, head).await
             }
             Endpoint::Tags { name } => self.tags(session, client, name, &path, &query, head).await,
-            Endpoint::Referrers => {
-                // 404 makes clients fall back to the sha256-<hex> tag scheme.
-                let e = RegistryError::new(
-                    ErrorCode::Unsupported,
-                    "the referrers API is not supported by this cache",
-                );
-                send_error_status(session, &e, 404, head).await.into()
+            Endpoint::Referrers { name, digest } => {
+                self.referrers(session, client, name, digest, &query, head)
+                    .await
             }
             Endpoint::Write => {
                 session.set_keepalive(None);

@@ -34,7 +34,12 @@ pub enum Endpoint<'a> {
         name: &'a str,
     },
     /// `/v2/<name>/referrers/<digest>`
-    Referrers,
+    Referrers {
+        /// Repository path as requested.
+        name: &'a str,
+        /// The subject digest.
+        digest: &'a str,
+    },
     /// A push or delete endpoint: the cache is read-only.
     Write,
     /// Anything else.
@@ -75,8 +80,10 @@ pub fn parse_path(path: &str) -> Endpoint<'_> {
             return Endpoint::Blob { name, digest: tail };
         }
     }
-    if rest.contains("/referrers/") {
-        return Endpoint::Referrers;
+    if let Some((name, tail)) = rest.rsplit_once("/referrers/") {
+        if !tail.contains('/') {
+            return Endpoint::Referrers { name, digest: tail };
+        }
     }
     Endpoint::Unknown
 }
@@ -233,7 +240,14 @@ mod tests {
         );
         assert_eq!(parse_path("/v2/a/tags/list"), Endpoint::Tags { name: "a" });
         assert_eq!(parse_path("/v2/a/blobs/uploads/"), Endpoint::Write);
-        assert_eq!(parse_path("/v2/a/referrers/sha256:1"), Endpoint::Referrers);
+        assert_eq!(
+            parse_path("/v2/a/b/referrers/sha256:1"),
+            Endpoint::Referrers {
+                name: "a/b",
+                digest: "sha256:1"
+            }
+        );
+        assert_eq!(parse_path("/v2/a/referrers/sha256:1/x"), Endpoint::Unknown);
         assert_eq!(parse_path("/v2/a/manifests/x/y"), Endpoint::Unknown);
         assert_eq!(parse_path("/other"), Endpoint::Unknown);
     }

@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod challenge;
 mod credentials;
+mod referrers;
 pub mod token;
 
 use crate::config::{Credentials, UpstreamSettings};

@@ -6,6 +6,7 @@ pub mod error;
 pub mod manifest;
 pub mod name;
 pub mod pattern;
+pub mod referrers;
 pub mod repo;
 pub mod time;
 

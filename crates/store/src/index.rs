@@ -113,6 +113,8 @@ pub trait Index: Send + Sync + 'static {
     fn events(&self, q: &EventQuery) -> Result<Vec<Event>>;
     /// Lifecycle, quota and GC operations (see `cache::images`).
     fn lifecycle(&self) -> &dyn super::images::LifecycleIndex;
+    /// Cached referrers answers (see `cache::referrers`).
+    fn referrers(&self) -> &dyn super::referrers::ReferrersIndex;
 }
 
 /// The embedded SQLite index.
@@ -211,6 +213,7 @@ impl SqliteIndex {
         conn.execute_batch(super::events::SCHEMA)
             .map_err(wrap("create schema"))?;
         super::images::migrate(&conn).map_err(wrap("migrate schema"))?;
+        super::referrers::migrate(&conn).map_err(wrap("migrate schema"))?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
             path: path.map(Path::to_path_buf),
@@ -229,7 +232,7 @@ impl SqliteIndex {
     }
 }
 
-fn repo_id(c: &Connection, repo: &RepoKey) -> rusqlite::Result<i64> {
+pub(crate) fn repo_id(c: &Connection, repo: &RepoKey) -> rusqlite::Result<i64> {
     c.execute(
         "INSERT OR IGNORE INTO repositories (upstream, name) VALUES (?1, ?2)",
         params![repo.upstream, repo.name],
@@ -480,6 +483,10 @@ impl Index for SqliteIndex {
     }
 
     fn lifecycle(&self) -> &dyn super::images::LifecycleIndex {
+        self
+    }
+
+    fn referrers(&self) -> &dyn super::referrers::ReferrersIndex {
         self
     }
 }

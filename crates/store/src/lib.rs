@@ -5,6 +5,7 @@
 pub mod events;
 pub mod images;
 pub mod index;
+pub mod referrers;
 pub mod scans;
 pub mod scrub;
 mod snapshot;
@@ -12,6 +13,7 @@ pub mod store;
 
 pub use events::{Event, EventKind, EventQuery};
 pub use index::{Index, ManifestRecord, RepoKey, SqliteIndex, TagRecord};
+pub use referrers::{ReferrersIndex, ReferrersRecord};
 pub use scans::{ScanIndex, ScanStoreError};
 pub use store::{BlobStore, FsStore};
 
