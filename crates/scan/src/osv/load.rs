@@ -28,9 +28,20 @@ pub struct Skipped {
     pub source: String,
     /// What was wrong with it.
     pub reason: String,
-    /// True when a whole file was unusable (a `.json` file or a zip), false for one entry of a
-    /// zip that was otherwise read.
-    pub file: bool,
+    /// What was skipped: a whole file, a damaged zip entry, or a record.
+    pub kind: SkipKind,
+}
+
+/// What a [`Skipped`] item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    /// A whole file that could not be used (unreadable, not a zip, a `.json` file that is no
+    /// OSV record).
+    File,
+    /// An entry of a zip that could not be read (the archive is damaged there).
+    Damaged,
+    /// A document that was read but is no usable OSV record (or is too large).
+    Record,
 }
 
 /// What a load read and skipped.
@@ -51,7 +62,7 @@ pub struct LoadReport {
 impl LoadReport {
     /// The skipped entries that were whole unusable files.
     pub fn unusable_files(&self) -> impl Iterator<Item = &Skipped> {
-        self.skipped.iter().filter(|s| s.file)
+        self.skipped.iter().filter(|s| s.kind == SkipKind::File)
     }
 }
 
@@ -90,7 +101,7 @@ impl Loader {
         } else if ext.eq_ignore_ascii_case("json") {
             let bytes = fs::read(path).map_err(|e| OsvError::io(path, e))?;
             let name = path.display().to_string();
-            self.add_document(&name, &name, &bytes, true);
+            self.add_document(&name, &name, &bytes, SkipKind::File);
             Ok(())
         } else {
             Err(OsvError::UnsupportedPath {
@@ -123,8 +134,8 @@ impl Loader {
                 if ext.eq_ignore_ascii_case("json") {
                     let name = path.display().to_string();
                     match fs::read(&path) {
-                        Ok(bytes) => self.add_document(&folder, &name, &bytes, true),
-                        Err(e) => self.skip(name, format!("unreadable: {e}"), true),
+                        Ok(bytes) => self.add_document(&folder, &name, &bytes, SkipKind::File),
+                        Err(e) => self.skip(name, format!("unreadable: {e}"), SkipKind::File),
                     }
                 } else if ext.eq_ignore_ascii_case("zip") {
                     if let Err(e) = self.add_zip(&path) {
@@ -133,7 +144,7 @@ impl Loader {
                             OsvError::Zip { source, .. } => format!("not a usable zip: {source}"),
                             other => other.to_string(),
                         };
-                        self.skip(path.display().to_string(), reason, true);
+                        self.skip(path.display().to_string(), reason, SkipKind::File);
                     }
                 }
             }
@@ -150,7 +161,7 @@ impl Loader {
             let mut entry = match archive.by_index(i) {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.skip(format!("{group}!#{i}"), e.to_string(), false);
+                    self.skip(format!("{group}!#{i}"), e.to_string(), SkipKind::Damaged);
                     continue;
                 }
             };
@@ -164,7 +175,7 @@ impl Loader {
                 self.skip(
                     source,
                     format!("entry is {} bytes, limit {MAX_RECORD_BYTES}", entry.size()),
-                    false,
+                    SkipKind::Record,
                 );
                 continue;
             }
@@ -178,11 +189,11 @@ impl Loader {
                     self.skip(
                         source,
                         format!("entry inflates past {MAX_RECORD_BYTES} bytes"),
-                        false,
+                        SkipKind::Record,
                     );
                 }
-                Ok(_) => self.add_document(&group, &source, &bytes, false),
-                Err(e) => self.skip(source, format!("unreadable entry: {e}"), false),
+                Ok(_) => self.add_document(&group, &source, &bytes, SkipKind::Record),
+                Err(e) => self.skip(source, format!("damaged entry: {e}"), SkipKind::Damaged),
             }
         }
         Ok(())
@@ -190,22 +201,22 @@ impl Loader {
 
     /// Adds one JSON document holding one OSV record; `source` names it in reports.
     pub fn add_json(&mut self, source: &str, bytes: &[u8]) {
-        self.add_document(source, source, bytes, true);
+        self.add_document(source, source, bytes, SkipKind::File);
     }
 
-    /// One document from `group` (a zip, or a folder of loose files); `file`: it is a whole
-    /// file rather than an entry of a zip.
-    fn add_document(&mut self, group: &str, source: &str, bytes: &[u8], file: bool) {
+    /// One document from `group` (a zip, or a folder of loose files); `unusable`: what it is
+    /// reported as when it is no record (a whole file, or one record of a zip).
+    fn add_document(&mut self, group: &str, source: &str, bytes: &[u8], unusable: SkipKind) {
         self.report.documents += 1;
         let record = match serde_json::from_slice::<Record>(bytes) {
             Ok(record) if record.id.trim().is_empty() => {
                 let why = "record has an empty id".to_string();
-                return self.skip(source.to_string(), why, file);
+                return self.skip(source.to_string(), why, unusable);
             }
             Ok(record) => record,
             Err(e) => {
                 let why = format!("not an OSV record: {e}");
-                return self.skip(source.to_string(), why, file);
+                return self.skip(source.to_string(), why, unusable);
             }
         };
         self.report.records += 1;
@@ -234,11 +245,11 @@ impl Loader {
         &self.report
     }
 
-    fn skip(&mut self, source: String, reason: String, file: bool) {
+    fn skip(&mut self, source: String, reason: String, kind: SkipKind) {
         self.report.skipped.push(Skipped {
             source,
             reason,
-            file,
+            kind,
         });
     }
 
@@ -359,7 +370,7 @@ mod tests {
         assert_eq!(counts(&zip_name), [("Alpine".into(), 2)]);
         // A bad entry of a readable zip is a skipped record, not an unusable file.
         assert_eq!(report.skipped.len(), 1);
-        assert!(!report.skipped[0].file);
+        assert_eq!(report.skipped[0].kind, SkipKind::Record);
         assert_eq!(report.unusable_files().count(), 0);
     }
 }
