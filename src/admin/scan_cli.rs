@@ -58,6 +58,9 @@ pub enum ScanSub {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Download osv.dev's all.zip per ecosystem into an osv_paths folder (offline command:
+    /// each archive is verified, then swapped in atomically).
+    Update(crate::scan::update::UpdateArgs),
 }
 
 /// Runs a scan command.
@@ -71,6 +74,7 @@ pub fn run(cmd: ScanCommand) -> Result<(), String> {
                     let v = connect(&conn)?.call(Method::GET, "/scan/status", &[], None)?;
                     print_json_or(&conn, &v, status_text)
                 }
+                ScanSub::Update(args) => crate::scan::update::run(args),
                 ScanSub::Reload { conn } => {
                     let v = connect(&conn)?.call(Method::POST, "/scan/reload", &[], None)?;
                     print_json_or(&conn, &v, |v| {

@@ -231,6 +231,12 @@ impl Staging {
         let tmp_err = |e: std::io::Error| format!("cannot write the download: {e}");
         self.tmp.as_file().sync_all().map_err(tmp_err)?;
         let verified = verify(self.tmp.path(), eco)?;
+        // The temporary file is private (0600); the archive must stay readable by the cache,
+        // which may run as another user: keep the old file's mode, else world-readable.
+        let mode = std::fs::metadata(&self.target)
+            .map(|m| m.permissions())
+            .unwrap_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        std::fs::set_permissions(self.tmp.path(), mode).map_err(tmp_err)?;
         let sidecar = etag_path(&self.target);
         // An old ETag must not outlive the file it describes (a crash between the two steps
         // then costs one full download, never a wrong 304).

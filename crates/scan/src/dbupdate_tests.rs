@@ -85,6 +85,13 @@ fn a_verified_download_replaces_the_archive_and_keeps_its_etag() {
     assert_eq!((v.records, v.bad_records), (1105, 0));
     assert_eq!(v.bytes, zip.len() as u64);
     assert_eq!(std::fs::read(&target).unwrap(), zip);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&target),
+        0o644,
+        "readable by a cache running as another user"
+    );
     assert_eq!(stored_etag(&target).as_deref(), Some("\"abc\""));
     // Nothing but the archive and its (hidden, ignored) ETag is left.
     assert_eq!(
@@ -92,9 +99,12 @@ fn a_verified_download_replaces_the_archive_and_keeps_its_etag() {
         [".all.zip.etag", "all.zip"]
     );
 
-    // A new download without an ETag drops the old one: it described other bytes.
+    // A new download without an ETag drops the old one: it described other bytes. The
+    // operator's choice of mode is kept.
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
     let v = stage(&target, &zip, "Alpine", None).unwrap();
     assert_eq!(v.records, 1105);
+    assert_eq!(mode(&target), 0o640);
     assert_eq!(stored_etag(&target), None);
 
     // The ETag is only offered while its archive is there.
