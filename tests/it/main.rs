@@ -15,5 +15,6 @@ mod lifecycle;
 mod pull_path;
 mod resilience;
 mod scan;
+mod scan_update;
 mod support;
 mod support_selftest;
