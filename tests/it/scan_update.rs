@@ -285,3 +285,44 @@ fn update_needs_a_folder_to_write_to() {
     assert!(!ok);
     assert!(err.contains("use \"Debian\""), "{err}");
 }
+
+#[test]
+fn the_shipped_timer_and_its_unit_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        if std::env::var_os("BREAKWATER_REQUIRE_TEST_TOOLS").is_some() {
+            panic!("required test tool missing: systemd-analyze");
+        }
+        eprintln!("SKIPPED: no systemd-analyze (apt-get install systemd)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let unit = std::fs::read_to_string(root.join("breakwater-osv-update.service")).unwrap();
+    let timer = std::fs::read_to_string(root.join("breakwater-osv-update.timer")).unwrap();
+    assert!(unit.contains(
+        "\nExecStart=/usr/local/bin/breakwater scan update --config /etc/breakwater/breakwater.toml\n"
+    ));
+    // The cache's unit is named breakwater: the same dynamic user reads what this one writes.
+    assert!(unit.contains("\nUser=breakwater\n") && unit.contains("\nStateDirectory=breakwater\n"));
+    assert!(timer.contains("\nOnCalendar=daily\n"));
+    // verify insists that ExecStart's binary exists: check copies naming the one just built.
+    let dir = TempDir::new("osv-unit");
+    let built = env!("CARGO_BIN_EXE_breakwater");
+    let service = dir.path().join("breakwater-osv-update.service");
+    std::fs::write(&service, unit.replace("/usr/local/bin/breakwater", built)).unwrap();
+    let timer_copy = dir.path().join("breakwater-osv-update.timer");
+    std::fs::write(&timer_copy, timer).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&timer_copy)
+        .arg(&service)
+        .output()
+        .expect("run systemd-analyze verify");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "systemd-analyze verify:\n{text}");
+    assert!(!text.contains("breakwater-osv-update"), "warnings:\n{text}");
+}
