@@ -298,6 +298,19 @@ async fn status(cx: &Scans<'_>) -> Answer {
             "documents": s.documents,
             "skipped": s.skipped,
             "skippedExamples": s.skipped_examples,
+            "unusableFileCount": s.unusable_file_count,
+            "unusableFiles": s.unusable_files.iter().map(|f| j!({
+                "path": f.source,
+                "reason": f.reason,
+            })).collect::<Vec<_>>(),
+            "recordsBySource": s.by_source.iter().flat_map(|(source, ecos)| {
+                ecos.iter().map(move |(eco, n)| j!({
+                    "source": source,
+                    "ecosystem": eco,
+                    "records": n,
+                }))
+            }).collect::<Vec<_>>(),
+            "recordsByEcosystem": s.records_by_ecosystem(),
             "contentHash": s.hash,
             "loadedAt": crate::scan::clock::rfc3339(s.loaded_at_ms),
             "updatedAt": crate::scan::clock::rfc3339(s.updated_at_ms()),

@@ -58,6 +58,9 @@ pub enum ScanSub {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Download osv.dev's all.zip per ecosystem into an osv_paths folder (offline command:
+    /// each archive is verified, then swapped in atomically).
+    Update(crate::scan::update::UpdateArgs),
 }
 
 /// Runs a scan command.
@@ -71,6 +74,7 @@ pub fn run(cmd: ScanCommand) -> Result<(), String> {
                     let v = connect(&conn)?.call(Method::GET, "/scan/status", &[], None)?;
                     print_json_or(&conn, &v, status_text)
                 }
+                ScanSub::Update(args) => crate::scan::update::run(args),
                 ScanSub::Reload { conn } => {
                     let v = connect(&conn)?.call(Method::POST, "/scan/reload", &[], None)?;
                     print_json_or(&conn, &v, |v| {
@@ -217,9 +221,58 @@ fn status_text(v: &Value) -> String {
     if let Some(e) = v["error"].as_str() {
         out.push_str(&format!("last load error: {e}\n"));
     }
+    out.push_str(&data_text(&v["loaded"]));
     out.push_str(&format!("sources: {}\n", v["sources"]));
     out.push_str(&format!("scan on cache: {}\n", v["onCache"]));
     out.push_str(&format!("gates: {}\n", v["gates"]));
     out.push_str(&format!("finding totals: {}\n", v["findingTotals"]));
+    out
+}
+
+/// The loaded data's records per source and ecosystem, its unusable files with their reasons
+/// (as many as the API lists, then a count) and its skipped records.
+fn data_text(d: &Value) -> String {
+    let mut out = String::new();
+    let rows: Vec<Vec<String>> = d["recordsBySource"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let eco = r["ecosystem"].as_str().unwrap_or("");
+            vec![
+                r["source"].as_str().unwrap_or("").to_string(),
+                if eco.is_empty() { "-" } else { eco }.to_string(),
+                r["records"].to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&table::render(&["SOURCE", "ECOSYSTEM", "RECORDS"], &rows));
+    }
+    let files = d["unusableFiles"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default();
+    let count = d["unusableFileCount"].as_u64().unwrap_or(0);
+    if count > 0 {
+        out.push_str(&format!("unusable files: {count}\n"));
+        for f in files {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                f["path"].as_str().unwrap_or(""),
+                f["reason"].as_str().unwrap_or("")
+            ));
+        }
+        if count > files.len() as u64 {
+            out.push_str(&format!("  … and {} more\n", count - files.len() as u64));
+        }
+    }
+    let records = d["skipped"].as_u64().unwrap_or(0).saturating_sub(count);
+    if records > 0 {
+        out.push_str(&format!(
+            "skipped records: {records} (inside usable files; named in the log)\n"
+        ));
+    }
     out
 }

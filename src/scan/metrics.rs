@@ -1,6 +1,7 @@
 //! The scanner's Prometheus metrics, registered in the cache's registry.
 
 use crate::metrics::Metrics;
+use crate::scan::vulndb::DbSnapshot;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
@@ -27,6 +28,10 @@ pub struct ScanMetrics {
     pub db_records: IntGauge,
     /// Gate decisions by mode and result (allowed, warned, denied).
     pub gate: IntCounterVec,
+    /// Files under `osv_paths` the last load could not use.
+    pub db_unusable_files: IntGauge,
+    /// Advisory records loaded per ecosystem (a record about several counts in each).
+    pub db_ecosystem_records: IntGaugeVec,
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(m: &Metrics, c: C) -> C {
@@ -109,6 +114,40 @@ impl ScanMetrics {
                 "Pull gate decisions on image manifests",
                 &["mode", "result"],
             ),
+            db_unusable_files: gauge(
+                "breakwater_scan_db_unusable_files",
+                "Files under scan.osv_paths the last load could not use (see breakwater scan status)",
+            ),
+            db_ecosystem_records: reg(
+                m,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "breakwater_scan_db_ecosystem_records",
+                        "Advisory records loaded per ecosystem",
+                    ),
+                    &["ecosystem"],
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+}
+
+impl ScanMetrics {
+    /// Sets the gauges that describe the data in use: age, size, records per ecosystem and the
+    /// files that could not be used.
+    pub fn show_db(&self, s: &DbSnapshot, now_ms: i64) {
+        let age = (now_ms - s.updated_at_ms()).max(0) / 1000;
+        self.db_age.set(age);
+        self.db_records.set(s.db.len() as i64);
+        self.db_unusable_files.set(s.unusable_file_count as i64);
+        // Ecosystems gone from the data must not linger with their old counts.
+        self.db_ecosystem_records.reset();
+        for (eco, n) in s.records_by_ecosystem() {
+            let eco = if eco.is_empty() { "none" } else { eco };
+            self.db_ecosystem_records
+                .with_label_values(&[eco])
+                .set(n as i64);
         }
     }
 }

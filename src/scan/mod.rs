@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod rematch;
 pub mod scanner;
 pub mod service;
+pub mod update;
 pub mod upgrade;
 
 pub use breakwater_scan::{

@@ -352,12 +352,10 @@ impl Scanner {
         }
     }
 
-    /// Updates the DB age and size gauges.
+    /// Updates the gauges that describe the data in use.
     pub fn refresh_db_gauges(&self) {
         if let Some(s) = self.db.current() {
-            let age = (crate::now_ms() - s.updated_at_ms()).max(0) / 1000;
-            self.metrics.db_age.set(age);
-            self.metrics.db_records.set(s.db.len() as i64);
+            self.metrics.show_db(&s, crate::now_ms());
         }
     }
 

@@ -16,5 +16,6 @@ mod pull_path;
 mod referrers;
 mod resilience;
 mod scan;
+mod scan_update;
 mod support;
 mod support_selftest;

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod dbupdate;
 pub mod findings;
 pub mod inventory;
 pub mod layer;

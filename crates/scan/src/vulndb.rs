@@ -1,11 +1,13 @@
 //! The loaded vulnerability data and how it is kept current: loaded in the background at
 //! start-up (the listeners never wait for it), then re-checked every `rescan_interval`. A check
 //! first compares the sources' file list, sizes and mtimes (cheap); only when those changed is
-//! the data reloaded, and only when the reloaded content hash differs is it swapped in, which
-//! is what triggers a rematch of every stored inventory.
+//! the data reloaded, and only when the reloaded content hash differs does it count as a change,
+//! which is what triggers a rematch of every stored inventory (an identical reload still
+//! replaces the snapshot, so its report of unusable files and counts is current).
 
 use crate::clock::parse_rfc3339;
-use crate::osv::Database;
+use crate::osv::{Database, LoadReport, Skipped};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
@@ -28,7 +30,16 @@ pub struct DbSnapshot {
     pub skipped: usize,
     /// The first few skip reasons (`source: reason`).
     pub skipped_examples: Vec<String>,
+    /// Whole files that could not be used, with their reasons (the first [`MAX_LISTED_FILES`]).
+    pub unusable_files: Vec<Skipped>,
+    /// How many files could not be used (all of them, listed or not).
+    pub unusable_file_count: usize,
+    /// Records read per source and ecosystem ([`LoadReport::by_source`]).
+    pub by_source: BTreeMap<String, BTreeMap<String, usize>>,
 }
+
+/// How many unusable files a snapshot names (the rest are counted).
+pub const MAX_LISTED_FILES: usize = 100;
 
 impl DbSnapshot {
     /// Builds a snapshot around a loaded database.
@@ -47,7 +58,39 @@ impl DbSnapshot {
             documents,
             skipped: skipped.len(),
             skipped_examples: skipped.into_iter().take(5).collect(),
+            unusable_files: Vec::new(),
+            unusable_file_count: 0,
+            by_source: BTreeMap::new(),
         }
+    }
+
+    /// Builds a snapshot from a load and its report (skips, unusable files, counts).
+    pub fn from_load(db: Database, report: LoadReport) -> Self {
+        let skipped = report
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.source, s.reason))
+            .collect();
+        let mut snap = DbSnapshot::new(db, report.documents, skipped);
+        snap.unusable_file_count = report.unusable_files().count();
+        snap.unusable_files = report
+            .unusable_files()
+            .take(MAX_LISTED_FILES)
+            .cloned()
+            .collect();
+        snap.by_source = report.by_source;
+        snap
+    }
+
+    /// Records per ecosystem over all sources.
+    pub fn records_by_ecosystem(&self) -> BTreeMap<&str, usize> {
+        let mut out = BTreeMap::new();
+        for counts in self.by_source.values() {
+            for (eco, n) in counts {
+                *out.entry(eco.as_str()).or_default() += n;
+            }
+        }
+        out
     }
 
     /// ECR's `vulnerabilitySourceUpdatedAt`: the newest record's date, or the load time when
@@ -152,23 +195,18 @@ impl VulnDb {
         }
         let started = std::time::Instant::now();
         let (db, report) = Database::load(&self.paths).map_err(|e| e.to_string())?;
-        let skipped: Vec<String> = report
-            .skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.source, s.reason))
-            .collect();
         // Nothing is skipped silently: each unusable file or record is named, with its reason
         // (capped, so a broken archive of thousands of entries does not flood the log).
-        for s in skipped.iter().take(MAX_SKIP_WARNINGS) {
-            tracing::warn!("vulnerability data skipped: {s}");
+        for s in report.skipped.iter().take(MAX_SKIP_WARNINGS) {
+            tracing::warn!("vulnerability data skipped: {}: {}", s.source, s.reason);
         }
-        if skipped.len() > MAX_SKIP_WARNINGS {
+        if report.skipped.len() > MAX_SKIP_WARNINGS {
             tracing::warn!(
                 "vulnerability data: {} more skipped (not listed)",
-                skipped.len() - MAX_SKIP_WARNINGS
+                report.skipped.len() - MAX_SKIP_WARNINGS
             );
         }
-        let snap = Arc::new(DbSnapshot::new(db, report.documents, skipped));
+        let snap = Arc::new(DbSnapshot::from_load(db, report));
         *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp);
         let unchanged = current.as_ref().is_some_and(|c| c.hash == snap.hash);
         tracing::info!(
@@ -179,20 +217,14 @@ impl VulnDb {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "vulnerability data loaded"
         );
-        if unchanged {
-            // Touched but identical: nothing to rematch.
-            self.status.send_modify(|s| {
-                s.error = None;
-                s.settled = true;
-            });
-            return Ok(None);
-        }
+        // Identical records (touched files, or an unusable file added or removed) need no
+        // rematch, but the new snapshot goes in so the status reports the files as they are.
         self.status.send_modify(|s| {
             s.snapshot = Some(snap.clone());
             s.error = None;
             s.settled = true;
         });
-        Ok(Some(snap))
+        Ok((!unchanged).then_some(snap))
     }
 
     /// Puts a snapshot in use directly (tests and benchmarks).
@@ -203,6 +235,13 @@ impl VulnDb {
             s.settled = true;
         });
     }
+}
+
+/// True for the files the loader reads (`.json`, `.zip`): others, such as a download in
+/// progress next to them, are no change.
+fn is_data_file(p: &Path) -> bool {
+    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+    ext.eq_ignore_ascii_case("json") || ext.eq_ignore_ascii_case("zip")
 }
 
 /// The size and mtime of each source file; directories are walked at any depth, like the loader
@@ -230,7 +269,7 @@ fn walk(p: &Path, out: &mut Fingerprint) -> Result<(), String> {
                 walk(&e.path(), out)?;
             }
         }
-    } else {
+    } else if is_data_file(p) {
         let mtime = meta
             .modified()
             .ok()
@@ -337,7 +376,30 @@ mod tests {
             example.starts_with(&format!("{bad}: not a usable zip: ")),
             "{example}"
         );
+        assert_eq!(first.unusable_file_count, 1);
+        assert_eq!(first.unusable_files[0].source, bad);
+        let by_eco = first.records_by_ecosystem();
+        assert_eq!((by_eco["PyPI"], by_eco["Go"]), (2661, 4291), "{by_eco:?}");
+        let pypi = osv.join("PyPI/all.zip").display().to_string();
+        assert_eq!(first.by_source[&pypi].get("PyPI"), Some(&2661));
         assert!(db.refresh().unwrap().is_none(), "nothing changed");
+
+        // A download in progress beside the data is no change.
+        std::fs::write(osv.join("PyPI/.all.zip.partial"), b"PK").unwrap();
+        assert!(db.refresh().unwrap().is_none(), "not a data file");
+        assert!(
+            Arc::ptr_eq(&db.current().unwrap(), &first),
+            "not even reloaded"
+        );
+
+        // A new unusable file changes no record, but the status names it.
+        std::fs::write(osv.join("local/deep/bad.json"), b"{").unwrap();
+        assert!(db.refresh().unwrap().is_none(), "same records: no rematch");
+        let now = db.current().unwrap();
+        assert_eq!(
+            (now.hash.as_str(), now.unusable_file_count),
+            (first.hash.as_str(), 2)
+        );
 
         // A nested zip replaced by other data is a change.
         std::fs::copy(

@@ -6,6 +6,7 @@
 //! used (unreadable, corrupt zip), is reported and skipped rather than failing
 //! the whole load: one bad advisory must not disable scanning.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,20 @@ pub struct Skipped {
     pub source: String,
     /// What was wrong with it.
     pub reason: String,
+    /// What was skipped: a whole file, a damaged zip entry, or a record.
+    pub kind: SkipKind,
+}
+
+/// What a [`Skipped`] item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    /// A whole file that could not be used (unreadable, not a zip, a `.json` file that is no
+    /// OSV record).
+    File,
+    /// An entry of a zip that could not be read (the archive is damaged there).
+    Damaged,
+    /// A document that was read but is no usable OSV record (or is too large).
+    Record,
 }
 
 /// What a load read and skipped.
@@ -38,6 +53,17 @@ pub struct LoadReport {
     pub records: usize,
     /// Documents and files skipped, with reasons.
     pub skipped: Vec<Skipped>,
+    /// Records read per source (a zip, or the folder of loose `.json` files) and ecosystem
+    /// (the name before any `:`, so `Debian:12` counts as `Debian`; a record naming several
+    /// ecosystems counts in each, one naming none under `""`).
+    pub by_source: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl LoadReport {
+    /// The skipped entries that were whole unusable files.
+    pub fn unusable_files(&self) -> impl Iterator<Item = &Skipped> {
+        self.skipped.iter().filter(|s| s.kind == SkipKind::File)
+    }
 }
 
 /// Collects records from several sources, then builds a [`Database`].
@@ -45,12 +71,23 @@ pub struct LoadReport {
 pub struct Loader {
     records: Vec<(Record, [u8; 32])>,
     report: LoadReport,
+    /// Parse and count only (checking a download): records are dropped once counted.
+    counting: bool,
 }
 
 impl Loader {
     /// An empty loader.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A loader that parses and counts records without keeping them, so checking a large
+    /// archive costs no more memory than its largest record.
+    pub fn counting() -> Self {
+        Loader {
+            counting: true,
+            ..Self::default()
+        }
     }
 
     /// Adds a directory tree, a `.zip` file or a single `.json` file.
@@ -63,7 +100,8 @@ impl Loader {
             self.add_zip(path)
         } else if ext.eq_ignore_ascii_case("json") {
             let bytes = fs::read(path).map_err(|e| OsvError::io(path, e))?;
-            self.add_json(&path.display().to_string(), &bytes);
+            let name = path.display().to_string();
+            self.add_document(&name, &name, &bytes, SkipKind::File);
             Ok(())
         } else {
             Err(OsvError::UnsupportedPath {
@@ -79,6 +117,7 @@ impl Loader {
     pub fn add_dir(&mut self, dir: &Path) -> Result<(), OsvError> {
         let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
+            let folder = d.display().to_string();
             let mut entries: Vec<_> = fs::read_dir(&d)
                 .map_err(|e| OsvError::io(&d, e))?
                 .collect::<Result<_, _>>()
@@ -93,9 +132,10 @@ impl Loader {
                 }
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
                 if ext.eq_ignore_ascii_case("json") {
+                    let name = path.display().to_string();
                     match fs::read(&path) {
-                        Ok(bytes) => self.add_json(&path.display().to_string(), &bytes),
-                        Err(e) => self.skip(path.display().to_string(), e.to_string()),
+                        Ok(bytes) => self.add_document(&folder, &name, &bytes, SkipKind::File),
+                        Err(e) => self.skip(name, format!("unreadable: {e}"), SkipKind::File),
                     }
                 } else if ext.eq_ignore_ascii_case("zip") {
                     if let Err(e) = self.add_zip(&path) {
@@ -104,7 +144,7 @@ impl Loader {
                             OsvError::Zip { source, .. } => format!("not a usable zip: {source}"),
                             other => other.to_string(),
                         };
-                        self.skip(path.display().to_string(), reason);
+                        self.skip(path.display().to_string(), reason, SkipKind::File);
                     }
                 }
             }
@@ -116,17 +156,18 @@ impl Loader {
     pub fn add_zip(&mut self, path: &Path) -> Result<(), OsvError> {
         let file = File::open(path).map_err(|e| OsvError::io(path, e))?;
         let mut archive = zip::ZipArchive::new(file).map_err(|e| OsvError::zip(path, e))?;
+        let group = path.display().to_string();
         for i in 0..archive.len() {
             let mut entry = match archive.by_index(i) {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.skip(format!("{}!#{i}", path.display()), e.to_string());
+                    self.skip(format!("{group}!#{i}"), e.to_string(), SkipKind::Damaged);
                     continue;
                 }
             };
             // Only used for reports and the extension check, so lossy is fine.
             let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-            let source = format!("{}!{name}", path.display());
+            let source = format!("{group}!{name}");
             if entry.is_dir() || !name.to_ascii_lowercase().ends_with(".json") {
                 continue;
             }
@@ -134,6 +175,7 @@ impl Loader {
                 self.skip(
                     source,
                     format!("entry is {} bytes, limit {MAX_RECORD_BYTES}", entry.size()),
+                    SkipKind::Record,
                 );
                 continue;
             }
@@ -147,10 +189,11 @@ impl Loader {
                     self.skip(
                         source,
                         format!("entry inflates past {MAX_RECORD_BYTES} bytes"),
+                        SkipKind::Record,
                     );
                 }
-                Ok(_) => self.add_json(&source, &bytes),
-                Err(e) => self.skip(source, e.to_string()),
+                Ok(_) => self.add_document(&group, &source, &bytes, SkipKind::Record),
+                Err(e) => self.skip(source, format!("damaged entry: {e}"), SkipKind::Damaged),
             }
         }
         Ok(())
@@ -158,16 +201,42 @@ impl Loader {
 
     /// Adds one JSON document holding one OSV record; `source` names it in reports.
     pub fn add_json(&mut self, source: &str, bytes: &[u8]) {
+        self.add_document(source, source, bytes, SkipKind::File);
+    }
+
+    /// One document from `group` (a zip, or a folder of loose files); `unusable`: what it is
+    /// reported as when it is no record (a whole file, or one record of a zip).
+    fn add_document(&mut self, group: &str, source: &str, bytes: &[u8], unusable: SkipKind) {
         self.report.documents += 1;
-        match serde_json::from_slice::<Record>(bytes) {
+        let record = match serde_json::from_slice::<Record>(bytes) {
             Ok(record) if record.id.trim().is_empty() => {
-                self.skip(source.to_string(), "record has an empty id".to_string());
+                let why = "record has an empty id".to_string();
+                return self.skip(source.to_string(), why, unusable);
             }
-            Ok(record) => {
-                self.report.records += 1;
-                self.records.push((record, Sha256::digest(bytes).into()));
+            Ok(record) => record,
+            Err(e) => {
+                let why = format!("not an OSV record: {e}");
+                return self.skip(source.to_string(), why, unusable);
             }
-            Err(e) => self.skip(source.to_string(), format!("not an OSV record: {e}")),
+        };
+        self.report.records += 1;
+        let counts = self.report.by_source.entry(group.to_string()).or_default();
+        let mut ecosystems: Vec<&str> = record
+            .affected
+            .iter()
+            .filter_map(|a| a.package.as_ref())
+            .map(|p| p.ecosystem.split(':').next().unwrap_or("").trim())
+            .collect();
+        ecosystems.sort_unstable();
+        ecosystems.dedup();
+        if ecosystems.is_empty() {
+            ecosystems.push("");
+        }
+        for e in ecosystems {
+            *counts.entry(e.to_string()).or_default() += 1;
+        }
+        if !self.counting {
+            self.records.push((record, Sha256::digest(bytes).into()));
         }
     }
 
@@ -176,8 +245,12 @@ impl Loader {
         &self.report
     }
 
-    fn skip(&mut self, source: String, reason: String) {
-        self.report.skipped.push(Skipped { source, reason });
+    fn skip(&mut self, source: String, reason: String, kind: SkipKind) {
+        self.report.skipped.push(Skipped {
+            source,
+            reason,
+            kind,
+        });
     }
 
     /// Builds the database and returns it with the load report.
@@ -236,5 +309,68 @@ mod tests {
             skipped[1].1.starts_with("not an OSV record: "),
             "{skipped:?}"
         );
+        assert_eq!(report.unusable_files().count(), 2, "both are whole files");
+    }
+
+    #[test]
+    fn records_are_counted_per_source_and_ecosystem_and_counting_keeps_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("osv");
+        fs::create_dir_all(root.join("loose")).unwrap();
+        let rec = |id: &str, ecos: &[&str]| {
+            let affected: Vec<String> = ecos
+                .iter()
+                .map(|e| format!(r#"{{"package":{{"ecosystem":"{e}","name":"p"}}}}"#))
+                .collect();
+            format!(r#"{{"id":"{id}","affected":[{}]}}"#, affected.join(","))
+        };
+        fs::write(
+            root.join("loose/a.json"),
+            rec("A-1", &["Debian:11", "Debian:12"]),
+        )
+        .unwrap();
+        fs::write(
+            root.join("loose/b.json"),
+            rec("B-1", &["PyPI", "Debian:12"]),
+        )
+        .unwrap();
+        fs::write(root.join("loose/c.json"), rec("C-1", &[])).unwrap();
+        let zip_path = root.join("Alpine/all.zip");
+        fs::create_dir_all(zip_path.parent().unwrap()).unwrap();
+        let mut w = zip::ZipWriter::new(File::create(&zip_path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, body) in [
+            ("X-1.json", rec("X-1", &["Alpine:v3.19"])),
+            ("X-2.json", rec("X-2", &["Alpine:v3.20"])),
+            ("bad.json", "{".to_string()),
+        ] {
+            w.start_file(name, opts).unwrap();
+            std::io::Write::write_all(&mut w, body.as_bytes()).unwrap();
+        }
+        w.finish().unwrap();
+
+        let mut loader = Loader::counting();
+        loader.add_path(&root).unwrap();
+        let (db, report) = loader.finish();
+        assert_eq!(db.len(), 0, "counting keeps no record");
+        assert_eq!(report.records, 5);
+        let folder = root.join("loose").display().to_string();
+        let zip_name = zip_path.display().to_string();
+        let counts = |src: &str| -> Vec<(String, usize)> {
+            report.by_source[src]
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        };
+        // Debian:11 and Debian:12 of one record count once, as Debian.
+        assert_eq!(
+            counts(&folder),
+            [("".into(), 1), ("Debian".into(), 2), ("PyPI".into(), 1)]
+        );
+        assert_eq!(counts(&zip_name), [("Alpine".into(), 2)]);
+        // A bad entry of a readable zip is a skipped record, not an unusable file.
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].kind, SkipKind::Record);
+        assert_eq!(report.unusable_files().count(), 0);
     }
 }

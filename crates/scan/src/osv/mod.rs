@@ -15,7 +15,7 @@ mod ecosystem;
 mod load;
 mod matcher;
 mod model;
-mod naming;
+pub(crate) mod naming;
 mod severity;
 
 #[cfg(test)]
@@ -29,7 +29,7 @@ mod tests_semantics;
 
 pub use db::{Database, DbStats, Finding, Package};
 pub use ecosystem::{pep503, Family, OsvEcosystem};
-pub use load::{LoadReport, Loader, Skipped, MAX_RECORD_BYTES};
+pub use load::{LoadReport, Loader, SkipKind, Skipped, MAX_RECORD_BYTES};
 pub use model::{Affected, Event, PackageRef, Range, RangeKind, Record, Reference, SeverityEntry};
 pub use naming::Naming;
 pub use severity::{cvss_base_score, rate, Rated, Severity};
