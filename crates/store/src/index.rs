@@ -113,6 +113,8 @@ pub trait Index: Send + Sync + 'static {
     fn events(&self, q: &EventQuery) -> Result<Vec<Event>>;
     /// Lifecycle, quota and GC operations (see `cache::images`).
     fn lifecycle(&self) -> &dyn super::images::LifecycleIndex;
+    /// Reads for outage readiness (see `cache::readiness`).
+    fn readiness(&self) -> &dyn super::readiness::ReadinessIndex;
 }
 
 /// The embedded SQLite index.
@@ -480,6 +482,10 @@ impl Index for SqliteIndex {
     }
 
     fn lifecycle(&self) -> &dyn super::images::LifecycleIndex {
+        self
+    }
+
+    fn readiness(&self) -> &dyn super::readiness::ReadinessIndex {
         self
     }
 }
