@@ -18,6 +18,7 @@ pub mod config;
 pub mod lifecycle;
 pub mod metrics;
 pub mod registry;
+pub mod ready;
 pub mod scan;
 pub mod server;
 pub mod upstream;

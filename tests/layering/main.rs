@@ -50,10 +50,11 @@ const MODULES: &[(&str, &[&str])] = &[
     ),
     ("lifecycle", &["registry", "config", "metrics"]),
     ("scan", &["registry", "config", "metrics"]),
+    ("ready", &["registry", "config", "metrics"]),
     ("background", &["registry"]),
     (
         "admin",
-        &["lifecycle", "scan", "registry", "config", "metrics"],
+        &["lifecycle", "scan", "ready", "registry", "config", "metrics"],
     ),
     ("clientconfig", &["config"]),
     ("cli", &["admin", "clientconfig", "config"]),
