@@ -41,7 +41,11 @@ pub async fn handle(
             405,
             format!(
                 "{m} is not allowed on {p}; use {}",
-                if p.ends_with("readiness") { "GET" } else { "POST" }
+                if p.ends_with("readiness") {
+                    "GET"
+                } else {
+                    "POST"
+                }
             ),
         )),
     };
@@ -69,9 +73,8 @@ async fn readiness(cache: &CacheHandle, source: &Arc<dyn ImageSource>, req: &Req
 
 /// A window such as `30d`, `12h` or `90m`.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("since={s:?} is not a duration such as 30d, 12h or 90m ({e})")
-    })?;
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("since={s:?} is not a duration such as 30d, 12h or 90m ({e})"))?;
     if d.is_zero() {
         return Err(format!("since={s:?} is empty: give a window such as 30d"));
     }
@@ -116,9 +119,9 @@ fn parse_platforms(list: Vec<String>) -> Result<Platforms, ApiError> {
     for p in &list {
         let parts: Vec<&str> = p.split('/').collect();
         let shaped = (2..=3).contains(&parts.len())
-            && parts
-                .iter()
-                .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            && parts.iter().all(|s| {
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
         if !shaped {
             return Err(ApiError::new(
                 400,
@@ -155,7 +158,9 @@ fn resolve(source: &Arc<dyn ImageSource>, image: &str) -> Result<(Target, Refere
         (Some(d), _) => {
             Reference::Digest(Digest::parse(d).map_err(|e| bad(format!("digest {d:?}: {e}")))?)
         }
-        (None, Some(t)) => Reference::Tag(Tag::parse(t).map_err(|e| bad(format!("tag {t:?}: {e}")))?),
+        (None, Some(t)) => {
+            Reference::Tag(Tag::parse(t).map_err(|e| bad(format!("tag {t:?}: {e}")))?)
+        }
         (None, None) => return Err(bad(format!("{image:?} names no tag or digest"))),
     };
     Ok((target, reference))
@@ -167,7 +172,10 @@ mod tests {
 
     #[test]
     fn windows_and_platforms_are_checked() {
-        assert_eq!(parse_window("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            parse_window("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
         assert_eq!(parse_window("90m").unwrap(), Duration::from_secs(5_400));
         assert!(parse_window("0s").is_err());
         assert!(parse_window("soon").is_err());
@@ -180,7 +188,11 @@ mod tests {
             Platforms::All
         );
         for bad in ["linux", "linux/", "a/b/c/d", "linux/amd 64"] {
-            assert_eq!(parse_platforms(vec![bad.into()]).unwrap_err().status, 400, "{bad}");
+            assert_eq!(
+                parse_platforms(vec![bad.into()]).unwrap_err().status,
+                400,
+                "{bad}"
+            );
         }
         assert!(parse_platforms(vec![]).is_err());
         assert!(handles("/api/v1/readiness") && handles("/api/v1/prefetch"));

@@ -89,7 +89,8 @@ fn prefetch(args: PrefetchArgs) -> Result<ExitCode, String> {
     let mut images = args.images;
     if let Some(f) = &args.file {
         let text = if f.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read stdin: {e}"))?
+            std::io::read_to_string(std::io::stdin())
+                .map_err(|e| format!("cannot read stdin: {e}"))?
         } else {
             std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?
         };
@@ -110,7 +111,10 @@ fn prefetch(args: PrefetchArgs) -> Result<ExitCode, String> {
     let mut reports = Vec::new();
     let mut fetched_bytes = 0u64;
     for image in &images {
-        bar.set_message(format!("{} fetched, now {image}", table::bytes(fetched_bytes)));
+        bar.set_message(format!(
+            "{} fetched, now {image}",
+            table::bytes(fetched_bytes)
+        ));
         let body = match args.platforms.is_empty() {
             true => json!({ "image": image }),
             false => json!({ "image": image, "platforms": args.platforms }),
@@ -156,19 +160,38 @@ pub fn prefetch_text(reports: &[PrefetchReport]) -> String {
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| {
-            let failed = r.items.iter().filter(|i| i.outcome == Outcome::Failed).count();
+            let failed = r
+                .items
+                .iter()
+                .filter(|i| i.outcome == Outcome::Failed)
+                .count();
             vec![
                 r.image.clone(),
                 r.digest.as_ref().map_or("-".into(), table::short),
-                if r.platforms.is_empty() { "-".into() } else { r.platforms.join(",") },
+                if r.platforms.is_empty() {
+                    "-".into()
+                } else {
+                    r.platforms.join(",")
+                },
                 format!("{} ({})", r.fetched, table::bytes(r.fetched_bytes)),
                 format!("{} ({})", r.cached, table::bytes(r.cached_bytes)),
-                if r.ok { "ok".into() } else { format!("FAILED ({failed} items)") },
+                if r.ok {
+                    "ok".into()
+                } else {
+                    format!("FAILED ({failed} items)")
+                },
             ]
         })
         .collect();
     let mut out = table::render(
-        &["IMAGE", "DIGEST", "PLATFORMS", "FETCHED", "ALREADY CACHED", "RESULT"],
+        &[
+            "IMAGE",
+            "DIGEST",
+            "PLATFORMS",
+            "FETCHED",
+            "ALREADY CACHED",
+            "RESULT",
+        ],
         &rows,
     );
     for r in reports.iter().filter(|r| !r.errors.is_empty()) {
@@ -214,29 +237,56 @@ pub fn readiness_text(r: &ReadinessReport) -> String {
                 i.repository.clone(),
                 table::short(&i.digest),
                 tags_text(i),
-                if i.platforms.is_empty() { "-".into() } else { i.platforms.join(",") },
+                if i.platforms.is_empty() {
+                    "-".into()
+                } else {
+                    i.platforms.join(",")
+                },
                 format!("{} ({})", i.blobs, table::bytes(i.bytes)),
                 table::time(Some(i.last_pulled_ms)),
-                if i.ready { "ready".into() } else { format!("MISSING {}", i.missing.len()) },
+                if i.ready {
+                    "ready".into()
+                } else {
+                    format!("MISSING {}", i.missing.len())
+                },
             ]
         })
         .collect();
     let mut out = table::render(
-        &["REPOSITORY", "DIGEST", "TAGS", "PLATFORMS", "BLOBS", "LAST PULLED", "STATE"],
+        &[
+            "REPOSITORY",
+            "DIGEST",
+            "TAGS",
+            "PLATFORMS",
+            "BLOBS",
+            "LAST PULLED",
+            "STATE",
+        ],
         &rows,
     );
-    for i in r.images.iter().filter(|i| !i.ready || !i.problems.is_empty()) {
+    for i in r
+        .images
+        .iter()
+        .filter(|i| !i.ready || !i.problems.is_empty())
+    {
         let _ = writeln!(out, "\n{}@{}:", i.repository, i.digest);
         for m in &i.missing {
-            let platform = m.platform.as_deref().map(|p| format!(", {p}")).unwrap_or_default();
-            let size = m.size.map(|s| format!(", {}", table::bytes(s))).unwrap_or_default();
+            let platform = m
+                .platform
+                .as_deref()
+                .map(|p| format!(", {p}"))
+                .unwrap_or_default();
+            let size = m
+                .size
+                .map(|s| format!(", {}", table::bytes(s)))
+                .unwrap_or_default();
             let _ = writeln!(out, "  missing {} {}{platform}{size}", m.kind, m.digest);
         }
         for p in &i.problems {
             let _ = writeln!(out, "  {p}");
         }
     }
-    let window = humantime::format_duration(Duration::from_secs(r.window_s));
+    let window = compact(r.window_s);
     let _ = writeln!(
         out,
         "\n{} pulled within {window}: {} ready, {} would fail with the upstream down ({} missing)",
@@ -248,9 +298,27 @@ pub fn readiness_text(r: &ReadinessReport) -> String {
     out
 }
 
+/// `30d`, `12h`, `90m`, `45s`: the largest unit that divides the window.
+fn compact(secs: u64) -> String {
+    match secs {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_list;
+    use super::{compact, parse_list};
+
+    #[test]
+    fn windows_print_as_given() {
+        assert_eq!(compact(30 * 86_400), "30d");
+        assert_eq!(compact(5_400), "90m");
+        assert_eq!(compact(7_200), "2h");
+        assert_eq!(compact(61), "61s");
+    }
 
     #[test]
     fn list_files_skip_comments_and_blank_lines() {

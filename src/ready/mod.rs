@@ -205,7 +205,7 @@ pub fn evaluate(
     };
     let folded: HashSet<(&RepoKey, &Digest)> = rows
         .iter()
-        .flat_map(|r| pulled_children(r))
+        .flat_map(&pulled_children)
         .map(|(c, _)| (&c.repo, &c.digest))
         .collect();
     let mut out = Vec::new();

@@ -151,7 +151,13 @@ pub async fn prefetch(
     r.digest = Some(top.digest.clone());
     let hit = was_stored && before.as_ref() == Some(&top.digest);
     source.record_pull(t, &top.digest);
-    r.push(item(&top.digest, "manifest", None, Some(top.bytes.len() as u64), hit));
+    r.push(item(
+        &top.digest,
+        "manifest",
+        None,
+        Some(top.bytes.len() as u64),
+        hit,
+    ));
     let mut images = Vec::new();
     if manifest::is_index(&top.media_type) {
         let refs = manifest::references(&top.media_type, &top.bytes).unwrap_or_default();
@@ -168,11 +174,20 @@ pub async fn prefetch(
         }
         for c in chosen {
             let hit = stored(source, &c.digest).await;
-            match source.manifest(t, &Reference::Digest(c.digest.clone())).await {
+            match source
+                .manifest(t, &Reference::Digest(c.digest.clone()))
+                .await
+            {
                 Ok(m) => {
                     source.record_pull(t, &m.digest);
                     r.platforms.extend(c.platform.clone());
-                    r.push(item(&m.digest, "manifest", c.platform.as_ref(), c.size, hit));
+                    r.push(item(
+                        &m.digest,
+                        "manifest",
+                        c.platform.as_ref(),
+                        c.size,
+                        hit,
+                    ));
                     images.push((m, c.platform.clone()));
                 }
                 Err(e) => r.fail(&c.digest, "manifest", c.platform.as_ref(), c.size, &e),
@@ -191,20 +206,25 @@ pub async fn prefetch(
             }
         };
         for b in refs.into_iter().filter(|b| b.kind != RefKind::Manifest) {
-            if !blobs.iter().any(|(x, _): &(crate::oci::manifest::Reference, _)| x.digest == b.digest) {
+            if !blobs
+                .iter()
+                .any(|(x, _): &(crate::oci::manifest::Reference, _)| x.digest == b.digest)
+            {
                 blobs.push((b, platform.clone()));
             }
         }
     }
-    let results: Vec<_> = futures_util::stream::iter(blobs)
-        .map(|(b, platform)| async move {
+    let mut results: Vec<_> = futures_util::stream::iter(blobs.into_iter().enumerate())
+        .map(|(i, (b, platform))| async move {
             let got = fill_blob(source, t, &b.digest).await;
-            (b, platform, got)
+            (i, b, platform, got)
         })
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
-    for (b, platform, got) in results {
+    // Reported in manifest order (config, then layers), however the fills finished.
+    results.sort_by_key(|(i, ..)| *i);
+    for (_, b, platform, got) in results {
         let kind = b.kind.as_str();
         match got {
             Ok((hit, size)) => r.push(item(&b.digest, kind, platform.as_ref(), Some(size), hit)),
@@ -221,7 +241,11 @@ fn item(d: &Digest, kind: &str, platform: Option<&String>, size: Option<u64>, hi
         kind: kind.into(),
         platform: platform.cloned(),
         size,
-        outcome: if hit { Outcome::Cached } else { Outcome::Fetched },
+        outcome: if hit {
+            Outcome::Cached
+        } else {
+            Outcome::Fetched
+        },
         error: None,
     }
 }
@@ -281,7 +305,10 @@ async fn fill_blob(
         BlobSource::Filling(f) => f,
     };
     let size = wait_verified(fill).await.map_err(|e| {
-        RegistryError::new(crate::oci::ErrorCode::Unavailable, format!("fill failed: {e}"))
+        RegistryError::new(
+            crate::oci::ErrorCode::Unavailable,
+            format!("fill failed: {e}"),
+        )
     })?;
     // The commit to the store follows verification; a store that refused the bytes (disk
     // full) served them to readers without keeping them.

@@ -63,13 +63,19 @@ fn rows() -> Vec<PulledImage> {
         row(
             d('b'),
             IMAGE,
-            vec![r(d('e'), RefKind::Config, None), r(d('f'), RefKind::Layer, None)],
+            vec![
+                r(d('e'), RefKind::Config, None),
+                r(d('f'), RefKind::Layer, None),
+            ],
             &[],
         ),
         row(
             d('9'),
             IMAGE,
-            vec![r(d('e'), RefKind::Config, None), r(d('8'), RefKind::Layer, None)],
+            vec![
+                r(d('e'), RefKind::Config, None),
+                r(d('8'), RefKind::Layer, None),
+            ],
             &[("solo", 0)],
         ),
     ]
@@ -106,7 +112,10 @@ fn a_missing_layer_names_digest_kind_and_platform() {
             size: Some(100),
         }]
     );
-    assert!(out[1].ready, "the other image shares only the config, which is there");
+    assert!(
+        out[1].ready,
+        "the other image shares only the config, which is there"
+    );
 }
 
 #[test]
@@ -114,7 +123,10 @@ fn tags_past_ttl_are_stale_and_past_max_stale_are_refused() {
     assert_eq!(tag_outage(&rules(60, None), 59_000), TagOutage::Fresh);
     assert_eq!(tag_outage(&rules(60, None), 10_000_000), TagOutage::Stale);
     assert_eq!(tag_outage(&rules(60, Some(60)), 100_000), TagOutage::Stale);
-    assert_eq!(tag_outage(&rules(60, Some(60)), 121_000), TagOutage::Refused);
+    assert_eq!(
+        tag_outage(&rules(60, Some(60)), 121_000),
+        TagOutage::Refused
+    );
     let mut immutable = rules(60, Some(1));
     immutable.immutable = true;
     assert_eq!(tag_outage(&immutable, 10_000_000), TagOutage::Fresh);
@@ -126,7 +138,10 @@ fn tags_past_ttl_are_stale_and_past_max_stale_are_refused() {
     assert_eq!(out[0].tags[0].outage, TagOutage::Refused);
     let gone = |_: &RepoKey, _: &str| None;
     let out = evaluate(&rows(), 10_000, &all, &gone);
-    assert!(out.iter().all(|i| !i.ready), "an unconfigured upstream serves nothing");
+    assert!(
+        out.iter().all(|i| !i.ready),
+        "an unconfigured upstream serves nothing"
+    );
 }
 
 #[test]

@@ -73,7 +73,7 @@ async fn readiness_names_a_missing_layer_and_prefetched_images_pull_during_an_ou
     eprintln!("$ breakwater readiness\n{table}{err}");
     assert_eq!(code, 0, "{table}{err}");
     assert!(table.contains("local/team/pulled") && table.contains("ready"));
-    assert!(table.contains("1 image pulled within 30days: 1 ready, 0 would fail"));
+    assert!(table.contains("1 image pulled within 30d: 1 ready, 0 would fail"));
 
     // One layer gone from the store: listed with its digest, exit 2, and the metric agrees.
     let layer = &pulled.layers[1].digest;
@@ -85,7 +85,10 @@ async fn readiness_names_a_missing_layer_and_prefetched_images_pull_during_an_ou
     let (code, out, _) = bw_cli(&["readiness", "--admin", &admin, "--json"]);
     assert_eq!(code, 2);
     let report = json(&out);
-    assert_eq!((report["ready"].clone(), report["not_ready"].clone()), (0.into(), 1.into()));
+    assert_eq!(
+        (report["ready"].clone(), report["not_ready"].clone()),
+        (0.into(), 1.into())
+    );
     let image = &report["images"][0];
     assert_eq!(image["repository"], "local/team/pulled");
     assert_eq!(image["digest"], pulled.manifest.digest.as_str());
@@ -93,13 +96,34 @@ async fn readiness_names_a_missing_layer_and_prefetched_images_pull_during_an_ou
     assert_eq!(image["missing"][0]["digest"], layer.as_str());
     assert_eq!(image["tags"][0]["tag"], "v1");
     assert_eq!(image["tags"][0]["outage"], "fresh");
-    assert_eq!(bw.metric("breakwater_readiness_images", &["state=\"missing\""]).await, 1.0);
-    assert_eq!(bw.metric("breakwater_readiness_images", &["state=\"ready\""]).await, 0.0);
-    assert_eq!(bw.metric("breakwater_readiness_missing_blobs", &[]).await, 1.0);
+    assert_eq!(
+        bw.metric("breakwater_readiness_images", &["state=\"missing\""])
+            .await,
+        1.0
+    );
+    assert_eq!(
+        bw.metric("breakwater_readiness_images", &["state=\"ready\""])
+            .await,
+        0.0
+    );
+    assert_eq!(
+        bw.metric("breakwater_readiness_missing_blobs", &[]).await,
+        1.0
+    );
     // A narrower window that excludes nothing still sees it; a bad one is a 400.
-    let (status, body) = api(Method::GET, &format!("{admin}/api/v1/readiness?since=1h"), None).await;
+    let (status, body) = api(
+        Method::GET,
+        &format!("{admin}/api/v1/readiness?since=1h"),
+        None,
+    )
+    .await;
     assert_eq!((status, body["not_ready"].clone()), (200, 1.into()));
-    let (status, body) = api(Method::GET, &format!("{admin}/api/v1/readiness?since=soon"), None).await;
+    let (status, body) = api(
+        Method::GET,
+        &format!("{admin}/api/v1/readiness?since=soon"),
+        None,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("30d"), "{body}");
 
@@ -107,20 +131,38 @@ async fn readiness_names_a_missing_layer_and_prefetched_images_pull_during_an_ou
     let list = tmp.path().join("images.txt");
     std::fs::write(&list, "# fleet\n\nlocal/team/multi:v1   # arm64 nodes\n").unwrap();
     let prefetch = |extra: &[&str]| {
-        let mut a = vec!["prefetch", "--admin", &admin, "--json", "local/team/later:v1"];
-        a.extend_from_slice(&["--file", list.to_str().unwrap(), "--platform", "linux/arm64/v8"]);
+        let mut a = vec![
+            "prefetch",
+            "--admin",
+            &admin,
+            "--json",
+            "local/team/later:v1",
+        ];
+        a.extend_from_slice(&[
+            "--file",
+            list.to_str().unwrap(),
+            "--platform",
+            "linux/arm64/v8",
+        ]);
         a.extend_from_slice(extra);
         let (code, out, err) = bw_cli(&a);
         assert_eq!(code, 0, "{out}{err}");
         json(&out)
     };
     let first = prefetch(&[]);
-    eprintln!("prefetch:\n{}", serde_json::to_string_pretty(&first).unwrap());
+    eprintln!(
+        "prefetch:\n{}",
+        serde_json::to_string_pretty(&first).unwrap()
+    );
     let (l, m) = (&first["images"][0], &first["images"][1]);
     // Manifest, config and two layers, all fetched now.
-    assert_eq!((l["fetched"].clone(), l["cached"].clone()), (4.into(), 0.into()), "{l}");
-    let later_bytes: usize = later.blobs().iter().map(|b| b.data.len()).sum::<usize>()
-        + later.manifest.bytes.len();
+    assert_eq!(
+        (l["fetched"].clone(), l["cached"].clone()),
+        (4.into(), 0.into()),
+        "{l}"
+    );
+    let later_bytes: usize =
+        later.blobs().iter().map(|b| b.data.len()).sum::<usize>() + later.manifest.bytes.len();
     assert_eq!(l["fetched_bytes"], later_bytes as u64);
     assert_eq!(m["platforms"], serde_json::json!(["linux/arm64/v8"]));
     // Index, arm64 manifest, its config and two layers.
@@ -128,7 +170,10 @@ async fn readiness_names_a_missing_layer_and_prefetched_images_pull_during_an_ou
     let amd64 = &multi.images[0];
     let arm64 = &multi.images[1];
     assert!(arm64.blobs().iter().all(|b| bw.has_blob(&b.digest)));
-    assert!(!amd64.layers.iter().any(|b| bw.has_blob(&b.digest)), "amd64 was not asked for");
+    assert!(
+        !amd64.layers.iter().any(|b| bw.has_blob(&b.digest)),
+        "amd64 was not asked for"
+    );
     // Again: everything already cached, nothing fetched.
     let again = prefetch(&[]);
     assert_eq!(again["images"][0]["fetched"], 0);
@@ -175,7 +220,11 @@ async fn readiness_names_a_missing_layer_and_prefetched_images_pull_during_an_ou
     };
     assert_eq!(by_repo("local/team/later")["ready"], true);
     let m = by_repo("local/team/multi");
-    assert_eq!((m["ready"].clone(), m["blobs"].clone()), (true.into(), 5.into()), "{m}");
+    assert_eq!(
+        (m["ready"].clone(), m["blobs"].clone()),
+        (true.into(), 5.into()),
+        "{m}"
+    );
     assert_eq!(m["platforms"], serde_json::json!(["linux/arm64/v8"]));
     assert_eq!(report["images"].as_array().unwrap().len(), 3, "{report}");
 }
@@ -187,7 +236,13 @@ async fn prefetch_reports_bad_names_and_an_unreachable_upstream_and_exits_2() {
     let bw = Breakwater::start(&local_upstream(&dead, "10m", "")).await;
     let admin = admin_url(&bw);
     let (code, out, err) = bw_cli(&[
-        "prefetch", "--admin", &admin, "--json", "local/team/x:v1", "no-upstream", "other/team/x:v1",
+        "prefetch",
+        "--admin",
+        &admin,
+        "--json",
+        "local/team/x:v1",
+        "no-upstream",
+        "other/team/x:v1",
     ]);
     assert_eq!(code, 2, "{out}{err}");
     let v = json(&out);
@@ -195,8 +250,14 @@ async fn prefetch_reports_bad_names_and_an_unreachable_upstream_and_exits_2() {
     let errors = |i: usize| v["images"][i]["errors"].to_string();
     assert!(v["images"][0]["digest"].is_null(), "{v}");
     assert!(errors(0).contains("local/team/x:v1"), "{v}");
-    assert!(errors(1).contains("is not an image") && errors(1).contains("(400"), "{v}");
-    assert!(errors(2).contains("no upstream \\\"other\\\"") && errors(2).contains("(404"), "{v}");
+    assert!(
+        errors(1).contains("is not an image") && errors(1).contains("(400"),
+        "{v}"
+    );
+    assert!(
+        errors(2).contains("no upstream \\\"other\\\"") && errors(2).contains("(404"),
+        "{v}"
+    );
     let (status, body) = api(
         Method::POST,
         &format!("{admin}/api/v1/prefetch"),

@@ -54,7 +54,14 @@ const MODULES: &[(&str, &[&str])] = &[
     ("background", &["registry"]),
     (
         "admin",
-        &["lifecycle", "scan", "ready", "registry", "config", "metrics"],
+        &[
+            "lifecycle",
+            "scan",
+            "ready",
+            "registry",
+            "config",
+            "metrics",
+        ],
     ),
     ("clientconfig", &["config"]),
     ("cli", &["admin", "clientconfig", "config"]),

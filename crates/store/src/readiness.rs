@@ -54,7 +54,10 @@ fn kind(s: &str) -> Option<RefKind> {
 fn digest(s: &str) -> Option<Digest> {
     let d = Digest::parse(s).ok();
     if d.is_none() {
-        tracing::warn!(digest = s, "index holds an unparseable digest; readiness skips it");
+        tracing::warn!(
+            digest = s,
+            "index holds an unparseable digest; readiness skips it"
+        );
     }
     d
 }
@@ -175,7 +178,10 @@ mod tests {
         ix.record_manifest(
             &repo,
             &m(d('b'), img),
-            &[r(d('e'), RefKind::Config, None), r(d('f'), RefKind::Layer, None)],
+            &[
+                r(d('e'), RefKind::Config, None),
+                r(d('f'), RefKind::Layer, None),
+            ],
             None,
             100,
         )
