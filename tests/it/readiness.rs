@@ -77,6 +77,11 @@ async fn readiness_names_a_missing_layer_and_prefetched_images_pull_during_an_ou
 
     // One layer gone from the store: listed with its digest, exit 2, and the metric agrees.
     let layer = &pulled.layers[1].digest;
+    // The commit to the store follows the last byte a client receives.
+    assert!(
+        crate::support::wait_until(std::time::Duration::from_secs(5), || bw.has_blob(layer)).await,
+        "the pulled layer was never committed"
+    );
     std::fs::remove_file(store_path(bw.root(), layer)).expect("delete a stored layer");
     let (code, table, err) = bw_cli(&["readiness", "--admin", &admin]);
     eprintln!("$ breakwater readiness\n{table}{err}");
@@ -271,4 +276,102 @@ async fn prefetch_reports_bad_names_and_an_unreachable_upstream_and_exits_2() {
     let (code, out, _) = bw_cli(&["readiness", "--admin", &admin]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 images pulled"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_verifies_digests_and_shares_its_fill_with_a_client_pull() {
+    use crate::support::http::{Request, Response, TestServer};
+    use crate::support::{http_client, sha256_digest};
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = sha256_digest(config);
+    // The layer's bytes do not match the digest the manifest names.
+    let layer_digest = sha256_digest(b"the layer the manifest promised");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest, "size": 4096}],
+    })
+    .to_string();
+    let manifest_digest = sha256_digest(manifest.as_bytes());
+    let (m, md, cd, ld) = (
+        manifest.clone(),
+        manifest_digest.clone(),
+        config_digest.clone(),
+        layer_digest.clone(),
+    );
+    let fake = TestServer::start_async(move |req: Request| {
+        let (m, md, cd, ld) = (m.clone(), md.clone(), cd.clone(), ld.clone());
+        async move {
+            let path = req.path().to_string();
+            if path.ends_with("/manifests/v1") || path.ends_with(&format!("/manifests/{md}")) {
+                Response::new(200)
+                    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("Docker-Content-Digest", &md)
+                    .body(m.into_bytes())
+            } else if path.ends_with(&format!("/blobs/{cd}")) {
+                Response::new(200).body(config.to_vec())
+            } else if path.ends_with(&format!("/blobs/{ld}")) {
+                // Slow enough for the client below to join the prefetch's fill.
+                tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                Response::new(200).body(vec![7u8; 4096])
+            } else {
+                Response::new(200)
+            }
+        }
+    })
+    .await;
+    let bw = Breakwater::start(&local_upstream(&fake.url(), "10m", "")).await;
+    let admin = admin_url(&bw);
+    let a = admin.clone();
+    let prefetch = tokio::task::spawn_blocking(move || {
+        bw_cli(&["prefetch", "--admin", &a, "--json", "local/team/app:v1"])
+    });
+    let url = format!("{}/v2/local/team/app/blobs/{layer_digest}", bw.url());
+    assert!(
+        crate::support::wait_until(std::time::Duration::from_secs(5), || fake
+            .count("GET", &layer_digest)
+            > 0)
+        .await,
+        "prefetch never asked upstream for the layer"
+    );
+    let client = http_client().get(&url).send().await.expect("client GET");
+    assert!(
+        client.bytes().await.is_err(),
+        "the client got the bad bytes whole"
+    );
+    let (code, out, err) = prefetch.await.unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+    let report = json(&out);
+    let image = &report["images"][0];
+    assert_eq!(image["digest"], manifest_digest.as_str());
+    let outcome = |d: &str| {
+        image["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["digest"] == d)
+            .unwrap_or_else(|| panic!("{d} not in {image}"))["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome(&config_digest), "fetched");
+    assert_eq!(outcome(&layer_digest), "failed");
+    assert!(
+        image["errors"].to_string().contains(&layer_digest),
+        "{image}"
+    );
+    assert!(!bw.has_blob(&layer_digest) && bw.has_blob(&config_digest));
+    assert_eq!(
+        fake.count("GET", &layer_digest),
+        1,
+        "the client joined the prefetch's fill"
+    );
+    assert_eq!(
+        bw.metric("breakwater_verification_failures_total", &[])
+            .await,
+        1.0
+    );
 }
