@@ -36,6 +36,8 @@ pub enum Command {
     Admin(crate::admin::cli::AdminCommand),
     #[command(flatten)]
     Scan(crate::admin::scan_cli::ScanCommand),
+    #[command(flatten)]
+    Ready(crate::admin::ready_cli::ReadyCommand),
     /// Write the client set-up (containerd hosts.toml, dockerd daemon.json, podman/CRI-O
     /// registries.conf, k3s registries.yaml) for every configured upstream, mirrored at --url.
     ClientConfig {

@@ -17,6 +17,7 @@ pub mod clientconfig;
 pub mod config;
 pub mod lifecycle;
 pub mod metrics;
+pub mod ready;
 pub mod registry;
 pub mod scan;
 pub mod server;

@@ -10,6 +10,8 @@ use breakwater::config::Settings;
 use breakwater::lifecycle::runner::LifecycleRunner;
 use breakwater::lifecycle::Lifecycle;
 use breakwater::metrics::Metrics;
+use breakwater::ready::service::ReadinessService;
+use breakwater::ready::Readiness;
 use breakwater::registry::Registry;
 use breakwater::scan::hooks::ScanHooks;
 use breakwater::scan::service::ScanService;
@@ -80,6 +82,12 @@ fn main() -> ExitCode {
         }
         Command::Admin(cmd) => breakwater::admin::cli::run(cmd),
         Command::Scan(cmd) => breakwater::admin::scan_cli::run(cmd),
+        Command::Ready(cmd) => {
+            return breakwater::admin::ready_cli::run(cmd).unwrap_or_else(|e| {
+                eprintln!("breakwater: {e}");
+                ExitCode::FAILURE
+            })
+        }
         Command::ClientConfig {
             client,
             url,
@@ -204,6 +212,9 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
     registry_service.threads = Some(settings.server.threads);
 
+    let readiness = ReadinessService {
+        readiness: Readiness::new(cache.clone(), registry.image_source()),
+    };
     let lifecycle = Arc::new(Lifecycle::new(
         cache.clone(),
         settings.lifecycle.clone(),
@@ -226,6 +237,7 @@ fn serve(settings: Settings) -> Result<(), String> {
     server.add_service(background_service("pull-stats", PullStatsFlusher { cache }));
     server.add_service(background_service("drain", drain));
     server.add_service(background_service("scan", ScanService { scanner }));
+    server.add_service(background_service("readiness", readiness));
     server.add_service(background_service(
         "lifecycle",
         LifecycleRunner { lifecycle },

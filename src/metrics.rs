@@ -53,6 +53,13 @@ pub struct Metrics {
     pub auth_results: IntCounterVec,
     /// Requests refused by the access rules, by action (pull, fill) and principal kind.
     pub access_denials: IntCounterVec,
+    /// Images pulled within the last 30 days by outage readiness (ready: everything they need
+    /// is stored; missing: a pull would fail with the upstream down).
+    pub readiness_images: IntGaugeVec,
+    /// Blobs those images need that the store lacks.
+    pub readiness_missing_blobs: IntGauge,
+    /// When readiness was last computed (unix seconds; 0 before the first run).
+    pub readiness_checked: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -128,7 +135,28 @@ impl Metrics {
         for action in ["expire", "transition", "evict"] {
             lifecycle_images.with_label_values(&[action]);
         }
+        let readiness_images = IntGaugeVec::new(
+            Opts::new(
+                "breakwater_readiness_images",
+                "Images pulled within 30 days: ready for an upstream outage, or missing content",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(readiness_images.clone()))
+            .expect("unique metric");
         Metrics {
+            readiness_images,
+            readiness_missing_blobs: gauge(
+                &r,
+                "breakwater_readiness_missing_blobs",
+                "Blobs that images pulled within 30 days need and the store lacks",
+            ),
+            readiness_checked: gauge(
+                &r,
+                "breakwater_readiness_checked_timestamp_seconds",
+                "When outage readiness was last computed (unix seconds)",
+            ),
             breaker_open,
             store_write_errors,
             prefetches,
@@ -238,6 +266,18 @@ impl Metrics {
         self.lifecycle_images
             .with_label_values(&[action])
             .inc_by(n as u64);
+    }
+
+    /// Publishes one outage-readiness result.
+    pub fn readiness(&self, ready: usize, missing: usize, missing_blobs: usize, at_ms: i64) {
+        self.readiness_images
+            .with_label_values(&["ready"])
+            .set(ready as i64);
+        self.readiness_images
+            .with_label_values(&["missing"])
+            .set(missing as i64);
+        self.readiness_missing_blobs.set(missing_blobs as i64);
+        self.readiness_checked.set(at_ms / 1000);
     }
 
     /// Counts one registry request.

@@ -8,6 +8,8 @@ mod client;
 pub mod http;
 mod images;
 mod lifecycle;
+mod ready;
+pub mod ready_cli;
 mod scan;
 pub mod scan_cli;
 pub mod table;
@@ -99,6 +101,10 @@ impl ServeHttp for AdminApp {
             "/healthz" => http::response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             p if scan::handles(p) => match http::read(session).await {
                 Ok(req) => scan::handle(&self.scanner, &self.lifecycle.cache.index, req).await,
+                Err(e) => http::error(&e),
+            },
+            p if ready::handles(p) => match http::read(session).await {
+                Ok(req) => ready::handle(&self.lifecycle.cache, self.scanner.source(), req).await,
                 Err(e) => http::error(&e),
             },
             p if p == "/api" || p.starts_with("/api/") => match http::read(session).await {

@@ -29,6 +29,8 @@ pub trait ImageSource: Send + Sync {
     async fn blob(&self, t: &Target, digest: &Digest) -> Result<BlobSource, RegistryError>;
     /// Whether the blob store holds `digest` now (blocking; no upstream traffic).
     fn is_stored(&self, digest: &Digest) -> bool;
+    /// Counts a pull of manifest `digest` from `t`, as a client's GET would (prefetch).
+    fn record_pull(&self, t: &Target, digest: &Digest);
 }
 
 /// What the gate decided about a manifest about to be served.
@@ -104,5 +106,9 @@ impl ImageSource for Source {
 
     fn is_stored(&self, digest: &Digest) -> bool {
         matches!(self.0.store.stat(digest), Ok(Some(_)))
+    }
+
+    fn record_pull(&self, t: &Target, digest: &Digest) {
+        self.0.record_pull(t.key(), digest.clone());
     }
 }

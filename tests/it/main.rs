@@ -13,6 +13,7 @@ mod docker;
 mod faults;
 mod lifecycle;
 mod pull_path;
+mod readiness;
 mod referrers;
 mod resilience;
 mod scan;

@@ -115,6 +115,8 @@ pub trait Index: Send + Sync + 'static {
     fn lifecycle(&self) -> &dyn super::images::LifecycleIndex;
     /// Cached referrers answers (see `cache::referrers`).
     fn referrers(&self) -> &dyn super::referrers::ReferrersIndex;
+    /// Reads for outage readiness (see `cache::readiness`).
+    fn readiness(&self) -> &dyn super::readiness::ReadinessIndex;
 }
 
 /// The embedded SQLite index.
@@ -487,6 +489,10 @@ impl Index for SqliteIndex {
     }
 
     fn referrers(&self) -> &dyn super::referrers::ReferrersIndex {
+        self
+    }
+
+    fn readiness(&self) -> &dyn super::readiness::ReadinessIndex {
         self
     }
 }

@@ -5,6 +5,7 @@
 pub mod events;
 pub mod images;
 pub mod index;
+pub mod readiness;
 pub mod referrers;
 pub mod scans;
 pub mod scrub;
