@@ -112,25 +112,33 @@ if [ "${PROFILE:-0}" = 1 ]; then
     done
 fi
 
-M_OPEN=() M_AUTH=() B_OPEN=() B_AUTH=()
+M_OPEN=() M_AUTH=() B_OPEN=() B_AUTH=() M_RATIO=() B_RATIO=()
+# Each round measures both instances back to back, in alternating order (open first in odd
+# rounds, on first in even ones), so a drift in the machine's load does not favour one side; the
+# figure is the median of the per-round ratios.
 for round in $(seq "$ROUNDS"); do
     log "round $round/$ROUNDS"
-    M_OPEN+=("$(rps "$OPEN_PORT")"); sleep 1
-    M_AUTH+=("$(rps "$AUTH_PORT")"); sleep 1
-    B_OPEN+=("$(gbps "$OPEN_PORT")")
-    B_AUTH+=("$(gbps "$AUTH_PORT")")
+    if [ $((round % 2)) = 1 ]; then
+        mo=$(rps "$OPEN_PORT"); sleep 1; ma=$(rps "$AUTH_PORT"); sleep 1
+        bo=$(gbps "$OPEN_PORT"); ba=$(gbps "$AUTH_PORT")
+    else
+        ma=$(rps "$AUTH_PORT"); sleep 1; mo=$(rps "$OPEN_PORT"); sleep 1
+        ba=$(gbps "$AUTH_PORT"); bo=$(gbps "$OPEN_PORT")
+    fi
+    M_OPEN+=("$mo") M_AUTH+=("$ma") B_OPEN+=("$bo") B_AUTH+=("$ba")
+    M_RATIO+=("$(calc "$ma/$mo")") B_RATIO+=("$(calc "$ba/$bo")")
 done
 mo=$(median "${M_OPEN[@]}") ma=$(median "${M_AUTH[@]}")
 bo=$(median "${B_OPEN[@]}") ba=$(median "${B_AUTH[@]}")
 {
     echo "## auth-overhead: access control on vs off, same run"
     echo
-    echo "$(context); median of $ROUNDS interleaved round(s); breakwater threads = $THREADS; clients share the $(nproc) CPUs."
+    echo "$(context); medians of $ROUNDS round(s) in alternating order, on / off = median of the per-round ratios; breakwater threads = $THREADS; clients share the $(nproc) CPUs."
     echo
     echo "| measure | open (no [access]) | access control on (registry token) | on / off |"
     echo "|---|---|---|---|"
-    echo "| manifest GET by digest, req/s ($CONNECTIONS connections, $DURATION) | $(fmt .0f "$mo") | $(fmt .0f "$ma") | $(ratio "$ma" "$mo") |"
-    echo "| warm blob GET, GB/s ($CLIENTS clients, $(calc "$LSIZE/$MIB" | cut -d. -f1) MiB layer) | $(fmt .2f "$bo") | $(fmt .2f "$ba") | $(ratio "$ba" "$bo") |"
+    echo "| manifest GET by digest, req/s ($CONNECTIONS connections, $DURATION) | $(fmt .0f "$mo") | $(fmt .0f "$ma") | $(fmt .2f "$(median "${M_RATIO[@]}")")× |"
+    echo "| warm blob GET, GB/s ($CLIENTS clients, $(calc "$LSIZE/$MIB" | cut -d. -f1) MiB layer) | $(fmt .2f "$bo") | $(fmt .2f "$ba") | $(fmt .2f "$(median "${B_RATIO[@]}")")× |"
     echo
     echo "Rounds: manifests open ${M_OPEN[*]} / on ${M_AUTH[*]}; blobs open ${B_OPEN[*]} / on ${B_AUTH[*]}."
 } | emit_results "$RESULTS_FILE"

@@ -88,7 +88,7 @@ pub struct AccessControl {
     passthrough: moka::sync::Cache<String, Arc<UpstreamCredentials>>,
     /// Bearer tokens (registry tokens and robot tokens) already verified, so a pull's many
     /// requests each cost a lookup, not a signature check and a JSON parse.
-    bearers: moka::sync::Cache<String, Arc<Verified>>,
+    bearers: moka::sync::Cache<String, Arc<Verified>, foldhash::fast::RandomState>,
 }
 
 /// A bearer token checked once: who it names and until when (unix seconds; 0: a robot token).
@@ -200,7 +200,9 @@ impl AccessControl {
             bearers: moka::sync::Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(s.token_ttl.min(Duration::from_secs(600)))
-                .build(),
+                // Keys are tokens of a few hundred bytes hashed on every request; only verified
+                // tokens are inserted, so a fast seeded hash is enough (no flooding by strangers).
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         })
     }
 
