@@ -113,6 +113,10 @@ pub struct UpstreamSettings {
     /// Use each client's own Basic credentials upstream (`credentials = "client"`) instead of
     /// the configured ones; cached content is served only to clients upstream accepted.
     pub client_credentials: bool,
+    /// The registry this upstream is asked for, sent as `?ns=` on every request: set when the
+    /// upstream is another breakwater (node cache → office cache), so it routes to the original
+    /// registry.
+    pub ns: Option<String>,
 }
 
 /// Freshness rules for the tags matching a repository and tag pattern.
@@ -323,6 +327,7 @@ struct RawUpstream {
     prefetch_platforms: Option<Vec<String>>,
     private: Option<bool>,
     credentials: Option<String>,
+    ns: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -360,6 +365,7 @@ fn preset(url: &str, aliases: &[&str], hosts: &[&str], library: bool) -> Upstrea
         prefetch_platforms: Vec::new(),
         private: false,
         client_credentials: false,
+        ns: None,
     }
 }
 

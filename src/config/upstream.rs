@@ -36,6 +36,19 @@ pub(super) fn merge_upstream(
     if let Some(h) = ru.hosts {
         u.hosts = h;
     }
+    if let Some(ns) = ru.ns {
+        // A registry host name (with an optional port): it goes into query strings unescaped.
+        let valid = !ns.is_empty()
+            && ns
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+        if !valid {
+            return Err(invalid(format!(
+                "ns {ns:?} must be a registry host name such as \"docker.io\""
+            )));
+        }
+        u.ns = Some(ns);
+    }
     if let Some(p) = ru.private {
         u.private = p;
     }

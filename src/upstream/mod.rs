@@ -141,7 +141,12 @@ impl Upstream {
     }
 
     fn url(&self, repo: &RepoName, tail: &str) -> String {
-        format!("{}/v2/{}/{}", self.settings.url, repo, tail)
+        let mut url = format!("{}/v2/{}/{}", self.settings.url, repo, tail);
+        if let Some(ns) = &self.settings.ns {
+            url.push_str("?ns=");
+            url.push_str(ns);
+        }
+        url
     }
 
     fn scope_for(&self, repo: &RepoName) -> String {
@@ -489,7 +494,7 @@ impl Upstream {
     ) -> Result<FetchedTags, UpstreamError> {
         let mut url = self.url(repo, "tags/list");
         if !query.is_empty() {
-            url.push('?');
+            url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str(query);
         }
         let resp = self

@@ -5,6 +5,7 @@
 mod access;
 mod access_log;
 mod bw;
+mod chain;
 mod client_config;
 mod clients;
 mod dashboards;
