@@ -141,18 +141,9 @@ fn prefetch(args: PrefetchArgs) -> Result<ExitCode, String> {
 }
 
 fn failed(image: &str, error: String) -> PrefetchReport {
-    PrefetchReport {
-        image: image.to_string(),
-        digest: None,
-        platforms: Vec::new(),
-        fetched: 0,
-        fetched_bytes: 0,
-        cached: 0,
-        cached_bytes: 0,
-        items: Vec::new(),
-        errors: vec![error],
-        ok: false,
-    }
+    let mut r = PrefetchReport::nothing_yet(image);
+    r.errors.push(error);
+    r
 }
 
 /// The prefetch report as a table, errors below it.

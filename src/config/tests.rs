@@ -226,12 +226,20 @@ fn an_upstream_that_is_another_breakwater_names_its_registry_with_ns() {
     let hub = &s.upstreams["docker.io"];
     assert_eq!(hub.ns.as_deref(), Some("docker.io"));
     assert_eq!(hub.url, "http://office.example:5000");
-    assert!(hub.hosts.iter().any(|h| h == "docker.io"), "preset hosts kept");
+    assert!(
+        hub.hosts.iter().any(|h| h == "docker.io"),
+        "preset hosts kept"
+    );
     assert!(s.upstreams["quay.io"].ns.is_none());
     for bad in ["", "docker.io/library", "a b", "x?y=1"] {
-        let e = Settings::parse(&format!("[upstreams.x]\nurl = \"http://o:5000\"\nns = \"{bad}\"\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ns") && e.contains("registry host name"), "{bad:?}: {e}");
+        let e = Settings::parse(&format!(
+            "[upstreams.x]\nurl = \"http://o:5000\"\nns = \"{bad}\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ns") && e.contains("registry host name"),
+            "{bad:?}: {e}"
+        );
     }
 }

@@ -101,6 +101,24 @@ pub struct PrefetchReport {
     pub ok: bool,
 }
 
+impl PrefetchReport {
+    /// The report of `image` before anything was fetched.
+    pub fn nothing_yet(image: &str) -> Self {
+        PrefetchReport {
+            image: image.to_string(),
+            digest: None,
+            platforms: Vec::new(),
+            fetched: 0,
+            fetched_bytes: 0,
+            cached: 0,
+            cached_bytes: 0,
+            items: Vec::new(),
+            errors: Vec::new(),
+            ok: false,
+        }
+    }
+}
+
 /// Prefetches `reference` of `t`: its manifest, the chosen platforms of an index, and every
 /// config and layer. Failures are reported per item; nothing is left half-recorded (a fill
 /// either verifies and commits, or leaves nothing).
@@ -112,18 +130,7 @@ pub async fn prefetch(
     image: &str,
     platforms: &Platforms,
 ) -> PrefetchReport {
-    let mut r = PrefetchReport {
-        image: image.to_string(),
-        digest: None,
-        platforms: Vec::new(),
-        fetched: 0,
-        fetched_bytes: 0,
-        cached: 0,
-        cached_bytes: 0,
-        items: Vec::new(),
-        errors: Vec::new(),
-        ok: false,
-    };
+    let mut r = PrefetchReport::nothing_yet(image);
     // What the reference named before, to tell a fetch from a hit.
     let before = match reference {
         Reference::Digest(d) => Some(d.clone()),

@@ -286,6 +286,29 @@ impl RegistryApp {
         Ok(target)
     }
 
+    /// [`Self::target`] for a request about one digest, which is parsed here (400
+    /// `DIGEST_INVALID` when it is not one), after the access checks.
+    async fn digest_target(
+        &self,
+        session: &mut ServerSession,
+        (client, kind): (Option<&Client>, &str),
+        name: &str,
+        digest: &str,
+        query: &str,
+        head: bool,
+    ) -> Result<(crate::registry::Target, Digest), Outcome> {
+        let target = self
+            .target(session, client, kind, name, query, head)
+            .await?;
+        match Digest::parse(digest) {
+            Ok(d) => Ok((target, d)),
+            Err(e) => {
+                let e = invalid(ErrorCode::DigestInvalid, e);
+                Err(self.fail(session, kind, &e, head).await)
+            }
+        }
+    }
+
     /// Answers a registry failure; a fill the rules refused is also counted and audited.
     async fn refuse_or_fail(
         &self,
@@ -406,20 +429,12 @@ impl RegistryApp {
         query: &str,
         head: bool,
     ) -> Outcome {
-        let target = match self
-            .target(session, client, "blob", name, query, head)
+        let (target, digest) = match self
+            .digest_target(session, (client, "blob"), name, digest, query, head)
             .await
         {
-            Ok(t) => t,
+            Ok(found) => found,
             Err(refused) => return refused,
-        };
-        let digest = match Digest::parse(digest) {
-            Ok(d) => d,
-            Err(e) => {
-                return self
-                    .fail(session, "blob", &invalid(ErrorCode::DigestInvalid, e), head)
-                    .await
-            }
         };
         let base = |status: u16| {
             let mut h = header(status);

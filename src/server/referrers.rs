@@ -2,10 +2,9 @@
 //! and answers an OCI image index with the cache and filter headers.
 
 use super::respond::{header, send_bytes, set};
-use super::{invalid, Outcome, RegistryApp};
+use super::{Outcome, RegistryApp};
 use crate::access::Client;
 use crate::oci::manifest::OCI_INDEX;
-use crate::oci::{Digest, ErrorCode};
 use crate::registry::CacheStatus;
 use pingora::protocols::http::ServerSession;
 
@@ -20,19 +19,12 @@ impl RegistryApp {
         head: bool,
     ) -> Outcome {
         // The same routing and pull / fill checks as a manifest request.
-        let target = match self
-            .target(session, client, "referrers", name, query, head)
+        let (target, subject) = match self
+            .digest_target(session, (client, "referrers"), name, digest, query, head)
             .await
         {
-            Ok(t) => t,
+            Ok(found) => found,
             Err(refused) => return refused,
-        };
-        let subject = match Digest::parse(digest) {
-            Ok(d) => d,
-            Err(e) => {
-                let e = invalid(ErrorCode::DigestInvalid, e);
-                return self.fail(session, "referrers", &e, head).await;
-            }
         };
         let artifact_type = artifact_type(query);
         let answer = match self
