@@ -2,7 +2,7 @@
 //! Debian's `postgresql`, as the `postgres` user when running as root, since PostgreSQL refuses
 //! root), in a directory under /tmp, on a free loopback port, with one fresh database per test.
 //!
-//! A statics is never dropped, so a small watchdog shell stops the cluster and removes its
+//! A static is never dropped, so a small watchdog shell stops the cluster and removes its
 //! directory once the test process has exited, however it exits.
 
 use std::path::{Path, PathBuf};
@@ -164,11 +164,24 @@ impl PgCluster {
     pub fn database(&self) -> String {
         let name = format!("t{}", self.next_db.fetch_add(1, Ordering::Relaxed));
         let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connect to the test PostgreSQL: {e}"));
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to the test PostgreSQL: {e}"));
+            c.batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        });
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// `SELECT count(*) FROM <table>` in the database at `url` (for checks from async tests).
+    pub fn count(url: &str, table: &str) -> i64 {
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+            c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .unwrap_or_else(|e| panic!("count {table}: {e}"))
+                .get(0)
+        })
     }
 
     /// Settings for a new empty database.
@@ -179,4 +192,14 @@ impl PgCluster {
             acquire_timeout: std::time::Duration::from_secs(30),
         }
     }
+}
+
+/// Runs `f` on a thread of its own: the synchronous client runs its own small runtime, which
+/// cannot start on a thread that drives an async test.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
