@@ -140,23 +140,4 @@ pub(crate) fn digest(s: &str) -> Result<crate::oci::Digest, PgError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted_in_every_form() {
-        assert_eq!(
-            redact("postgres://bw:s3cr:et@db.local:5432/bw?sslmode=disable"),
-            "postgres://bw:***@db.local:5432/bw?sslmode=disable"
-        );
-        assert_eq!(
-            redact("postgresql://bw@db/bw?password=hunter2&application_name=x"),
-            "postgresql://bw@db/bw?password=***&application_name=x"
-        );
-        assert_eq!(
-            redact("host=127.0.0.1 user=bw password=hunter2 dbname=bw"),
-            "host=127.0.0.1 user=bw password=*** dbname=bw"
-        );
-        assert_eq!(redact("postgres://db/bw"), "postgres://db/bw");
-    }
-}
+mod tests;
