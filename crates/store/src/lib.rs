@@ -1,6 +1,6 @@
 //! What the cache holds: the blob store (bytes) and the index (what those bytes mean: tags,
 //! manifests, links, pulls, lifecycle state, pins, events and scan results), each behind a trait
-//! with the filesystem and SQLite backends beside it.
+//! with the filesystem, SQLite and PostgreSQL (`pg`) backends beside it.
 
 pub mod events;
 pub mod images;
