@@ -3,6 +3,7 @@
 
 pub mod access;
 mod admin_token;
+mod index;
 pub mod log;
 mod upstream;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use admin_token::admin_token;
 pub use admin_token::AdminToken;
+pub use index::IndexBackend;
 use upstream::merge_upstream;
 
 /// Everything breakwater runs with.
@@ -73,6 +75,8 @@ pub struct StorageSettings {
     pub root: PathBuf,
     /// Byte quota with its high/low water marks; `None`: unlimited.
     pub quota: Option<breakwater_lifecycle::settings::Quota>,
+    /// Where the index lives (`[storage] index`).
+    pub index: IndexBackend,
 }
 
 /// One upstream registry.
@@ -286,6 +290,8 @@ struct RawStorage {
     max_bytes: Option<breakwater_lifecycle::settings::ByteSize>,
     high_water: Option<f64>,
     low_water: Option<f64>,
+    index: Option<String>,
+    postgres: Option<index::RawPostgres>,
 }
 
 #[derive(Deserialize, Default)]
@@ -512,6 +518,7 @@ impl Settings {
                     raw.storage.low_water,
                 )
                 .map_err(ConfigError::Invalid)?,
+                index: index::index_backend(raw.storage.index, raw.storage.postgres)?,
             },
             lifecycle: breakwater_lifecycle::settings::LifecycleSettings::from_raw(
                 raw.lifecycle,

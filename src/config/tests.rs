@@ -243,3 +243,34 @@ fn an_upstream_that_is_another_breakwater_names_its_registry_with_ns() {
         );
     }
 }
+
+#[test]
+fn the_index_backend_and_its_postgres_settings() {
+    let s = Settings::parse("").unwrap();
+    assert!(matches!(s.storage.index, IndexBackend::Sqlite));
+    let s = Settings::parse(
+        "[storage]\nindex = \"postgres\"\n[storage.postgres]\nurl = \"postgres://bw:hunter2@db/bw\"\npool_size = 3\nacquire_timeout = \"2s\"\n",
+    )
+    .unwrap();
+    let IndexBackend::Postgres(pg) = &s.storage.index else {
+        panic!("postgres expected: {:?}", s.storage.index);
+    };
+    assert_eq!(pg.url, "postgres://bw:hunter2@db/bw");
+    assert_eq!(
+        (pg.pool_size, pg.acquire_timeout),
+        (3, Duration::from_secs(2))
+    );
+    assert!(!format!("{:?}", s.storage).contains("hunter2"));
+    let err = |text: &str| Settings::parse(text).unwrap_err().to_string();
+    assert!(err("[storage]\nindex = \"mysql\"\n").contains("\"sqlite\" or \"postgres\""));
+    assert!(err("[storage]\nindex = \"postgres\"\n").contains("storage.postgres.url"));
+    assert!(err(
+        "[storage]\nindex = \"postgres\"\n[storage.postgres]\nurl = \"x\"\nurl_env = \"PATH\"\n"
+    )
+    .contains("set one of"));
+    assert!(err(
+        "[storage]\nindex = \"postgres\"\n[storage.postgres]\nurl = \"x\"\npool_size = 0\n"
+    )
+    .contains("pool_size"));
+    assert!(err("[storage.postgres]\nurll = \"x\"\n").contains("urll"));
+}

@@ -16,7 +16,8 @@ pub mod referrers;
 pub mod tags;
 pub mod touched;
 
-use crate::cache::{BlobStore, FsStore, Index, RepoKey, SqliteIndex};
+use crate::cache::{BlobStore, FsStore, Index, PgIndex, RepoKey, SqliteIndex};
+use crate::config::IndexBackend;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::oci::{ErrorCode, RegistryError, RepoName};
@@ -114,8 +115,16 @@ impl Registry {
         let root = &settings.storage.root;
         let store = FsStore::open(root)
             .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
-        let index = SqliteIndex::open(&root.join("index.sqlite"))
-            .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?;
+        let index: Arc<dyn Index> = match &settings.storage.index {
+            IndexBackend::Sqlite => Arc::new(
+                SqliteIndex::open(&root.join("index.sqlite"))
+                    .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?,
+            ),
+            IndexBackend::Postgres(pg) => Arc::new(PgIndex::open(pg).map_err(|e| {
+                let url = breakwater_store::pg::redact(&pg.url);
+                format!("cannot open the PostgreSQL index at {url}: {e}")
+            })?),
+        };
         let m = metrics.clone();
         store.observe_usage(Box::new(move |u| m.report_store_usage(u)));
         let upstreams = settings
@@ -131,7 +140,7 @@ impl Registry {
         Ok(Registry {
             upstreams,
             store: Arc::new(store),
-            index: Arc::new(index),
+            index,
             metrics,
             manifests: Arc::new(manifests::ManifestCache::new()),
             blobs: Arc::default(),

@@ -46,6 +46,12 @@ impl Breakwater {
         Breakwater::launch_with(root, "", body).await
     }
 
+    /// Like `start`, with extra `[storage]` keys (e.g. the index backend).
+    pub async fn start_with_storage(storage_extra: &str, body: &str) -> Breakwater {
+        let body = format!("{storage_extra}\n\n{body}");
+        Breakwater::start_with("", &body).await
+    }
+
     async fn launch_with(root: &Path, server_extra: &str, body: &str) -> Breakwater {
         std::fs::create_dir_all(root).expect("create store root");
         let port = free_port();

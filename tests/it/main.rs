@@ -13,6 +13,7 @@ mod deploy;
 mod docker;
 mod faults;
 mod lifecycle;
+mod pg_index;
 mod pull_path;
 mod readiness;
 mod referrers;

@@ -300,19 +300,25 @@ mod tests {
 
     #[test]
     fn events_round_trip_newest_first() {
-        let ix = SqliteIndex::in_memory().unwrap();
+        crate::test_backends::each_backend(events_round_trip);
+    }
+
+    fn events_round_trip(backend: &str, ix: &dyn crate::Index) {
+        eprintln!("backend: {backend}");
         let mut a = Event::new(EventKind::Expire, "rule 1");
         a.repository = Some("library/nginx".into());
         a.tags = vec!["v1".into()];
         a.bytes = 42;
-        let b = Event::new(EventKind::GcDelete, "unreferenced");
-        ix.insert_events(&[a.clone(), b]).unwrap();
-        let all = ix.query_events(&EventQuery::default()).unwrap();
+        let mut b = Event::new(EventKind::GcDelete, "unreferenced");
+        b.upstream = Some("corp".into());
+        ix.record_events(&[a.clone(), b]).unwrap();
+        let all = ix.events(&EventQuery::default()).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].kind, EventKind::GcDelete);
         assert_eq!(all[0].kind.as_str(), "gc_delete");
+        assert!(all[0].id > all[1].id);
         let only = ix
-            .query_events(&EventQuery {
+            .events(&EventQuery {
                 kind: Some("expire".into()),
                 ..Default::default()
             })
@@ -320,6 +326,16 @@ mod tests {
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].tags, vec!["v1".to_string()]);
         assert_eq!(only[0].bytes, 42);
+        assert_eq!(only[0].repository.as_deref(), Some("library/nginx"));
+        let q = |f: fn(&mut EventQuery)| {
+            let mut q = EventQuery::default();
+            f(&mut q);
+            ix.events(&q).unwrap().len()
+        };
+        assert_eq!(q(|q| q.upstream = Some("corp".into())), 1);
+        assert_eq!(q(|q| q.repository = Some("library/redis".into())), 0);
+        assert_eq!(q(|q| q.since_ms = Some(i64::MAX)), 0);
+        assert_eq!(q(|q| q.limit = Some(1)), 1);
     }
 
     #[test]

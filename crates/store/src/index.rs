@@ -47,18 +47,24 @@ pub struct Pull {
     pub at_ms: i64,
 }
 
-/// Index errors are database errors; the message names the operation.
+/// Index errors are database errors (SQLite or PostgreSQL); the message names the operation.
 #[derive(Debug, thiserror::Error)]
 #[error("index {op} failed: {source}")]
 pub struct IndexError {
     op: &'static str,
-    source: rusqlite::Error,
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl IndexError {
     /// Wraps a database error for operation `op`.
-    pub fn new(op: &'static str, source: rusqlite::Error) -> Self {
-        IndexError { op, source }
+    pub fn new(
+        op: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        IndexError {
+            op,
+            source: source.into(),
+        }
     }
 }
 
@@ -191,7 +197,7 @@ SELECT EXISTS (SELECT 1 FROM repo_links WHERE repo_id = ?1 AND digest = ?2)
     OR EXISTS (SELECT 1 FROM images WHERE repo_id = ?1 AND digest IN (SELECT d FROM up))";
 
 fn wrap(op: &'static str) -> impl FnOnce(rusqlite::Error) -> IndexError {
-    move |source| IndexError { op, source }
+    move |source| IndexError::new(op, source)
 }
 
 impl SqliteIndex {
@@ -504,7 +510,11 @@ mod tests {
 
     #[test]
     fn links_follow_images_and_indexes_but_not_other_repositories() {
-        let ix = SqliteIndex::in_memory().unwrap();
+        crate::test_backends::each_backend(links_follow_images_and_indexes);
+    }
+
+    fn links_follow_images_and_indexes(backend: &str, ix: &dyn Index) {
+        eprintln!("backend: {backend}");
         let key = |u: &str, n: &str| RepoKey {
             upstream: u.into(),
             name: n.into(),
@@ -565,7 +575,11 @@ mod tests {
 
     #[test]
     fn manifest_tag_and_pull_round_trip() {
-        let ix = SqliteIndex::in_memory().unwrap();
+        crate::test_backends::each_backend(round_trip);
+    }
+
+    fn round_trip(backend: &str, ix: &dyn Index) {
+        eprintln!("backend: {backend}");
         let repo = RepoKey {
             upstream: "docker.io".into(),
             name: "library/nginx".into(),
@@ -605,13 +619,28 @@ mod tests {
             at_ms: 5000,
         }])
         .unwrap();
-        let (count, last): (i64, i64) = ix.with_conn(|c| {
-            c.query_row("SELECT pull_count, last_pulled FROM images", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap()
-        });
-        assert_eq!((count, last), (3, 5000));
+        // An older batch adds to the count but does not move the last pull back.
+        ix.record_pulls(&[Pull {
+            repo: repo.clone(),
+            digest: d.clone(),
+            count: 2,
+            at_ms: 4000,
+        }])
+        .unwrap();
+        let rows = crate::test_backends::image_rows(ix);
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.digest.as_str(), r.pull_count, r.last_pulled_ms),
+            (d.to_string().as_str(), 5, Some(5000))
+        );
+        assert_eq!(
+            (r.storage_class.as_str(), r.transitioned_at_ms),
+            ("standard", None)
+        );
+        ix.record_blob(&d, 1, 1000).unwrap();
+        ix.record_blob(&d, 1, 2000).unwrap();
+        assert_eq!(ix.blob_records().unwrap(), vec![(d.clone(), 1)]);
         assert_eq!(ix.tags(&repo).unwrap(), vec!["latest".to_string()]);
         assert_eq!(ix.repositories().unwrap(), vec![repo.clone()]);
         ix.remove_tag(&repo, "latest").unwrap();

@@ -152,7 +152,11 @@ mod tests {
 
     #[test]
     fn pulled_images_come_with_refs_and_tags_and_the_window_is_honoured() {
-        let ix = SqliteIndex::in_memory().unwrap();
+        crate::test_backends::each_backend(pulled_images);
+    }
+
+    fn pulled_images(backend: &str, ix: &dyn Index) {
+        eprintln!("backend: {backend}");
         let repo = RepoKey {
             upstream: "local".into(),
             name: "app".into(),
@@ -198,7 +202,7 @@ mod tests {
         ix.record_pulls(&[pull(d('a'), 2_000), pull(d('b'), 2_000), pull(d('c'), 500)])
             .unwrap();
 
-        let got = ix.pulled_since(1_000).unwrap();
+        let got = ix.readiness().pulled_since(1_000).unwrap();
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].digest, d('a'));
         assert_eq!(got[0].media_type, idx);
@@ -209,7 +213,7 @@ mod tests {
         assert!(got[1].tags.is_empty());
         let kinds: Vec<_> = got[1].refs.iter().map(|r| r.kind).collect();
         assert!(kinds.contains(&RefKind::Config) && kinds.contains(&RefKind::Layer));
-        assert_eq!(ix.pulled_since(3_000).unwrap().len(), 0);
-        assert_eq!(ix.pulled_since(0).unwrap().len(), 3);
+        assert_eq!(ix.readiness().pulled_since(3_000).unwrap().len(), 0);
+        assert_eq!(ix.readiness().pulled_since(0).unwrap().len(), 3);
     }
 }

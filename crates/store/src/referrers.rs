@@ -97,7 +97,11 @@ mod tests {
 
     #[test]
     fn answers_are_kept_per_repository_and_subject_and_replaced() {
-        let ix = SqliteIndex::in_memory().unwrap();
+        crate::test_backends::each_backend(answers_are_kept);
+    }
+
+    fn answers_are_kept(backend: &str, ix: &dyn Index) {
+        eprintln!("backend: {backend}");
         let r = ix.referrers();
         let (a, b) = (RepoKey::new("up", "team/a"), RepoKey::new("up", "team/b"));
         let s = Digest::sha256_of(b"subject");

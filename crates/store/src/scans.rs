@@ -68,9 +68,9 @@ pub enum ScanStoreError {
     Db {
         /// The operation (`image lookup`, `store layer`, …).
         op: &'static str,
-        /// The SQLite error.
+        /// The database error (SQLite or PostgreSQL).
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Scan data could not be encoded as JSON for storage.
     #[error("cannot encode scan data: {0}")]
@@ -138,14 +138,17 @@ pub struct ScanStore {
 }
 
 fn err(op: &'static str) -> impl Fn(rusqlite::Error) -> ScanStoreError {
-    move |source| ScanStoreError::Db { op, source }
+    move |source| ScanStoreError::Db {
+        op,
+        source: Box::new(source),
+    }
 }
 
-fn json<T: Serialize>(v: &T) -> Result<String> {
+pub(crate) fn json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(ScanStoreError::Encode)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     digest: &Digest,
     column: &'static str,
     text: &str,
@@ -166,10 +169,10 @@ fn digest_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Digest> {
 }
 
 /// The columns `RawImage::read` reads, from `scan_results r JOIN scan_inventories i`.
-const IMAGE_COLUMNS: &str =
+pub(crate) const IMAGE_COLUMNS: &str =
     "r.digest, r.upstream, r.repository, r.status, r.description, i.layers, i.inventory, \
      r.findings, r.scanned_at, r.matched_at, r.db_hash, r.db_updated_at";
-const IMAGE_FROM: &str = "scan_results r JOIN scan_inventories i ON i.digest = r.digest";
+pub(crate) const IMAGE_FROM: &str = "scan_results r JOIN scan_inventories i ON i.digest = r.digest";
 
 /// An image row before its JSON columns are decoded (outside the connection's lock).
 struct RawImage {
