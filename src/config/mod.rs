@@ -4,6 +4,7 @@
 pub mod access;
 mod admin_token;
 pub mod log;
+pub mod storage;
 mod upstream;
 
 use breakwater_oci::pattern::{RepoPattern, TagPattern};
@@ -73,6 +74,8 @@ pub struct StorageSettings {
     pub root: PathBuf,
     /// Byte quota with its high/low water marks; `None`: unlimited.
     pub quota: Option<breakwater_lifecycle::settings::Quota>,
+    /// Where blobs live: files under `root`, or a bucket.
+    pub backend: storage::StorageBackend,
 }
 
 /// One upstream registry.
@@ -282,6 +285,8 @@ struct RawStorage {
     max_bytes: Option<breakwater_lifecycle::settings::ByteSize>,
     high_water: Option<f64>,
     low_water: Option<f64>,
+    backend: Option<String>,
+    s3: Option<storage::RawS3>,
 }
 
 #[derive(Deserialize, Default)]
@@ -506,6 +511,9 @@ impl Settings {
                     raw.storage.low_water,
                 )
                 .map_err(ConfigError::Invalid)?,
+                backend: storage::backend(raw.storage.backend.as_deref(), raw.storage.s3, |v| {
+                    std::env::var(v).ok()
+                })?,
             },
             lifecycle: breakwater_lifecycle::settings::LifecycleSettings::from_raw(
                 raw.lifecycle,
