@@ -12,6 +12,7 @@ mod deploy;
 mod docker;
 mod faults;
 mod lifecycle;
+mod object_store;
 mod pull_path;
 mod readiness;
 mod referrers;
