@@ -12,7 +12,7 @@ pub enum StorageBackend {
     /// Files under `[storage] root` (the default).
     Filesystem,
     /// Objects in a bucket; the index and fill staging stay under `root`.
-    S3(S3Config),
+    S3(Box<S3Config>),
 }
 
 /// `[storage.s3]` as written.
@@ -58,7 +58,7 @@ pub(super) fn backend(
             let Some(raw) = s3 else {
                 return invalid("storage.backend = \"s3\" needs a [storage.s3] section".into());
             };
-            raw.resolve(env).map(StorageBackend::S3)
+            raw.resolve(env).map(|c| StorageBackend::S3(Box::new(c)))
         }
         other => invalid(format!(
             "storage.backend = {other:?}: expected \"filesystem\" or \"s3\""
@@ -75,11 +75,13 @@ impl RawS3 {
             .ok_or_else(|| invalid("bucket is required"))?;
         let prefix = self.prefix.unwrap_or_default();
         let prefix = prefix.trim_matches('/');
-        if !prefix
+        if !prefix.split('/').all(|seg| {
+            seg.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        }) || prefix
             .split('/')
-            .all(|seg| seg.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
-            || prefix.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..")
-                && !prefix.is_empty()
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            && !prefix.is_empty()
         {
             return Err(invalid(
                 "prefix may hold only letters, digits, '.', '_', '-' and '/' between segments",
@@ -94,12 +96,19 @@ impl RawS3 {
             match name {
                 None => Ok(None),
                 Some(var) => env(&var).map(Some).ok_or_else(|| {
-                    invalid(&format!("{what} names the environment variable {var}, which is not set"))
+                    invalid(&format!(
+                        "{what} names the environment variable {var}, which is not set"
+                    ))
                 }),
             }
         };
-        let key_id = match (self.access_key_id, from_env(self.access_key_id_env, "access_key_id_env")?) {
-            (Some(_), Some(_)) => return Err(invalid("set access_key_id or access_key_id_env, not both")),
+        let key_id = match (
+            self.access_key_id,
+            from_env(self.access_key_id_env, "access_key_id_env")?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("set access_key_id or access_key_id_env, not both"))
+            }
             (a, b) => a.or(b),
         };
         let secret = match (
@@ -107,7 +116,9 @@ impl RawS3 {
             from_env(self.secret_access_key_env, "secret_access_key_env")?,
         ) {
             (Some(_), Some(_)) => {
-                return Err(invalid("set secret_access_key or secret_access_key_env, not both"))
+                return Err(invalid(
+                    "set secret_access_key or secret_access_key_env, not both",
+                ))
             }
             (a, b) => a.or(b),
         };
@@ -123,7 +134,9 @@ impl RawS3 {
             (Some("aes256"), Some(_)) => return Err(invalid("kms_key_id needs sse = \"kms\"")),
             (Some("kms"), key_id) => Some(Sse::Kms { key_id }),
             (Some(other), _) => {
-                return Err(invalid(&format!("sse = {other:?}: expected \"aes256\" or \"kms\"")))
+                return Err(invalid(&format!(
+                    "sse = {other:?}: expected \"aes256\" or \"kms\""
+                )))
             }
         };
         let redirect_ttl = match (self.redirect.unwrap_or(false), self.redirect_ttl) {
@@ -164,8 +177,10 @@ mod tests {
             s3: Option<RawS3>,
         }
         let t: T = toml::from_str(toml_text).expect("valid toml");
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         backend(t.backend.as_deref(), t.s3, |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
@@ -197,8 +212,16 @@ mod tests {
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
         assert_eq!(c.prefix, "bw/one");
         assert_eq!(c.access_key_id.as_deref(), Some("GK123"));
-        assert_eq!(c.secret_access_key.as_ref().unwrap().expose(), "very-secret");
-        assert_eq!(c.sse, Some(Sse::Kms { key_id: Some("key-1".into()) }));
+        assert_eq!(
+            c.secret_access_key.as_ref().unwrap().expose(),
+            "very-secret"
+        );
+        assert_eq!(
+            c.sse,
+            Some(Sse::Kms {
+                key_id: Some("key-1".into())
+            })
+        );
         assert_eq!(c.redirect_ttl, Some(Duration::from_secs(300)));
         assert!(!c.virtual_hosted_style);
         // The secret never reaches a Debug rendering (and so no log line).

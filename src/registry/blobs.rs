@@ -108,7 +108,10 @@ impl Registry {
         match blocking(move || store.presign(&d)).await {
             Ok(Ok(url)) => url,
             Ok(Err(e)) => {
-                self.metrics.store_errors.with_label_values(&["presign"]).inc();
+                self.metrics
+                    .store_errors
+                    .with_label_values(&["presign"])
+                    .inc();
                 tracing::warn!(%digest, "cannot presign a blob URL, streaming instead: {e}");
                 None
             }

@@ -76,15 +76,26 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
 
     let first = Breakwater::start(&config(&g, &reg, "bw/one", "")).await;
     let tmp = TempDir::new("objstore-pull");
-    skopeo_pull(&format!("{}/team/app:v1", first.host()), &tmp.path().join("a"))
-        .expect("cold pull through the s3 backend");
+    skopeo_pull(
+        &format!("{}/team/app:v1", first.host()),
+        &tmp.path().join("a"),
+    )
+    .expect("cold pull through the s3 backend");
     wait_for_objects(&g, "bw/one", &digests).await;
     for b in img.blobs() {
         let stored = object(&g, "bw/one", &b.digest).await.expect("stored");
-        assert_eq!(sha256_digest(&stored), b.digest, "the object holds the verified bytes");
+        assert_eq!(
+            sha256_digest(&stored),
+            b.digest,
+            "the object holds the verified bytes"
+        );
         assert!(!first.has_blob(&b.digest), "no blob on the node's disk");
     }
-    assert_eq!(first.temp_files(), 0, "staging files are gone after the upload");
+    assert_eq!(
+        first.temp_files(),
+        0,
+        "staging files are gone after the upload"
+    );
     assert_eq!(
         first.metric("breakwater_store_blobs", &[]).await as usize,
         digests.len() + 1,
@@ -100,13 +111,21 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
         digests.len() + 1,
         "usage is counted from the bucket at start"
     );
-    skopeo_pull(&format!("{}/team/app:v1", second.host()), &tmp.path().join("b"))
-        .expect("warm pull from the bucket");
+    skopeo_pull(
+        &format!("{}/team/app:v1", second.host()),
+        &tmp.path().join("b"),
+    )
+    .expect("warm pull from the bucket");
     reg.settle().await;
     for d in &digests {
         assert_eq!(reg.blob_gets(d), 0, "{d} was served from the bucket");
     }
-    assert!(second.metric("breakwater_requests_total", &["blob", "hit"]).await >= 2.0);
+    assert!(
+        second
+            .metric("breakwater_requests_total", &["blob", "hit"])
+            .await
+            >= 2.0
+    );
 
     // Ranged reads: inside the first read window and across its 4 MiB boundary.
     let http = http_client();
@@ -128,10 +147,17 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
     // With the upstream down, the same node still serves the whole image from the bucket.
     reg.stop();
     second.restart().await;
-    skopeo_pull(&format!("{}/team/app:v1", second.host()), &tmp.path().join("c"))
-        .expect("pull with the upstream down");
-    let pulled = std::fs::read(tmp.path().join("c").join(big.digest.trim_start_matches("sha256:")))
-        .expect("skopeo wrote the big layer");
+    skopeo_pull(
+        &format!("{}/team/app:v1", second.host()),
+        &tmp.path().join("c"),
+    )
+    .expect("pull with the upstream down");
+    let pulled = std::fs::read(
+        tmp.path()
+            .join("c")
+            .join(big.digest.trim_start_matches("sha256:")),
+    )
+    .expect("skopeo wrote the big layer");
     assert_eq!(sha256_digest(&pulled), big.digest);
 }
 
@@ -177,7 +203,11 @@ async fn redirect_sends_clients_to_a_presigned_url_that_serves_the_bytes() {
     // A following client (skopeo) pulls the image through the redirects.
     let tmp = TempDir::new("objstore-redirect");
     skopeo_pull(&format!("{}/team/app:v1", bw.host()), tmp.path()).expect("pull via redirects");
-    assert!(bw.metric("breakwater_requests_total", &["blob", "redirect"]).await >= 2.0);
+    assert!(
+        bw.metric("breakwater_requests_total", &["blob", "redirect"])
+            .await
+            >= 2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,10 +228,17 @@ async fn object_storage_down_during_a_fill_costs_caching_not_bytes() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-breakwater-cache"], "miss");
     let body = r.bytes().await.unwrap();
-    assert_eq!(sha256_digest(&body), layer.digest, "verified bytes from upstream");
+    assert_eq!(
+        sha256_digest(&body),
+        layer.digest,
+        "verified bytes from upstream"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while bw.metric("breakwater_store_write_errors_total", &[]).await < 1.0 {
-        assert!(Instant::now() < deadline, "the failed upload was not counted");
+        assert!(
+            Instant::now() < deadline,
+            "the failed upload was not counted"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(bw.metric("breakwater_store_errors_total", &["read"]).await >= 1.0);

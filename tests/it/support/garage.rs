@@ -167,9 +167,10 @@ impl Garage {
         // Listening is not serving yet: wait until the bucket answers.
         let s3 = self.client();
         for _ in 0..100 {
-            if object_store::ObjectStore::head(&s3, &"probe".into()).await.is_err_and(|e| {
-                matches!(e, object_store::Error::NotFound { .. })
-            }) {
+            if object_store::ObjectStore::head(&s3, &"probe".into())
+                .await
+                .is_err_and(|e| matches!(e, object_store::Error::NotFound { .. }))
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -110,7 +110,11 @@ pub fn blob_key(prefix: &str, digest: &Digest) -> String {
 pub fn quarantine_key(prefix: &str, digest: &Digest) -> String {
     join(
         prefix,
-        &format!("quarantine/{}-{}", digest.algorithm().as_str(), digest.hex()),
+        &format!(
+            "quarantine/{}-{}",
+            digest.algorithm().as_str(),
+            digest.hex()
+        ),
     )
 }
 
@@ -144,7 +148,10 @@ struct Inner {
 
 impl Inner {
     fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.runtime.as_ref().expect("runtime lives until drop").block_on(f)
+        self.runtime
+            .as_ref()
+            .expect("runtime lives until drop")
+            .block_on(f)
     }
 
     fn key(&self, digest: &Digest) -> Key {
@@ -172,11 +179,7 @@ impl Inner {
                 .map_err(io::Error::other)?;
             return Ok(());
         }
-        let upload = self
-            .s3
-            .put_multipart(key)
-            .await
-            .map_err(io::Error::other)?;
+        let upload = self.s3.put_multipart(key).await.map_err(io::Error::other)?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut buf = vec![0; PART];
         let mut pos = 0;
@@ -350,13 +353,9 @@ fn builder(cfg: &S3Config) -> AmazonS3Builder {
     }
     match &cfg.sse {
         None => {}
-        Some(Sse::Aes256) => {
-b = b.with_config(sse_key(), "AES256")
-        }
+        Some(Sse::Aes256) => b = b.with_config(sse_key(), "AES256"),
         Some(Sse::Kms { key_id: Some(id) }) => b = b.with_sse_kms_encryption(id),
-        Some(Sse::Kms { key_id: None }) => {
-b = b.with_config(sse_key(), "aws:kms")
-        }
+        Some(Sse::Kms { key_id: None }) => b = b.with_config(sse_key(), "aws:kms"),
     }
     b
 }
@@ -484,7 +483,11 @@ impl BlobReader for ObjectReader {
         if let Some(b) = self.cached(pos, len) {
             return Ok(b);
         }
-        let rt = self.inner.runtime.as_ref().expect("runtime lives until drop");
+        let rt = self
+            .inner
+            .runtime
+            .as_ref()
+            .expect("runtime lives until drop");
         let bytes = rt
             .spawn(self.fetch(pos, len))
             .await
@@ -546,9 +549,7 @@ impl BlobWriter for ObjectWriter {
         match stored {
             // Counted after the upload, not under the lock: fills of one digest are joined,
             // so two commits of the same new digest do not race here.
-            Ok(new) => inner
-                .usage
-                .update(|| Ok(((), new.then_some((1, size))))),
+            Ok(new) => inner.usage.update(|| Ok(((), new.then_some((1, size))))),
             Err(e) => {
                 tracing::warn!(%digest, "upload to object storage failed, blob not stored: {e}");
                 Err(e)
@@ -602,7 +603,10 @@ mod tests {
             quarantine_key("bw", &d),
             format!("bw/quarantine/sha256-{hex}")
         );
-        assert_eq!(digest_of_key("bw/eu", &blob_key("bw/eu", &d)), Some(d.clone()));
+        assert_eq!(
+            digest_of_key("bw/eu", &blob_key("bw/eu", &d)),
+            Some(d.clone())
+        );
         assert_eq!(digest_of_key("", &blob_key("", &d)), Some(d.clone()));
         // Keys outside the prefix, quarantined ones and malformed names are not blobs.
         assert_eq!(digest_of_key("bw/eu", &blob_key("bw/us", &d)), None);
