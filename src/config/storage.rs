@@ -35,6 +35,7 @@ pub(super) struct RawS3 {
     redirect_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
+    local_cache_bytes: Option<breakwater_lifecycle::settings::ByteSize>,
 }
 
 /// Resolves `backend` and `[storage.s3]`; `env` reads the environment (a parameter so tests
@@ -162,6 +163,10 @@ impl RawS3 {
             sse,
             redirect_ttl,
             timeout: self.timeout.unwrap_or(Duration::from_secs(60)),
+            local_cache_bytes: match self.local_cache_bytes {
+                Some(b) if b.0 == 0 => return Err(invalid("local_cache_bytes must be above 0")),
+                b => b.map(|b| b.0),
+            },
         })
     }
 }
@@ -202,7 +207,8 @@ mod tests {
         let b = parse(
             "backend = \"s3\"\n[s3]\nendpoint = \"http://127.0.0.1:3900/\"\nregion = \"garage\"\n\
              bucket = \"cache\"\nprefix = \"/bw/one/\"\naccess_key_id_env = \"K\"\n\
-             secret_access_key_env = \"S\"\nsse = \"kms\"\nkms_key_id = \"key-1\"\nredirect = true\n",
+             secret_access_key_env = \"S\"\nsse = \"kms\"\nkms_key_id = \"key-1\"\nredirect = true\n\
+             local_cache_bytes = \"2GiB\"\n",
             &[("K", "GK123"), ("S", "very-secret")],
         )
         .unwrap();
@@ -224,6 +230,7 @@ mod tests {
         );
         assert_eq!(c.redirect_ttl, Some(Duration::from_secs(300)));
         assert!(!c.virtual_hosted_style);
+        assert_eq!(c.local_cache_bytes, Some(2 << 30));
         // The secret never reaches a Debug rendering (and so no log line).
         let shown = format!("{c:?}");
         assert!(!shown.contains("very-secret"), "{shown}");
@@ -250,5 +257,7 @@ mod tests {
         assert_eq!(c.sse, Some(Sse::Aes256));
         assert_eq!(c.prefix, "");
         assert_eq!(c.redirect_ttl, None);
+        assert_eq!(c.local_cache_bytes, None);
+        assert!(err(&format!("{base}local_cache_bytes = 0")).contains("above 0"));
     }
 }

@@ -128,7 +128,7 @@ impl Registry {
             }
             StorageBackend::S3(cfg) => {
                 // Fills stage under the root, beside the index; only verified blobs go up.
-                let s = S3Store::open(cfg, &root.join("tmp"))
+                let s = S3Store::open(cfg, root)
                     .map_err(|e| format!("cannot open bucket {}: {e}", cfg.bucket))?;
                 s.observe_usage(observer);
                 Arc::new(s)

@@ -64,6 +64,9 @@ pub struct S3Config {
     pub redirect_ttl: Option<Duration>,
     /// Time allowed for one request (a part of an upload, a ranged GET).
     pub timeout: Duration,
+    /// Bytes of blobs kept on local disk (`<root>/hot`) and served before the bucket;
+    /// `None`: no local tier.
+    pub local_cache_bytes: Option<u64>,
 }
 
 /// The object key of a digest under `prefix`.

@@ -11,6 +11,7 @@
 //! runtime, so its connections never depend on whichever runtime a caller happens to run on.
 
 mod config;
+mod hot;
 mod reader;
 
 pub use config::{blob_key, digest_of_key, quarantine_key, S3Config, Secret, Sse};
@@ -19,6 +20,7 @@ use super::{BlobReader, BlobStore, BlobWriter, StoredBlob, Usage, UsageCounter, 
 use crate::oci::Digest;
 use config::{builder, join};
 use futures_util::TryStreamExt;
+use hot::HotTier;
 use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
 use object_store::signer::Signer;
@@ -44,10 +46,17 @@ pub(super) struct Inner {
     prefix: String,
     // `Some` until drop; shut down in the background so dropping never blocks or panics.
     pub(super) runtime: Option<tokio::runtime::Runtime>,
+    hot: Option<HotTier>,
     usage: Arc<UsageCounter>,
 }
 
 impl Inner {
+    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        if let Some(rt) = &self.runtime {
+            rt.spawn(f);
+        }
+    }
+
     pub(super) fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.runtime
             .as_ref()
@@ -166,9 +175,15 @@ pub struct S3Store {
 
 impl S3Store {
     /// Connects to the bucket (credentials: the config, else the usual AWS variables), stages
-    /// fills in `staging` (emptied first: leftovers belong to a process that died mid-fill) and
-    /// counts what the bucket holds under the prefix.
-    pub fn open(cfg: &S3Config, staging: &Path) -> io::Result<Self> {
+    /// fills in `<root>/tmp` (emptied first: leftovers belong to a process that died mid-fill),
+    /// opens the local tier at `<root>/hot` when configured, and counts what the bucket holds
+    /// under the prefix.
+    pub fn open(cfg: &S3Config, root: &Path) -> io::Result<Self> {
+        let staging = &root.join("tmp");
+        let hot = match cfg.local_cache_bytes {
+            Some(limit) => Some(HotTier::open(&root.join("hot"), limit)?),
+            None => None,
+        };
         let s3 = builder(cfg)
             .build()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -187,6 +202,7 @@ impl S3Store {
             s3,
             prefix: cfg.prefix.clone(),
             runtime: Some(runtime),
+            hot,
             usage: Arc::default(),
         };
         let listed = inner.block_on(inner.list()).unwrap_or_else(|e| {
@@ -218,9 +234,28 @@ impl BlobStore for S3Store {
     }
 
     fn open(&self, digest: &Digest) -> io::Result<Option<StoredBlob>> {
+        if let Some(b) = self.inner.hot.as_ref().and_then(|h| h.open_blob(digest)) {
+            return Ok(Some(b));
+        }
         let Some(size) = self.stat(digest)? else {
             return Ok(None);
         };
+        if self
+            .inner
+            .hot
+            .as_ref()
+            .is_some_and(|h| h.start_copy(digest, size))
+        {
+            // Read from the bucket now; the local tier gets its copy in the background.
+            let (inner, d) = (self.inner.clone(), digest.clone());
+            self.inner.spawn(async move {
+                let Some(hot) = &inner.hot else { return };
+                match inner.s3.get(&inner.key(&d)).await {
+                    Ok(r) => hot.copy(&d, r.into_stream()).await,
+                    Err(e) => hot.copy(&d, futures_util::stream::iter([Err(e)])).await,
+                }
+            });
+        }
         Ok(Some(StoredBlob {
             size,
             reader: Arc::new(ObjectReader {
@@ -252,6 +287,9 @@ impl BlobStore for S3Store {
     }
 
     fn delete(&self, digest: &Digest) -> io::Result<()> {
+        if let Some(h) = &self.inner.hot {
+            h.remove(digest);
+        }
         self.inner.remove(digest, None).map(|_| ())
     }
 
@@ -260,6 +298,9 @@ impl BlobStore for S3Store {
     }
 
     fn quarantine(&self, digest: &Digest) -> io::Result<()> {
+        if let Some(h) = &self.inner.hot {
+            h.remove(digest);
+        }
         let dest = Key::from(quarantine_key(&self.inner.prefix, digest));
         if self.inner.remove(digest, Some(dest))? {
             Ok(())
@@ -320,7 +361,12 @@ impl BlobWriter for ObjectWriter {
         match stored {
             // Counted after the upload, not under the lock: fills of one digest are joined,
             // so two commits of the same new digest do not race here.
-            Ok(new) => inner.usage.update(|| Ok(((), new.then_some((1, size))))),
+            Ok(new) => {
+                if let Some(h) = &inner.hot {
+                    h.keep_staged(&self.path, digest, size);
+                }
+                inner.usage.update(|| Ok(((), new.then_some((1, size)))))
+            }
             Err(e) => {
                 tracing::warn!(%digest, "upload to object storage failed, blob not stored: {e}");
                 Err(e)
