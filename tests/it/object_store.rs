@@ -64,7 +64,7 @@ fn config(g: &Garage, reg: &Registry, prefix: &str, s3_extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
-    let Some(g) = Garage::start().await else {
+    let Some(mut g) = Garage::start().await else {
         return;
     };
     let mut reg = Registry::start_plain().await;
@@ -101,11 +101,30 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
         digests.len() + 1,
         "layers, config and the manifest are counted"
     );
+    // Ranged reads: inside the first read window and across its 4 MiB boundary.
+    let http = http_client();
+    let url = format!("{}/v2/team/app/blobs/{}", first.url(), big.digest);
+    for (start, end) in [(100u64, 199u64), ((4 << 20) - 10, (4 << 20) + 9)] {
+        let r = http
+            .get(&url)
+            .header("Range", format!("bytes={start}-{end}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206);
+        assert_eq!(
+            &r.bytes().await.unwrap()[..],
+            &big.data[start as usize..=end as usize]
+        );
+    }
+
     drop(first);
 
     // A second node with an empty local dir shares the bucket: no blob comes from upstream.
+    // It keeps a local disk tier, filled in the background from what it reads.
     reg.reset_counts().await;
-    let mut second = Breakwater::start(&config(&g, &reg, "bw/one", "")).await;
+    let mut second =
+        Breakwater::start(&config(&g, &reg, "bw/one", "local_cache_bytes = \"64MiB\"")).await;
     assert_eq!(
         second.metric("breakwater_store_blobs", &[]).await as usize,
         digests.len() + 1,
@@ -127,24 +146,23 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
             >= 2.0
     );
 
-    // Ranged reads: inside the first read window and across its 4 MiB boundary.
-    let http = http_client();
-    let url = format!("{}/v2/team/app/blobs/{}", second.url(), big.digest);
-    for (start, end) in [(100u64, 199u64), ((4 << 20) - 10, (4 << 20) + 9)] {
-        let r = http
-            .get(&url)
-            .header("Range", format!("bytes={start}-{end}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 206);
-        assert_eq!(
-            &r.bytes().await.unwrap()[..],
-            &big.data[start as usize..=end as usize]
-        );
+    // The local tier holds every blob (and the manifest) the node read, hashed on the way in.
+    let hot = second.root().join("hot/blobs/sha256");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for d in &digests {
+        let hex = d.trim_start_matches("sha256:");
+        let path = hot.join(&hex[..2]).join(hex);
+        while !path.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "{d} never reached the local tier"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(&sha256_digest(&std::fs::read(&path).unwrap()), d);
     }
 
-    // With the upstream down, the same node still serves the whole image from the bucket.
+    // With the upstream down, the same node still serves the whole image.
     reg.stop();
     second.restart().await;
     skopeo_pull(
@@ -155,6 +173,21 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
     let pulled = std::fs::read(
         tmp.path()
             .join("c")
+            .join(big.digest.trim_start_matches("sha256:")),
+    )
+    .expect("skopeo wrote the big layer");
+    assert_eq!(sha256_digest(&pulled), big.digest);
+
+    // With the bucket down too, the local tier alone serves it.
+    g.stop();
+    skopeo_pull(
+        &format!("{}/team/app:v1", second.host()),
+        &tmp.path().join("d"),
+    )
+    .expect("pull from the local tier with upstream and bucket down");
+    let pulled = std::fs::read(
+        tmp.path()
+            .join("d")
             .join(big.digest.trim_start_matches("sha256:")),
     )
     .expect("skopeo wrote the big layer");
