@@ -93,25 +93,28 @@ impl Inner {
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut buf = vec![0; PART];
         let mut pos = 0;
-        while pos < size {
+        let sent = loop {
+            // Parts in flight are bounded; the last one is waited for before completing.
+            let limit = if pos < size { PARTS_IN_FLIGHT } else { 0 };
+            if let Err(e) = w.wait_for_capacity(limit).await {
+                break Err(io::Error::other(e));
+            }
+            if pos == size {
+                break Ok(());
+            }
             let n = (size - pos).min(PART as u64) as usize;
-            let sent = async {
-                w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                Ok::<_, object_store::Error>(())
-            }
-            .await;
-            if let Err(e) = sent {
-                let _ = w.abort().await;
-                return Err(io::Error::other(e));
-            }
             if let Err(e) = file.read_exact_at(&mut buf[..n], pos) {
-                let _ = w.abort().await;
-                return Err(e);
+                break Err(e);
             }
             w.write(&buf[..n]);
             pos += n as u64;
+        };
+        if let Err(e) = sent {
+            // Uploaded parts are dropped; the key was never created.
+            let _ = w.abort().await;
+            return Err(e);
         }
-        // `finish` aborts the upload itself when a part failed.
+        // Sends the last partial part and completes (aborting the upload if that fails).
         w.finish().await.map_err(io::Error::other)?;
         Ok(())
     }
