@@ -118,6 +118,14 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
         );
     }
 
+    let t = Instant::now();
+    let whole = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256_digest(&whole), big.digest);
+    eprintln!(
+        "measured: {} bytes streamed from the bucket in {:?}",
+        whole.len(),
+        t.elapsed()
+    );
     drop(first);
 
     // A second node with an empty local dir shares the bucket: no blob comes from upstream.
@@ -161,6 +169,16 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
         }
         assert_eq!(&sha256_digest(&std::fs::read(&path).unwrap()), d);
     }
+
+    let url = format!("{}/v2/team/app/blobs/{}", second.url(), big.digest);
+    let t = Instant::now();
+    let whole = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256_digest(&whole), big.digest);
+    eprintln!(
+        "measured: {} bytes streamed from the local tier in {:?}",
+        whole.len(),
+        t.elapsed()
+    );
 
     // With the upstream down, the same node still serves the whole image.
     reg.stop();
