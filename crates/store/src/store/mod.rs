@@ -1,5 +1,6 @@
 //! The blob store: content-addressed, immutable blobs (layers, configs and manifests) behind
-//! [`BlobStore`], with the filesystem backend [`FsStore`] (`blobs/<algorithm>/<2 hex>/<hex>`).
+//! [`BlobStore`], with the filesystem backend [`FsStore`] (`blobs/<algorithm>/<2 hex>/<hex>`)
+//! and the S3 backend [`S3Store`] (`object/`).
 //!
 //! The interface is what an object-store backend can implement too:
 //! * reads go through a [`BlobReader`]: positional, async for the request path (the filesystem
