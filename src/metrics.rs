@@ -26,6 +26,9 @@ pub struct Metrics {
     pub immutable_tag_moved: IntCounterVec,
     /// Store writes that failed (disk full, I/O error); the fill went on without caching.
     pub store_write_errors: IntCounter,
+    /// Store reads that failed (object storage down), by operation (read, presign); the request
+    /// went on from upstream or streamed instead.
+    pub store_errors: IntCounterVec,
     /// Prefetch fills started because a manifest was served.
     pub prefetches: IntCounter,
     /// Blob fills that failed verification (digest or size mismatch).
@@ -159,6 +162,12 @@ impl Metrics {
             ),
             breaker_open,
             store_write_errors,
+            store_errors: counter_vec(
+                &r,
+                "breakwater_store_errors_total",
+                "Store reads that failed (read, presign); the request was served from upstream or streamed instead",
+                &["op"],
+            ),
             prefetches,
             immutable_tag_moved: counter_vec(
                 &r,

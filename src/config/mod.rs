@@ -5,6 +5,7 @@ pub mod access;
 mod admin_token;
 mod index;
 pub mod log;
+pub mod storage;
 mod upstream;
 
 use breakwater_oci::pattern::{RepoPattern, TagPattern};
@@ -77,6 +78,8 @@ pub struct StorageSettings {
     pub quota: Option<breakwater_lifecycle::settings::Quota>,
     /// Where the index lives (`[storage] index`).
     pub index: IndexBackend,
+    /// Where blobs live: files under `root`, or a bucket.
+    pub backend: storage::StorageBackend,
 }
 
 /// One upstream registry.
@@ -292,6 +295,8 @@ struct RawStorage {
     low_water: Option<f64>,
     index: Option<String>,
     postgres: Option<index::RawPostgres>,
+    backend: Option<String>,
+    s3: Option<storage::RawS3>,
 }
 
 #[derive(Deserialize, Default)]
@@ -519,6 +524,9 @@ impl Settings {
                 )
                 .map_err(ConfigError::Invalid)?,
                 index: index::index_backend(raw.storage.index, raw.storage.postgres)?,
+                backend: storage::backend(raw.storage.backend.as_deref(), raw.storage.s3, |v| {
+                    std::env::var(v).ok()
+                })?,
             },
             lifecycle: breakwater_lifecycle::settings::LifecycleSettings::from_raw(
                 raw.lifecycle,

@@ -84,9 +84,39 @@ impl Registry {
         }
     }
 
+    /// The stored blob, if the store can be read. A store that cannot be read now (object
+    /// storage down) counts as a miss: the client gets verified bytes from upstream instead.
     async fn stored_blob(&self, digest: &Digest) -> Result<Option<StoredBlob>, RegistryError> {
         let (store, d) = (self.store.clone(), digest.clone());
-        blocking(move || store.open(&d)).await?.map_err(internal)
+        match blocking(move || store.open(&d)).await? {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                self.metrics.store_errors.with_label_values(&["read"]).inc();
+                tracing::warn!(%digest, "blob store read failed, serving from upstream: {e}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Where a client may fetch a stored blob directly (a presigned object-storage URL), when
+    /// the store redirects; on failure, `None`: the blob streams through breakwater instead.
+    pub async fn blob_redirect(&self, digest: &Digest) -> Option<String> {
+        if !self.redirects {
+            return None;
+        }
+        let (store, d) = (self.store.clone(), digest.clone());
+        match blocking(move || store.presign(&d)).await {
+            Ok(Ok(url)) => url,
+            Ok(Err(e)) => {
+                self.metrics
+                    .store_errors
+                    .with_label_values(&["presign"])
+                    .inc();
+                tracing::warn!(%digest, "cannot presign a blob URL, streaming instead: {e}");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Number of fills running now.

@@ -16,7 +16,9 @@ pub mod referrers;
 pub mod tags;
 pub mod touched;
 
+use crate::cache::store::S3Store;
 use crate::cache::{BlobStore, FsStore, Index, PgIndex, RepoKey, SqliteIndex};
+use crate::config::storage::StorageBackend;
 use crate::config::IndexBackend;
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -96,6 +98,8 @@ impl CacheStatus {
 pub struct Registry {
     upstreams: BTreeMap<String, Arc<Upstream>>,
     store: Arc<dyn BlobStore>,
+    /// Whether stored blobs are answered with a redirect to the store (presigned URLs).
+    redirects: bool,
     index: Arc<dyn Index>,
     metrics: Arc<Metrics>,
     manifests: Arc<manifests::ManifestCache>,
@@ -113,8 +117,24 @@ impl Registry {
     /// Opens the store and index under the configured root and builds the upstream clients.
     pub fn open(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, String> {
         let root = &settings.storage.root;
-        let store = FsStore::open(root)
-            .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
+        let m = metrics.clone();
+        let observer: crate::cache::store::UsageObserver =
+            Box::new(move |u| m.report_store_usage(u));
+        let store: Arc<dyn BlobStore> = match &settings.storage.backend {
+            StorageBackend::Filesystem => {
+                let s = FsStore::open(root)
+                    .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
+                s.observe_usage(observer);
+                Arc::new(s)
+            }
+            StorageBackend::S3(cfg) => {
+                // Fills stage under the root, beside the index; only verified blobs go up.
+                let s = S3Store::open(cfg, root)
+                    .map_err(|e| format!("cannot open bucket {}: {e}", cfg.bucket))?;
+                s.observe_usage(observer);
+                Arc::new(s)
+            }
+        };
         let index: Arc<dyn Index> = match &settings.storage.index {
             IndexBackend::Sqlite => Arc::new(
                 SqliteIndex::open(&root.join("index.sqlite"))
@@ -125,8 +145,6 @@ impl Registry {
                 format!("cannot open the PostgreSQL index at {url}: {e}")
             })?),
         };
-        let m = metrics.clone();
-        store.observe_usage(Box::new(move |u| m.report_store_usage(u)));
         let upstreams = settings
             .upstreams
             .iter()
@@ -139,7 +157,8 @@ impl Registry {
             .collect();
         Ok(Registry {
             upstreams,
-            store: Arc::new(store),
+            store,
+            redirects: matches!(&settings.storage.backend, StorageBackend::S3(c) if c.redirect_ttl.is_some()),
             index,
             metrics,
             manifests: Arc::new(manifests::ManifestCache::new()),

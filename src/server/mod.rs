@@ -475,6 +475,14 @@ impl RegistryApp {
         let metrics = self.registry.metrics();
         match source {
             BlobSource::Stored(b) => {
+                if let Some(url) = self.registry.blob_redirect(&digest).await {
+                    metrics.request("blob", "redirect");
+                    let mut h = header(307);
+                    set(&mut h, "Location", url);
+                    set(&mut h, "Docker-Content-Digest", &digest);
+                    set(&mut h, "Content-Length", 0);
+                    return session.write_response_header(h).await.is_ok().into();
+                }
                 metrics.request("blob", "hit");
                 let base = |status: u16| {
                     let mut h = base(status);

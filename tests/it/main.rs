@@ -13,6 +13,7 @@ mod deploy;
 mod docker;
 mod faults;
 mod lifecycle;
+mod object_store;
 mod pg_index;
 mod pull_path;
 mod readiness;

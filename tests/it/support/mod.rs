@@ -5,6 +5,7 @@
 //! Not every test binary uses every helper, hence the module-wide `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod http;
 pub mod image;
 pub mod pusher;

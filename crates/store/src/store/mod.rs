@@ -1,5 +1,6 @@
 //! The blob store: content-addressed, immutable blobs (layers, configs and manifests) behind
-//! [`BlobStore`], with the filesystem backend [`FsStore`] (`blobs/<algorithm>/<2 hex>/<hex>`).
+//! [`BlobStore`], with the filesystem backend [`FsStore`] (`blobs/<algorithm>/<2 hex>/<hex>`)
+//! and the S3 backend [`S3Store`] (`object/`).
 //!
 //! The interface is what an object-store backend can implement too:
 //! * reads go through a [`BlobReader`]: positional, async for the request path (the filesystem
@@ -19,8 +20,10 @@
 //! belonged to a process that died mid-fill.
 
 mod fs;
+pub mod object;
 
 pub use fs::FsStore;
+pub use object::S3Store;
 
 use crate::oci::Digest;
 use async_trait::async_trait;
@@ -44,6 +47,11 @@ pub trait BlobStore: Send + Sync + 'static {
     fn quarantine(&self, digest: &Digest) -> io::Result<()>;
     /// Bytes and blobs held now, as the store counts them.
     fn usage(&self) -> Usage;
+    /// A short-lived URL clients may fetch the stored blob from directly, when the backend
+    /// offers one and redirects are configured.
+    fn presign(&self, _digest: &Digest) -> io::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Positional reads of a blob's bytes.
