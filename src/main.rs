@@ -234,6 +234,30 @@ fn serve(settings: Settings) -> Result<(), String> {
 
     server.add_service(registry_service);
     server.add_service(admin_service);
+    if let Some(cluster) = registry.cluster() {
+        let mut peer_service = Service::new(
+            "peer".to_string(),
+            breakwater::cluster::peer::PeerApp::new(
+                registry.clone(),
+                cluster.settings.secret.clone(),
+            ),
+        );
+        peer_service.add_tcp(&cluster.settings.peer_listen.to_string());
+        peer_service.threads = Some(settings.server.threads);
+        server.add_service(peer_service);
+        server.add_service(background_service(
+            "cluster-heartbeat",
+            breakwater::cluster::members::Heartbeat {
+                cluster: cluster.clone(),
+            },
+        ));
+        tracing::info!(
+            node = %cluster.node(),
+            peer_listen = %cluster.settings.peer_listen,
+            peer_url = %cluster.settings.peer_url,
+            "cluster mode: fills are leased in PostgreSQL"
+        );
+    }
     server.add_service(background_service("pull-stats", PullStatsFlusher { cache }));
     server.add_service(background_service("drain", drain));
     server.add_service(background_service("scan", ScanService { scanner }));

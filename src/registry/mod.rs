@@ -105,6 +105,7 @@ pub struct Registry {
     links: links::LinkCache,
     referrers_state: referrers::ReferrersState,
     acceptance: acceptance::Acceptance,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     // Set once by main after the scanner is built (it needs this registry as its image source).
     hooks: OnceLock<Arc<dyn ManifestHooks>>,
 }
@@ -115,15 +116,29 @@ impl Registry {
         let root = &settings.storage.root;
         let store = FsStore::open(root)
             .map_err(|e| format!("cannot open blob store at {}: {e}", root.display()))?;
+        let mut cluster_index: Option<Arc<dyn breakwater_store::ClusterIndex>> = None;
         let index: Arc<dyn Index> = match &settings.storage.index {
             IndexBackend::Sqlite => Arc::new(
                 SqliteIndex::open(&root.join("index.sqlite"))
                     .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?,
             ),
-            IndexBackend::Postgres(pg) => Arc::new(PgIndex::open(pg).map_err(|e| {
-                let url = breakwater_store::pg::redact(&pg.url);
-                format!("cannot open the PostgreSQL index at {url}: {e}")
-            })?),
+            IndexBackend::Postgres(pg) => {
+                let pg = Arc::new(PgIndex::open(pg).map_err(|e| {
+                    let url = breakwater_store::pg::redact(&pg.url);
+                    format!("cannot open the PostgreSQL index at {url}: {e}")
+                })?);
+                cluster_index = Some(pg.clone());
+                pg
+            }
+        };
+        let cluster = match (&settings.cluster, cluster_index) {
+            (Some(c), Some(ix)) => Some(Arc::new(crate::cluster::Cluster::new(
+                c.clone(),
+                ix,
+                metrics.clone(),
+            )?)),
+            (Some(_), None) => return Err("[cluster] needs the PostgreSQL index".into()),
+            (None, _) => None,
         };
         let m = metrics.clone();
         store.observe_usage(Box::new(move |u| m.report_store_usage(u)));
@@ -157,6 +172,7 @@ impl Registry {
                     }),
             ),
             hooks: OnceLock::new(),
+            cluster,
         })
     }
 
@@ -232,7 +248,13 @@ impl Registry {
             store: self.store.clone(),
             index: self.index.clone(),
             metrics: self.metrics.clone(),
+            cluster: self.cluster.clone(),
         }
+    }
+
+    /// The cluster view, when `[cluster]` is on.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
     }
 }
 
