@@ -19,7 +19,8 @@ pub struct Heartbeat {
 #[async_trait]
 impl BackgroundService for Heartbeat {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let every = (self.cluster.settings.lease_ttl / 3).max(std::time::Duration::from_millis(500));
+        let every =
+            (self.cluster.settings.lease_ttl / 3).max(std::time::Duration::from_millis(500));
         let mut logged = false;
         loop {
             let c = self.cluster.clone();

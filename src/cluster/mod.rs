@@ -76,11 +76,7 @@ impl Cluster {
 
     /// Takes the fill lease of `digest`, or learns its holder.
     pub async fn claim(&self, digest: &Digest) -> Result<Claim, String> {
-        let (ix, d, s) = (
-            self.index.clone(),
-            digest.clone(),
-            self.settings.clone(),
-        );
+        let (ix, d, s) = (self.index.clone(), digest.clone(), self.settings.clone());
         let holder = tokio::task::spawn_blocking(move || {
             ix.take_fill_lease(&d, &s.node, &s.peer_url, s.lease_ttl)
         })
@@ -113,7 +109,9 @@ impl Cluster {
                 {
                     Ok(Ok(true)) => {}
                     // The digest still decides correctness; another replica may fetch too.
-                    Ok(Ok(false)) => tracing::warn!(digest = %d, "fill lease lost to another replica"),
+                    Ok(Ok(false)) => {
+                        tracing::warn!(digest = %d, "fill lease lost to another replica")
+                    }
                     Ok(Err(e)) => tracing::warn!(digest = %d, "cannot renew fill lease: {e}"),
                     Err(_) => {}
                 }

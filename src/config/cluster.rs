@@ -113,7 +113,8 @@ pub(super) fn cluster(
 mod tests {
     use crate::config::{ConfigError, Settings};
 
-    const PG: &str = "[storage]\nindex = \"postgres\"\n[storage.postgres]\nurl = \"postgres://db/bw\"\n";
+    const PG: &str =
+        "[storage]\nindex = \"postgres\"\n[storage.postgres]\nurl = \"postgres://db/bw\"\n";
 
     fn err(text: &str) -> String {
         match Settings::parse(text) {
@@ -151,6 +152,9 @@ mod tests {
             "{PG}[cluster]\nnode = \"a\"\npeer_listen = \"0.0.0.0:5002\"\npeer_url = \"http://bw-a:5002/\"\nsecret = \"x\"\nlease_ttl = \"3s\"\n"
         );
         let c = Settings::parse(&text).unwrap().cluster.unwrap();
-        assert_eq!((c.node.as_str(), c.peer_url.as_str()), ("a", "http://bw-a:5002"));
+        assert_eq!(
+            (c.node.as_str(), c.peer_url.as_str()),
+            ("a", "http://bw-a:5002")
+        );
     }
 }

@@ -67,7 +67,10 @@ fn job_leases_and_heartbeats() {
     let ix = PgIndex::open(&pg.settings()).unwrap();
     assert!(ix.take_job_lease("gc", "a", TTL).unwrap());
     assert!(!ix.take_job_lease("gc", "b", TTL).unwrap());
-    assert!(ix.take_job_lease("gc", "a", TTL).unwrap(), "the holder renews");
+    assert!(
+        ix.take_job_lease("gc", "a", TTL).unwrap(),
+        "the holder renews"
+    );
     let jobs = ix.live_job_leases().unwrap();
     assert_eq!((jobs.len(), jobs[0].owner.as_str()), (1, "a"));
     ix.release_job_lease("gc", "a").unwrap();
