@@ -82,6 +82,7 @@ fn main() -> ExitCode {
         }
         Command::Admin(cmd) => breakwater::admin::cli::run(cmd),
         Command::Scan(cmd) => breakwater::admin::scan_cli::run(cmd),
+        Command::Cluster(cmd) => breakwater::admin::cluster::run(cmd),
         Command::Ready(cmd) => {
             return breakwater::admin::ready_cli::run(cmd).unwrap_or_else(|e| {
                 eprintln!("breakwater: {e}");
@@ -222,12 +223,15 @@ fn serve(settings: Settings) -> Result<(), String> {
     ));
     let mut admin_service = Service::new(
         "admin".to_string(),
-        HttpServer::new_app(AdminApp::new(
-            metrics.clone(),
-            lifecycle.clone(),
-            scanner.clone(),
-            settings.server.admin_token.clone(),
-        )),
+        HttpServer::new_app(
+            AdminApp::new(
+                metrics.clone(),
+                lifecycle.clone(),
+                scanner.clone(),
+                settings.server.admin_token.clone(),
+            )
+            .with_cluster(registry.cluster().cloned()),
+        ),
     );
     admin_service.add_tcp(&settings.server.admin_listen.to_string());
     admin_service.threads = Some(1);

@@ -5,6 +5,7 @@
 //! over and resumes from upstream with Range; `breakwater cluster status` lists both members.
 
 use crate::bw::{local_upstream, Breakwater};
+use crate::lifecycle::{admin_url, cli, cli_json};
 use crate::support::http::{Request, TestServer};
 use crate::support::image::{Format, Image};
 use crate::support::registry::Registry;
@@ -163,6 +164,36 @@ async fn two_replicas_fetch_a_big_blob_from_upstream_once_and_share_it_over_the_
         "the peer endpoint never asks upstream"
     );
 
+    // `cluster status` on either replica lists both members, alive.
+    let status = cli_json(&["cluster", "status", "--admin", &admin_url(&b)]);
+    assert_eq!(status["node"], "node-b");
+    let mut members: Vec<(String, bool, bool)> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["node"].as_str().unwrap().to_string(),
+                m["alive"].as_bool().unwrap(),
+                m["this_node"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        vec![
+            ("node-a".into(), true, false),
+            ("node-b".into(), true, true)
+        ]
+    );
+    let (ok, text, err) = cli(&["cluster", "status", "--admin", &admin_url(&a)]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("node-a (this)  alive") && text.contains("node-b  alive"),
+        "{text}"
+    );
+
     // The secret never reaches a log.
     for bw in [&a, &b] {
         assert!(!bw.log_text().contains(SECRET));
@@ -250,6 +281,14 @@ async fn when_the_lease_holder_dies_mid_fill_the_other_replica_takes_over_with_r
         got.extend_from_slice(&from_b.chunk().await.unwrap().expect("bytes from B"));
     }
     assert_eq!(fills(&b, "peer").await, 1.0, "B streams from A");
+    let status = cli_json(&["cluster", "status", "--admin", &admin_url(&b)]);
+    let leases = status["fill_leases"].as_array().unwrap();
+    assert!(
+        leases
+            .iter()
+            .any(|l| l["digest"] == digest.as_str() && l["owner"] == "node-a"),
+        "{status}"
+    );
     assert_eq!(
         ranges.lock().unwrap().len(),
         1,
