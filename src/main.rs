@@ -268,7 +268,10 @@ fn serve(settings: Settings) -> Result<(), String> {
     server.add_service(background_service("readiness", readiness));
     server.add_service(background_service(
         "lifecycle",
-        LifecycleRunner { lifecycle },
+        LifecycleRunner {
+            lifecycle,
+            cluster: registry.cluster().cloned(),
+        },
     ));
     if settings.server.admin_token.is_none() && !settings.server.admin_listen.ip().is_loopback() {
         tracing::warn!(

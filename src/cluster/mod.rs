@@ -4,6 +4,7 @@
 //! job leases live in `members.rs`. Policy only: the fill (`registry::fill`) uses this as one
 //! more byte source, with the same verification by digest.
 
+pub mod jobs;
 pub mod members;
 pub mod peer;
 

@@ -198,6 +198,7 @@ impl Registry {
             self.blobs.clone(),
             self.upstreams.keys().cloned().collect(),
         )
+        .with_leases(self.cluster.as_ref())
     }
 
     /// The configured upstreams by name.
