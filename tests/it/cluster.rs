@@ -319,3 +319,50 @@ async fn when_the_lease_holder_dies_mid_fill_the_other_replica_takes_over_with_r
     );
     assert!(crate::support::wait_until(Duration::from_secs(5), || b.has_blob(&digest)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_is_revalidated_upstream_once_per_ttl_for_the_whole_cluster() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let reg = Registry::start_plain().await;
+    reg.pusher()
+        .push_image("team/app", "v1", &Image::small(Format::Oci, 777))
+        .await;
+    let mk = |node: &'static str| {
+        let (db, url) = (db.clone(), reg.url());
+        async move {
+            let peer = free_port();
+            let storage = format!("index = \"postgres\"\n\n[storage.postgres]\nurl = \"{db}\"");
+            let body = local_upstream(&url, "2s", "")
+                + &format!("\n[cluster]\nnode = \"{node}\"\npeer_listen = \"127.0.0.1:{peer}\"\nsecret = \"{SECRET}\"\n");
+            Breakwater::start_with_storage(&storage, &body).await
+        }
+    };
+    let (a, b) = (mk("node-a").await, mk("node-b").await);
+    let client = http_client();
+    let accept = "application/vnd.oci.image.manifest.v1+json";
+    let get = |bw: &Breakwater| {
+        client
+            .get(format!("{}/v2/local/team/app/manifests/v1", bw.url()))
+            .header("Accept", accept)
+            .send()
+    };
+    let upstream_asks = || reg.count("GET", "/manifests/v1") + reg.count("HEAD", "/manifests/v1");
+    // Both replicas have the tag in memory (B from the shared index, without asking upstream).
+    assert_eq!(get(&a).await.unwrap().status(), 200);
+    assert_eq!(get(&b).await.unwrap().status(), 200);
+    reg.settle().await;
+    let before = upstream_asks();
+    // Past the TTL, A revalidates; B then finds A's confirmation in the index.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(get(&a).await.unwrap().status(), 200);
+    reg.settle().await;
+    assert_eq!(upstream_asks(), before + 1, "A revalidated once");
+    let r = get(&b).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-breakwater-cache"], "hit");
+    reg.settle().await;
+    assert_eq!(upstream_asks(), before + 1, "B did not ask upstream again");
+}
