@@ -97,6 +97,13 @@ async fn two_replicas_fetch_a_big_blob_from_upstream_once_and_share_it_over_the_
         fills(&b, "upstream").await + fills(&b, "takeover").await,
         0.0
     );
+    let size = layer.data.len() as f64;
+    assert!(a.metric("breakwater_upstream_bytes_total", &[]).await >= size);
+    let relayed = b.metric("breakwater_upstream_bytes_total", &[]).await;
+    assert!(
+        relayed < size,
+        "peer bytes are not upstream bytes: {relayed}"
+    );
     // Each replica stores what it serves.
     assert!(
         crate::support::wait_until(Duration::from_secs(5), || a.has_blob(&layer.digest)

@@ -344,6 +344,8 @@ async fn download(
             // Took over from a failed peer: upstream gets its full share of attempts.
             attempt = 1;
         }
+        // Bytes relayed by a peer were fetched from upstream once, by that peer.
+        let upstream_bytes = !source.is_peer();
         let resp = match fetched_resp {
             Ok(r) => r,
             Err(e) => {
@@ -385,7 +387,9 @@ async fn download(
                         });
                     }
                     hasher.update(&chunk);
-                    fetched.inc_by(chunk.len() as u64);
+                    if upstream_bytes {
+                        fetched.inc_by(chunk.len() as u64);
+                    }
                     buf.extend_from_slice(&chunk);
                     if buf.len() >= WRITE_CHUNK {
                         offset = flush(sink, &mut buf, offset, tx).await?;
