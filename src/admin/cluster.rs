@@ -31,6 +31,23 @@ pub async fn status(cluster: Option<&Arc<Cluster>>) -> ::http::Response<Vec<u8>>
     }
 }
 
+/// `POST /api/v1/gc` in a cluster: runs only while holding the `gc` job lease; 409 when
+/// another replica's GC (scheduled or asked for) is running.
+pub async fn gc(
+    cluster: &Arc<Cluster>,
+    lifecycle: &Arc<crate::lifecycle::Lifecycle>,
+    req: api::Request,
+) -> ::http::Response<Vec<u8>> {
+    let run = super::api::handle(lifecycle, req);
+    match cluster
+        .exclusive_within("gc", std::time::Duration::ZERO, run)
+        .await
+    {
+        Ok(resp) => resp,
+        Err(why) => api::error(&ApiError::new(409, format!("GC not started: {why}"))),
+    }
+}
+
 /// Cluster commands.
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {

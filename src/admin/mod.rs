@@ -117,6 +117,14 @@ impl ServeHttp for AdminApp {
                 Ok(req) => ready::handle(&self.lifecycle.cache, self.scanner.source(), req).await,
                 Err(e) => http::error(&e),
             },
+            "/api/v1/gc" if self.cluster.is_some() => match http::read(session).await {
+                Ok(req) if req.method == "POST" => match &self.cluster {
+                    Some(c) => cluster::gc(c, &self.lifecycle, req).await,
+                    None => api::handle(&self.lifecycle, req).await,
+                },
+                Ok(req) => api::handle(&self.lifecycle, req).await,
+                Err(e) => http::error(&e),
+            },
             p if p == "/api" || p.starts_with("/api/") => match http::read(session).await {
                 Ok(req) => api::handle(&self.lifecycle, req).await,
                 Err(e) => http::error(&e),

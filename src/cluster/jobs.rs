@@ -20,29 +20,38 @@ impl Cluster {
         name: &str,
         work: impl Future<Output = T>,
     ) -> Option<T> {
+        match self.exclusive_within(name, MAX_WAIT, work).await {
+            Ok(out) => Some(out),
+            Err(why) => {
+                tracing::info!(job = name, "skipping this run: {why}");
+                None
+            }
+        }
+    }
+
+    /// Like [`Self::exclusive`], waiting at most `wait` for the lease (zero: one try); `Err`
+    /// says why `work` did not run.
+    pub async fn exclusive_within<T>(
+        self: &Arc<Self>,
+        name: &str,
+        wait: Duration,
+        work: impl Future<Output = T>,
+    ) -> Result<T, String> {
         let ttl = self.settings.lease_ttl;
         let started = Instant::now();
         loop {
             match self.job_lease(name).await {
                 Ok(true) => break,
-                Ok(false) if started.elapsed() < MAX_WAIT => {
+                Ok(false) if started.elapsed() < wait => {
                     tracing::debug!(job = name, "another replica runs it; waiting for the lease");
                     tokio::time::sleep(ttl / 2).await;
                 }
                 Ok(false) => {
-                    tracing::info!(
-                        job = name,
-                        "another replica held the job lease throughout; skipping this run"
-                    );
-                    return None;
+                    return Err(format!(
+                        "another replica holds the job lease {name:?} (it is running there)"
+                    ))
                 }
-                Err(e) => {
-                    tracing::warn!(
-                        job = name,
-                        "cannot take the job lease, skipping this run: {e}"
-                    );
-                    return None;
-                }
+                Err(e) => return Err(format!("cannot take the job lease {name:?}: {e}")),
             }
         }
         let (me, job) = (self.clone(), name.to_string());
@@ -62,7 +71,7 @@ impl Cluster {
             self.node().to_string(),
         );
         let _ = tokio::task::spawn_blocking(move || ix.release_job_lease(&job, &node)).await;
-        Some(out)
+        Ok(out)
     }
 
     async fn job_lease(&self, name: &str) -> Result<bool, String> {

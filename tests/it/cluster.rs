@@ -5,12 +5,14 @@
 //! over and resumes from upstream with Range; `breakwater cluster status` lists both members.
 
 use crate::bw::{local_upstream, Breakwater};
-use crate::lifecycle::{admin_url, cli, cli_json};
+use crate::lifecycle::{admin_url, cli, cli_json, ON_DEMAND};
 use crate::support::http::{Request, TestServer};
 use crate::support::image::{Format, Image};
 use crate::support::registry::Registry;
 use crate::support::{free_port, http_client, sha256_digest};
+use breakwater_store::cluster::ClusterIndex;
 use breakwater_store::pg::testing::PgCluster;
+use breakwater_store::PgIndex;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -372,4 +374,104 @@ async fn a_tag_is_revalidated_upstream_once_per_ttl_for_the_whole_cluster() {
     assert_eq!(r.headers()["x-breakwater-cache"], "hit");
     reg.settle().await;
     assert_eq!(upstream_asks(), before + 1, "B did not ask upstream again");
+}
+
+/// Runs `f` on the test's own connection to the shared database (the sync client must stay off
+/// the async threads).
+async fn with_db<T: Send + 'static>(
+    url: &str,
+    f: impl FnOnce(&dyn ClusterIndex) -> T + Send + 'static,
+) -> T {
+    let settings = breakwater_store::PgSettings {
+        url: url.to_string(),
+        pool_size: 1,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    tokio::task::spawn_blocking(move || f(&PgIndex::open(&settings).unwrap()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_runs_on_one_replica_at_a_time_and_keeps_digests_another_replica_is_filling() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 4343);
+    reg.pusher().push_image("team/app", "v1", &img).await;
+    let layer = img.layers[0].clone();
+    let peer = free_port();
+    let storage = format!("index = \"postgres\"\n\n[storage.postgres]\nurl = \"{db}\"");
+    let body = local_upstream(&reg.url(), "10m", "")
+        + ON_DEMAND
+        + &format!("\n[cluster]\nnode = \"node-a\"\npeer_listen = \"127.0.0.1:{peer}\"\nsecret = \"{SECRET}\"\nlease_ttl = \"1s\"\n");
+    let a = Breakwater::start_with_storage(&storage, &body).await;
+    let client = http_client();
+    // A blob fetched alone: no manifest keeps it, so GC may delete it (once its own lease,
+    // lingering one TTL after the commit, has expired).
+    let r = client
+        .get(format!(
+            "{}/v2/local/team/app/blobs/{}",
+            a.url(),
+            layer.digest
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha256_digest(&r.bytes().await.unwrap()), layer.digest);
+    assert!(crate::support::wait_until(Duration::from_secs(5), || a.has_blob(&layer.digest)).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let gc = |admin: String| async move {
+        let r = http_client()
+            .post(format!("{admin}/api/v1/gc"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+
+    // Another replica runs GC: this one refuses to start its own.
+    with_db(&db, |ix| {
+        assert!(ix
+            .take_job_lease("gc", "node-b", Duration::from_secs(60))
+            .unwrap())
+    })
+    .await;
+    let (status, body) = gc(admin_url(&a)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("another replica"),
+        "{body}"
+    );
+    with_db(&db, |ix| ix.release_job_lease("gc", "node-b").unwrap()).await;
+
+    // Another replica is filling the digest: GC keeps it.
+    let d = breakwater_oci::Digest::parse(&layer.digest).unwrap();
+    let d2 = d.clone();
+    with_db(&db, move |ix| {
+        let h = ix
+            .take_fill_lease(&d2, "node-b", "http://127.0.0.1:9", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(h.owner, "node-b");
+    })
+    .await;
+    let (status, body) = gc(admin_url(&a)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(a.has_blob(&layer.digest), "kept while leased: {body}");
+
+    // Lease gone: the same GC deletes it.
+    with_db(&db, move |ix| {
+        ix.release_fill_lease(&d, "node-b", Duration::ZERO).unwrap()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = gc(admin_url(&a)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!a.has_blob(&layer.digest), "deleted once unleased: {body}");
 }
