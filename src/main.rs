@@ -264,7 +264,13 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
     server.add_service(background_service("pull-stats", PullStatsFlusher { cache }));
     server.add_service(background_service("drain", drain));
-    server.add_service(background_service("scan", ScanService { scanner }));
+    server.add_service(background_service(
+        "scan",
+        ScanService {
+            scanner,
+            cluster: registry.cluster().cloned(),
+        },
+    ));
     server.add_service(background_service("readiness", readiness));
     server.add_service(background_service(
         "lifecycle",
