@@ -38,6 +38,9 @@ pub enum Command {
     Scan(crate::admin::scan_cli::ScanCommand),
     #[command(flatten)]
     Ready(crate::admin::ready_cli::ReadyCommand),
+    /// Several replicas: members, fill leases and job leases (`cluster status`).
+    #[command(subcommand)]
+    Cluster(crate::admin::cluster::ClusterCommand),
     /// Write the client set-up (containerd hosts.toml, dockerd daemon.json, podman/CRI-O
     /// registries.conf, k3s registries.yaml) for every configured upstream, mirrored at --url.
     ClientConfig {

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod background;
 pub mod cli;
 pub mod clientconfig;
+pub mod cluster;
 pub mod config;
 pub mod lifecycle;
 pub mod metrics;

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
         }
         Command::Admin(cmd) => breakwater::admin::cli::run(cmd),
         Command::Scan(cmd) => breakwater::admin::scan_cli::run(cmd),
+        Command::Cluster(cmd) => breakwater::admin::cluster::run(cmd),
         Command::Ready(cmd) => {
             return breakwater::admin::ready_cli::run(cmd).unwrap_or_else(|e| {
                 eprintln!("breakwater: {e}");
@@ -222,25 +223,61 @@ fn serve(settings: Settings) -> Result<(), String> {
     ));
     let mut admin_service = Service::new(
         "admin".to_string(),
-        HttpServer::new_app(AdminApp::new(
-            metrics.clone(),
-            lifecycle.clone(),
-            scanner.clone(),
-            settings.server.admin_token.clone(),
-        )),
+        HttpServer::new_app(
+            AdminApp::new(
+                metrics.clone(),
+                lifecycle.clone(),
+                scanner.clone(),
+                settings.server.admin_token.clone(),
+            )
+            .with_cluster(registry.cluster().cloned()),
+        ),
     );
     admin_service.add_tcp(&settings.server.admin_listen.to_string());
     admin_service.threads = Some(1);
 
     server.add_service(registry_service);
     server.add_service(admin_service);
+    if let Some(cluster) = registry.cluster() {
+        let mut peer_service = Service::new(
+            "peer".to_string(),
+            breakwater::cluster::peer::PeerApp::new(
+                registry.clone(),
+                cluster.settings.secret.clone(),
+            ),
+        );
+        peer_service.add_tcp(&cluster.settings.peer_listen.to_string());
+        peer_service.threads = Some(settings.server.threads);
+        server.add_service(peer_service);
+        server.add_service(background_service(
+            "cluster-heartbeat",
+            breakwater::cluster::members::Heartbeat {
+                cluster: cluster.clone(),
+            },
+        ));
+        tracing::info!(
+            node = %cluster.node(),
+            peer_listen = %cluster.settings.peer_listen,
+            peer_url = %cluster.settings.peer_url,
+            "cluster mode: fills are leased in PostgreSQL"
+        );
+    }
     server.add_service(background_service("pull-stats", PullStatsFlusher { cache }));
     server.add_service(background_service("drain", drain));
-    server.add_service(background_service("scan", ScanService { scanner }));
+    server.add_service(background_service(
+        "scan",
+        ScanService {
+            scanner,
+            cluster: registry.cluster().cloned(),
+        },
+    ));
     server.add_service(background_service("readiness", readiness));
     server.add_service(background_service(
         "lifecycle",
-        LifecycleRunner { lifecycle },
+        LifecycleRunner {
+            lifecycle,
+            cluster: registry.cluster().cloned(),
+        },
     ));
     if settings.server.admin_token.is_none() && !settings.server.admin_listen.ip().is_loopback() {
         tracing::warn!(

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub store_blobs: IntGauge,
     /// Fills currently running.
     pub fills_in_flight: IntGauge,
+    /// Cluster fills by where their bytes came from (`upstream`, `peer`, `takeover`).
+    pub cluster_fills: IntCounterVec,
     /// The store's byte quota (`storage.max_bytes`); 0 without one.
     pub store_quota_bytes: IntGauge,
     /// GC runs completed (dry runs not counted).
@@ -210,6 +212,13 @@ impl Metrics {
             store_bytes: gauge(&r, "breakwater_store_bytes", "Bytes in the blob store"),
             store_blobs: gauge(&r, "breakwater_store_blobs", "Blobs in the blob store"),
             fills_in_flight: gauge(&r, "breakwater_fills_in_flight", "Upstream fills running"),
+            cluster_fills: counter_vec(
+                &r,
+                "breakwater_cluster_fills_total",
+                "Blob fills in a cluster by source: upstream (lease held), peer (streamed from \
+                 the lease holder), takeover (lease taken from a failed holder, resumed upstream)",
+                &["source"],
+            ),
             store_quota_bytes: gauge(
                 &r,
                 "breakwater_store_quota_bytes",

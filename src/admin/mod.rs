@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 mod client;
+pub mod cluster;
 pub mod http;
 mod images;
 mod lifecycle;
@@ -29,6 +30,7 @@ pub struct AdminApp {
     lifecycle: Arc<Lifecycle>,
     scanner: Arc<Scanner>,
     token: Option<AdminToken>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AdminApp {
@@ -45,7 +47,14 @@ impl AdminApp {
             lifecycle,
             scanner,
             token,
+            cluster: None,
         }
+    }
+
+    /// Serves `cluster status` for this replica's cluster.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Checks `Authorization: Bearer <token>` when a token is configured. Metrics and the
@@ -99,12 +108,21 @@ impl ServeHttp for AdminApp {
         match path.as_str() {
             "/metrics" => http::response(200, "text/plain; version=0.0.4", self.metrics.render()),
             "/healthz" => http::response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            cluster::STATUS_PATH => cluster::status(self.cluster.as_ref()).await,
             p if scan::handles(p) => match http::read(session).await {
                 Ok(req) => scan::handle(&self.scanner, &self.lifecycle.cache.index, req).await,
                 Err(e) => http::error(&e),
             },
             p if ready::handles(p) => match http::read(session).await {
                 Ok(req) => ready::handle(&self.lifecycle.cache, self.scanner.source(), req).await,
+                Err(e) => http::error(&e),
+            },
+            "/api/v1/gc" if self.cluster.is_some() => match http::read(session).await {
+                Ok(req) if req.method == "POST" => match &self.cluster {
+                    Some(c) => cluster::gc(c, &self.lifecycle, req).await,
+                    None => api::handle(&self.lifecycle, req).await,
+                },
+                Ok(req) => api::handle(&self.lifecycle, req).await,
                 Err(e) => http::error(&e),
             },
             p if p == "/api" || p.starts_with("/api/") => match http::read(session).await {

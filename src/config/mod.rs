@@ -3,6 +3,7 @@
 
 pub mod access;
 mod admin_token;
+mod cluster;
 mod index;
 pub mod log;
 pub mod storage;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use admin_token::admin_token;
 pub use admin_token::AdminToken;
+pub use cluster::ClusterSettings;
 pub use index::IndexBackend;
 use upstream::merge_upstream;
 
@@ -39,6 +41,8 @@ pub struct Settings {
     pub access: Option<access::AccessSettings>,
     /// The diagnostic log's level and the access log.
     pub log: log::LogSettings,
+    /// Several replicas sharing one index (`[cluster]`); `None`: a single node.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Listener settings.
@@ -269,6 +273,7 @@ struct RawFile {
     access: Option<access::RawAccess>,
     #[serde(default)]
     log: log::RawLog,
+    cluster: Option<cluster::RawCluster>,
 }
 
 #[derive(Deserialize, Default)]
@@ -499,7 +504,13 @@ impl Settings {
                 ))
             }
         };
+        let index = index::index_backend(raw.storage.index, raw.storage.postgres)?;
+        let mut taken = vec![];
+        taken.extend(raw.server.listen);
+        taken.extend(raw.server.admin_listen);
+        let cluster = cluster::cluster(raw.cluster, &index, &taken)?;
         Ok(Settings {
+            cluster,
             server: ServerSettings {
                 listen: raw
                     .server
@@ -523,7 +534,7 @@ impl Settings {
                     raw.storage.low_water,
                 )
                 .map_err(ConfigError::Invalid)?,
-                index: index::index_backend(raw.storage.index, raw.storage.postgres)?,
+                index,
                 backend: storage::backend(raw.storage.backend.as_deref(), raw.storage.s3, |v| {
                     std::env::var(v).ok()
                 })?,

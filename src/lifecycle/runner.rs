@@ -22,6 +22,8 @@ const QUOTA_SPACING: Duration = Duration::from_secs(60);
 pub struct LifecycleRunner {
     /// The lifecycle to run.
     pub lifecycle: Arc<Lifecycle>,
+    /// In a cluster, runs wait for the job lease (one replica at a time).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 fn next(period: Duration) -> Option<Instant> {
@@ -45,6 +47,16 @@ enum Job {
 impl LifecycleRunner {
     /// Runs `job` on the blocking pool (the lifecycle's lock keeps runs from overlapping).
     async fn run(&self, job: Job) {
+        match &self.cluster {
+            Some(c) => {
+                let name = if job == Job::Apply { "lifecycle" } else { "gc" };
+                c.exclusive(name, self.run_now(job)).await;
+            }
+            None => self.run_now(job).await,
+        }
+    }
+
+    async fn run_now(&self, job: Job) {
         let lc = self.lifecycle.clone();
         let outcome = tokio::task::spawn_blocking(move || match job {
             Job::Apply => lc.apply(None).map(|r| {

@@ -124,3 +124,15 @@ impl Registry {
         self.blobs.len()
     }
 }
+
+impl Registry {
+    /// For the peer endpoint: this replica's running fill of `digest`, else its stored copy;
+    /// `None` when it has neither (no upstream request, no new fill).
+    pub async fn local_blob(&self, digest: &Digest) -> Result<Option<BlobSource>, RegistryError> {
+        if let Some(f) = self.blobs.get(digest) {
+            return Ok(Some(BlobSource::Filling(f)));
+        }
+        self.touched.touch([digest]);
+        Ok(self.stored_blob(digest).await?.map(BlobSource::Stored))
+    }
+}

@@ -27,6 +27,8 @@ pub struct CacheHandle {
     manifests: Arc<ManifestCache>,
     fills: Arc<Fills>,
     upstreams: Arc<[String]>,
+    /// In a cluster: digests other replicas are filling or just served.
+    leased: Option<Arc<crate::cluster::jobs::LeasedDigests>>,
 }
 
 impl CacheHandle {
@@ -50,7 +52,15 @@ impl CacheHandle {
             manifests,
             fills,
             upstreams: upstreams.into(),
+            leased: None,
         }
+    }
+
+    /// Makes GC also keep digests with a live fill lease in the cluster.
+    pub(super) fn with_leases(mut self, cluster: Option<&Arc<crate::cluster::Cluster>>) -> Self {
+        self.leased =
+            cluster.map(|c| Arc::new(crate::cluster::jobs::LeasedDigests::new(c.clone())));
+        self
     }
 
     /// Writes pull statistics still gathered in memory (blocking).
@@ -58,9 +68,10 @@ impl CacheHandle {
         self.pulls.flush(self.index.as_ref());
     }
 
-    /// Whether a fill of `digest` is running now.
+    /// Whether a fill of `digest` is running now, here or (in a cluster, by its fill lease) on
+    /// another replica. Blocking in a cluster: call it from the blocking pool, as GC does.
     pub fn is_filling(&self, digest: &Digest) -> bool {
-        self.fills.contains(digest)
+        self.fills.contains(digest) || self.leased.as_ref().is_some_and(|l| l.contains(digest))
     }
 
     /// Forgets expired manifests and removed tags (repository, tag) held in memory.

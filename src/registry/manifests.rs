@@ -139,7 +139,25 @@ impl Registry {
         tag: &Tag,
     ) -> Result<Resolved, RegistryError> {
         let key = (t.upstream.name.clone(), t.repo.to_string(), tag.to_string());
+        let rules = t.upstream.settings.tag_rules(t.repo.as_str(), tag.as_str());
+        let ttl_ms = rules.ttl.as_millis() as i64;
+        let now = crate::now_ms();
         let cached = match self.manifests.tags.get(&key) {
+            // In a cluster another replica may have revalidated the tag since this one cached
+            // it: the shared index's record decides, so upstream is asked once per TTL in all.
+            Some(r) if self.cluster.is_some() && now - r.confirmed_at_ms >= ttl_ms => {
+                let (index, k, tg) = (self.index.clone(), t.key(), tag.to_string());
+                match blocking(move || index.tag(&k, &tg))
+                    .await?
+                    .map_err(internal)?
+                {
+                    Some(shared) if shared.confirmed_at_ms > r.confirmed_at_ms => {
+                        self.manifests.tags.insert(key.clone(), shared.clone());
+                        Some(shared)
+                    }
+                    _ => Some(r),
+                }
+            }
             Some(r) => Some(r),
             None => {
                 let (index, k, tg) = (self.index.clone(), t.key(), tag.to_string());
@@ -152,9 +170,6 @@ impl Registry {
                 r
             }
         };
-        let rules = t.upstream.settings.tag_rules(t.repo.as_str(), tag.as_str());
-        let ttl_ms = rules.ttl.as_millis() as i64;
-        let now = crate::now_ms();
         if let Some(rec) = &cached {
             let age = now - rec.confirmed_at_ms;
             if age < ttl_ms || rules.immutable {

@@ -109,6 +109,7 @@ pub struct Registry {
     links: links::LinkCache,
     referrers_state: referrers::ReferrersState,
     acceptance: acceptance::Acceptance,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     // Set once by main after the scanner is built (it needs this registry as its image source).
     hooks: OnceLock<Arc<dyn ManifestHooks>>,
 }
@@ -135,15 +136,29 @@ impl Registry {
                 Arc::new(s)
             }
         };
+        let mut cluster_index: Option<Arc<dyn breakwater_store::ClusterIndex>> = None;
         let index: Arc<dyn Index> = match &settings.storage.index {
             IndexBackend::Sqlite => Arc::new(
                 SqliteIndex::open(&root.join("index.sqlite"))
                     .map_err(|e| format!("cannot open index at {}: {e}", root.display()))?,
             ),
-            IndexBackend::Postgres(pg) => Arc::new(PgIndex::open(pg).map_err(|e| {
-                let url = breakwater_store::pg::redact(&pg.url);
-                format!("cannot open the PostgreSQL index at {url}: {e}")
-            })?),
+            IndexBackend::Postgres(pg) => {
+                let pg = Arc::new(PgIndex::open(pg).map_err(|e| {
+                    let url = breakwater_store::pg::redact(&pg.url);
+                    format!("cannot open the PostgreSQL index at {url}: {e}")
+                })?);
+                cluster_index = Some(pg.clone());
+                pg
+            }
+        };
+        let cluster = match (&settings.cluster, cluster_index) {
+            (Some(c), Some(ix)) => Some(Arc::new(crate::cluster::Cluster::new(
+                c.clone(),
+                ix,
+                metrics.clone(),
+            )?)),
+            (Some(_), None) => return Err("[cluster] needs the PostgreSQL index".into()),
+            (None, _) => None,
         };
         let upstreams = settings
             .upstreams
@@ -176,6 +191,7 @@ impl Registry {
                     }),
             ),
             hooks: OnceLock::new(),
+            cluster,
         })
     }
 
@@ -201,6 +217,7 @@ impl Registry {
             self.blobs.clone(),
             self.upstreams.keys().cloned().collect(),
         )
+        .with_leases(self.cluster.as_ref())
     }
 
     /// The configured upstreams by name.
@@ -251,7 +268,13 @@ impl Registry {
             store: self.store.clone(),
             index: self.index.clone(),
             metrics: self.metrics.clone(),
+            cluster: self.cluster.clone(),
         }
+    }
+
+    /// The cluster view, when `[cluster]` is on.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
     }
 }
 

@@ -10,11 +10,15 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs the data watch.
 pub struct ScanService {
     /// The scanner this drives.
     pub scanner: Arc<Scanner>,
+    /// In a cluster, upgrade rescans (written to the shared index) run on one replica at a
+    /// time; every replica still reloads the data it matches with.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// What a reload did.
@@ -69,9 +73,18 @@ impl BackgroundService for ScanService {
             }
             if upgrading {
                 let batch = scanner.settings().upgrade_batch;
-                match scanner.upgrade_rescans(batch).await {
-                    Ok(r) => upgrading = !r.done,
-                    Err(e) => tracing::warn!("upgrade rescans failed: {e}"),
+                let rescans = scanner.upgrade_rescans(batch);
+                let outcome = match &self.cluster {
+                    Some(c) => {
+                        c.exclusive_within("scan-upgrade", Duration::ZERO, rescans)
+                            .await
+                    }
+                    None => Ok(rescans.await),
+                };
+                match outcome {
+                    Ok(Ok(r)) => upgrading = !r.done,
+                    Ok(Err(e)) => tracing::warn!("upgrade rescans failed: {e}"),
+                    Err(why) => tracing::debug!("upgrade rescans left to another replica: {why}"),
                 }
                 if !configured && !upgrading {
                     return;

@@ -8,6 +8,7 @@ mod bw;
 mod chain;
 mod client_config;
 mod clients;
+mod cluster;
 mod dashboards;
 mod deploy;
 mod docker;

@@ -2,6 +2,7 @@
 //! manifests, links, pulls, lifecycle state, pins, events and scan results), each behind a trait
 //! with the filesystem, SQLite and PostgreSQL (`pg`) backends beside it.
 
+pub mod cluster;
 pub mod events;
 pub mod images;
 pub mod index;
@@ -17,6 +18,7 @@ pub mod store;
 #[cfg(test)]
 mod test_backends;
 
+pub use cluster::ClusterIndex;
 pub use events::{Event, EventKind, EventQuery};
 pub use index::{Index, ManifestRecord, RepoKey, SqliteIndex, TagRecord};
 pub use pg::{PgIndex, PgSettings};

@@ -13,6 +13,7 @@
 
 mod error;
 mod reader;
+mod source;
 mod spill;
 
 pub use error::FillError;
@@ -122,6 +123,8 @@ pub struct FillContext {
     pub index: Arc<dyn Index>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The cluster, when replicas share fills.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The map of running fills, one per digest.
@@ -175,6 +178,12 @@ impl Fills {
         Ok((fill, true))
     }
 
+    /// The running fill of `digest`, if any (the peer endpoint relays it).
+    pub fn get(&self, digest: &Digest) -> Option<Arc<Fill>> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.get(digest).cloned()
+    }
+
     /// Number of fills running now.
     pub fn len(&self) -> usize {
         self.running.lock().map(|m| m.len()).unwrap_or(0)
@@ -225,15 +234,17 @@ impl FillJob {
             spill: spill.clone(),
             metrics: ctx.metrics.clone(),
         };
+        let mut source = source::Source::choose(ctx.cluster.clone(), &digest).await;
         let outcome = download(
             &ctx,
-            &upstream,
+            (&upstream, &mut source),
             (&repo, client.as_deref()),
             &digest,
             &mut sink,
             &tx,
         )
         .await;
+        let mut committed = false;
         let uncached = spill
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -252,6 +263,7 @@ impl FillJob {
                     let d = digest.clone();
                     match tokio::task::spawn_blocking(move || writer.commit(&d)).await {
                         Ok(Ok(())) => {
+                            committed = true;
                             let index = ctx.index.clone();
                             let d = digest.clone();
                             // Upstream served it for this repository: that links it there.
@@ -283,6 +295,7 @@ impl FillJob {
         if let Some(w) = sink.writer.take() {
             w.abort();
         }
+        source.finish(committed).await;
         running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -309,7 +322,7 @@ struct Sink {
 /// Streams the blob into the staging file, resuming on breaks; returns the verified size.
 async fn download(
     ctx: &FillContext,
-    upstream: &Upstream,
+    (upstream, source): (&Upstream, &mut source::Source),
     (repo, client): (&RepoName, Option<&crate::config::Credentials>),
     digest: &Digest,
     sink: &mut Sink,
@@ -325,7 +338,15 @@ async fn download(
         .with_label_values(&[&upstream.name]);
     loop {
         attempt += 1;
-        let resp = match upstream.blob(repo, digest, offset, client).await {
+        let from_peer = source.is_peer();
+        let fetched_resp = source.fetch(upstream, (repo, client), digest, offset).await;
+        if from_peer && !source.is_peer() {
+            // Took over from a failed peer: upstream gets its full share of attempts.
+            attempt = 1;
+        }
+        // Bytes relayed by a peer were fetched from upstream once, by that peer.
+        let upstream_bytes = !source.is_peer();
+        let resp = match fetched_resp {
             Ok(r) => r,
             Err(e) => {
                 if attempt < MAX_ATTEMPTS && retryable(&e) && offset > 0 {
@@ -366,7 +387,9 @@ async fn download(
                         });
                     }
                     hasher.update(&chunk);
-                    fetched.inc_by(chunk.len() as u64);
+                    if upstream_bytes {
+                        fetched.inc_by(chunk.len() as u64);
+                    }
                     buf.extend_from_slice(&chunk);
                     if buf.len() >= WRITE_CHUNK {
                         offset = flush(sink, &mut buf, offset, tx).await?;

@@ -8,6 +8,7 @@
 //! `postgres` client over a small pool of connections. Connections are plain TCP (`NoTls`):
 //! meant for loopback or a private network; `sslmode` is not honoured yet.
 
+mod cluster;
 mod index;
 mod lifecycle;
 mod pool;
@@ -141,3 +142,6 @@ pub(crate) fn digest(s: &str) -> Result<crate::oci::Digest, PgError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests;

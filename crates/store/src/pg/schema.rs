@@ -12,7 +12,7 @@ use postgres::Client;
 const MIGRATION_LOCK: i64 = 0x6272_6561_6b77_6174;
 
 /// `(version, SQL)` in order. Never edit an applied migration: add the next number.
-pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2_CLUSTER)];
 
 const V1: &str = r#"
 CREATE TABLE repositories (
@@ -128,6 +128,27 @@ CREATE TABLE scan_results (
     db_hash TEXT,
     db_updated_at BIGINT,
     analyzer_version BIGINT NOT NULL DEFAULT 0
+);
+"#;
+
+/// Cluster state (`cluster.rs`): leases expire by the database's clock.
+const V2_CLUSTER: &str = r#"
+CREATE TABLE fill_leases (
+    digest TEXT COLLATE "C" PRIMARY KEY,
+    owner TEXT NOT NULL,
+    peer_url TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE job_leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE cluster_members (
+    node TEXT COLLATE "C" PRIMARY KEY,
+    peer_url TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at TIMESTAMPTZ NOT NULL
 );
 "#;
 
