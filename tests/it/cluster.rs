@@ -18,10 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-const SECRET: &str = "peer-s3cret-never-logged";
+pub(crate) const SECRET: &str = "peer-s3cret-never-logged";
 
 /// A replica named `node` on the shared database `pg_url`; returns it and its peer port.
-async fn replica(pg_url: &str, upstream_url: &str, node: &str, ttl: &str) -> (Breakwater, u16) {
+pub(crate) async fn replica(
+    pg_url: &str,
+    upstream_url: &str,
+    node: &str,
+    ttl: &str,
+) -> (Breakwater, u16) {
     let peer = free_port();
     let storage =
         format!("index = \"postgres\"\n\n[storage.postgres]\nurl = \"{pg_url}\"\npool_size = 4");
