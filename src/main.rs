@@ -241,7 +241,7 @@ fn serve(settings: Settings) -> Result<(), String> {
     if let Some(cluster) = registry.cluster() {
         let mut peer_service = Service::new(
             "peer".to_string(),
-            breakwater::cluster::peer::PeerApp::new(
+            breakwater::server::peer::PeerApp::new(
                 registry.clone(),
                 cluster.settings.secret.clone(),
             ),

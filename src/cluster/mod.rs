@@ -6,7 +6,6 @@
 
 pub mod jobs;
 pub mod members;
-pub mod peer;
 
 use crate::config::ClusterSettings;
 use crate::metrics::Metrics;

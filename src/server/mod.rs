@@ -5,6 +5,7 @@ mod auth;
 mod blob;
 pub mod drain;
 mod listing;
+pub mod peer;
 pub mod range;
 mod referrers;
 pub mod respond;

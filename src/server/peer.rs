@@ -3,14 +3,14 @@
 //! `GET /peer/v1/blobs/<digest>` with `Authorization: Bearer <cluster secret>`; `Range:
 //! bytes=N-` resumes. Never fetches from upstream and never starts a fill.
 
-use super::PEER_BLOBS;
+use super::range::{self, ByteRange};
+use super::respond::{self, header, send_error, set};
+use crate::cluster::PEER_BLOBS;
 use crate::config::AdminToken;
 use crate::oci::{Digest, ErrorCode, RegistryError};
 use crate::registry::blobs::BlobSource;
 use crate::registry::fill::{FillReader, Phase};
 use crate::registry::Registry;
-use crate::server::range::{self, ByteRange};
-use crate::server::respond::{self, header, send_error, set};
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
