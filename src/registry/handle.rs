@@ -63,6 +63,12 @@ impl CacheHandle {
         self
     }
 
+    /// Whether other replicas share the index with stores of their own: then a blob missing
+    /// from this store may still be theirs.
+    pub fn store_is_private_in_cluster(&self) -> bool {
+        self.leased.is_some() && !self.store.shared()
+    }
+
     /// Writes pull statistics still gathered in memory (blocking).
     pub fn flush_pulls(&self) {
         self.pulls.flush(self.index.as_ref());

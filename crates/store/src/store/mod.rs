@@ -52,6 +52,11 @@ pub trait BlobStore: Send + Sync + 'static {
     fn presign(&self, _digest: &Digest) -> io::Result<Option<String>> {
         Ok(None)
     }
+    /// Whether other nodes may read and write the same blobs (a bucket), so that what this
+    /// store lacks is lacking for every replica sharing the index.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Positional reads of a blob's bytes.

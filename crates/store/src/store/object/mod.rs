@@ -319,6 +319,10 @@ impl BlobStore for S3Store {
         self.inner.usage.get()
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn presign(&self, digest: &Digest) -> io::Result<Option<String>> {
         let Some(ttl) = self.redirect_ttl else {
             return Ok(None);
