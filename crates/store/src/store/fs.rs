@@ -5,11 +5,11 @@ use super::{BlobReader, BlobStore, BlobWriter, StoredBlob, Usage, UsageCounter, 
 use crate::oci::Digest;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// The filesystem store.
@@ -114,17 +114,7 @@ impl BlobStore for FsStore {
     }
 
     fn begin(&self) -> io::Result<Box<dyn BlobWriter>> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.root.join("tmp").join(format!(
-            "fill-{}-{n}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let (path, file) = super::new_staging_file(&self.root.join("tmp"), &self.counter)?;
         Ok(Box::new(FsWriter {
             path,
             file: Arc::new(file),

@@ -28,8 +28,28 @@ pub use object::S3Store;
 use crate::oci::Digest;
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Creates a new staging file for a fill in `dir`, named so that no two fills (of this or of
+/// another process) can collide.
+pub(crate) fn new_staging_file(dir: &Path, counter: &AtomicU64) -> io::Result<(PathBuf, File)> {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!(
+        "fill-{}-{n}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    Ok((path, file))
+}
 
 /// Storage for verified blobs and manifests.
 pub trait BlobStore: Send + Sync + 'static {

@@ -26,12 +26,12 @@ use object_store::path::Path as Key;
 use object_store::signer::Signer;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
 use reader::{ObjectReader, StagingReader};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -271,17 +271,7 @@ impl BlobStore for S3Store {
     }
 
     fn begin(&self) -> io::Result<Box<dyn BlobWriter>> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.staging.join(format!(
-            "fill-{}-{n}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let (path, file) = super::new_staging_file(&self.staging, &self.counter)?;
         Ok(Box::new(ObjectWriter {
             path,
             file: Arc::new(file),
