@@ -17,6 +17,7 @@ mod faults;
 mod lifecycle;
 mod object_store;
 mod pg_index;
+mod pg_restart;
 mod pull_path;
 mod readiness;
 mod referrers;

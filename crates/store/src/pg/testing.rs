@@ -14,6 +14,9 @@ use std::sync::OnceLock;
 pub struct PgCluster {
     port: u16,
     next_db: AtomicU32,
+    /// `pg_ctl`, the data directory and whether it runs as the `postgres` user: what a test
+    /// needs to stop and start its own cluster (a restart fault).
+    control: (PathBuf, PathBuf, bool),
 }
 
 /// The variable that turns a missing PostgreSQL from a skip into a failure (as in CI).
@@ -95,8 +98,15 @@ impl PgCluster {
 
     fn start(bin: &Path) -> Result<PgCluster, String> {
         let root = is_root();
-        let dir =
-            std::env::temp_dir().join(format!("bw-pg-{}-{}", std::process::id(), crate::now_ms()));
+        // Several clusters may start in one process within a millisecond (the shared one and a
+        // test's own): a counter keeps their directories apart.
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "bw-pg-{}-{}-{n}",
+            std::process::id(),
+            crate::now_ms()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         if root {
             let mut c = Command::new("chown");
@@ -152,7 +162,46 @@ impl PgCluster {
         Ok(PgCluster {
             port,
             next_db: AtomicU32::new(0),
+            control: (pg_ctl, data, root),
         })
+    }
+
+    /// A cluster of the caller's own (not shared with other tests), for tests that stop and
+    /// start it; `None` as for [`PgCluster::shared`].
+    pub fn private() -> Option<PgCluster> {
+        match bin_dir() {
+            None if std::env::var_os(REQUIRE).is_some() => panic!(
+                "{REQUIRE} is set but PostgreSQL (/usr/lib/postgresql/*/bin/initdb) is missing"
+            ),
+            None => None,
+            Some(bin) => Some(Self::start(&bin).unwrap_or_else(|e| panic!("{e}"))),
+        }
+    }
+
+    /// Stops the server now (`-m fast`: open connections are cut).
+    pub fn stop(&self) {
+        let (pg_ctl, data, root) = &self.control;
+        let mut c = as_owner(pg_ctl, *root);
+        c.arg("-D").arg(data).args(["-m", "fast", "-w", "stop"]);
+        run(c, "pg_ctl stop").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&self) {
+        let (pg_ctl, data, root) = &self.control;
+        let mut c = as_owner(pg_ctl, *root);
+        c.arg("-D")
+            .arg(data)
+            .arg("-l")
+            .arg(data.with_file_name("log"))
+            .arg("-o")
+            .arg(format!(
+                "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                data.parent().expect("cluster dir").display(),
+                self.port
+            ))
+            .args(["-w", "-t", "60", "start"]);
+        run(c, "pg_ctl start").unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The port the cluster listens on (127.0.0.1).
