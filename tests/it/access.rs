@@ -115,18 +115,7 @@ pub(super) fn htpasswd_file(dir: &std::path::Path, users: &[(&str, &str)]) -> st
 
 /// `skopeo copy` of `image` (host/name:tag) into a new dir with extra flags; Ok or stderr.
 fn skopeo(image: &str, dir: &std::path::Path, extra: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .args(extra)
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", dir.display()))
-        .output()
-        .expect("run skopeo");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    crate::support::skopeo_pull(image, dir, extra)
 }
 
 pub(super) const ROBOT_TOKEN: &str = "ci-robot-token-0123456789abcdef";

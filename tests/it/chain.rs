@@ -10,17 +10,7 @@ use super::support::{http_client, sha256_digest, TempDir};
 use std::time::Duration;
 
 fn skopeo_pull(image: &str, dest: &std::path::Path) -> Result<(), String> {
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", dest.display()))
-        .output()
-        .expect("run skopeo");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    crate::support::skopeo_pull(image, dest, &[])
 }
 
 /// GETs the manifest by tag: (status, `X-Breakwater-Cache`, digest of the body).

@@ -103,17 +103,8 @@ async fn three_replicas_sixteen_clients_one_upstream_get_one_head_per_ttl() {
     let tmp = TempDir::new("three");
     for (i, bw) in replicas.iter().enumerate() {
         let dest = tmp.path().join(format!("r{i}"));
-        let out = std::process::Command::new("skopeo")
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(format!("docker://{}/local/team/three:v1", bw.host()))
-            .arg(format!("dir:{}", dest.display()))
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::skopeo_pull(&format!("{}/local/team/three:v1", bw.host()), &dest, &[])
+            .expect("skopeo through a replica");
         let manifest = std::fs::read(dest.join("manifest.json")).unwrap();
         assert_eq!(sha256_digest(&manifest), img.manifest.digest);
     }

@@ -10,7 +10,6 @@ use super::support::registry::Registry;
 use super::support::{http_client, sha256_digest, TempDir};
 use object_store::ObjectStore as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The object key breakwater stores `digest` under (`prefix/blobs/sha256/<hex>`).
@@ -40,17 +39,7 @@ async fn wait_for_objects(g: &Garage, prefix: &str, digests: &[String]) {
 }
 
 fn skopeo_pull(image: &str, dest: &Path) -> Result<(), String> {
-    let out = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", dest.display()))
-        .output()
-        .expect("run skopeo");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    crate::support::skopeo_pull(image, dest, &[])
 }
 
 fn config(g: &Garage, reg: &Registry, prefix: &str, s3_extra: &str) -> String {

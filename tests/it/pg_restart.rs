@@ -9,17 +9,7 @@ use breakwater_store::pg::testing::PgCluster;
 use std::time::{Duration, Instant};
 
 fn skopeo(image: &str, dest: &std::path::Path) -> Result<(), String> {
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", dest.display()))
-        .output()
-        .expect("run skopeo");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    crate::support::skopeo_pull(image, dest, &[])
 }
 
 #[tokio::test(flavor = "multi_thread")]

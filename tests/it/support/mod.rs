@@ -199,6 +199,23 @@ impl Es256Key {
     }
 }
 
+/// `skopeo copy docker://<image> dir:<dest>` over plain HTTP, with `extra` flags (credentials,
+/// certificates); skopeo's stderr when it fails.
+pub fn skopeo_pull(image: &str, dest: &Path, extra: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{image}"))
+        .arg(format!("dir:{}", dest.display()))
+        .output()
+        .expect("run skopeo");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
