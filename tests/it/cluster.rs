@@ -237,19 +237,15 @@ async fn slow_upstream(
             let range = req.header("range").map(str::to_string);
             seen.lock().unwrap().push(range.clone());
             let offset = range
-                .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok())
+                .and_then(|r| {
+                    r.strip_prefix("bytes=")?
+                        .strip_suffix('-')?
+                        .parse::<usize>()
+                        .ok()
+                })
                 .unwrap_or(0);
             let rest = body.slice(offset..);
-            let head = if offset == 0 {
-                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", rest.len())
-            } else {
-                format!(
-                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {offset}-{}/{}\r\nContent-Length: {}\r\n\r\n",
-                    body.len() - 1,
-                    body.len(),
-                    rest.len()
-                )
-            };
+            let head = crate::support::open_range_head(offset, body.len());
             stream.write_all(head.as_bytes()).await.ok()?;
             let chunk = 64 * 1024;
             let pause = Duration::from_secs_f64(chunk as f64 / bytes_per_sec as f64);

@@ -76,7 +76,9 @@ async fn slow_blob(
         let (body, seen, first) = (body.clone(), seen.clone(), first.clone());
         async move {
             if !req.path().contains("/blobs/") {
-                let _ = Response::new(200).write_to(&mut stream, req.is_head()).await;
+                let _ = Response::new(200)
+                    .write_to(&mut stream, req.is_head())
+                    .await;
                 return Some(stream);
             }
             let range = req.header("range").map(str::to_string);
@@ -85,22 +87,22 @@ async fn slow_blob(
                 0
             } else {
                 range
-                    .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok())
+                    .and_then(|r| {
+                        r.strip_prefix("bytes=")?
+                            .strip_suffix('-')?
+                            .parse::<usize>()
+                            .ok()
+                    })
                     .unwrap_or(0)
             };
             let rest = &body[offset..];
-            let head = if offset == 0 {
-                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", rest.len())
-            } else {
-                format!(
-                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {offset}-{}/{}\r\nContent-Length: {}\r\n\r\n",
-                    body.len() - 1,
-                    body.len(),
-                    rest.len()
-                )
-            };
+            let head = crate::support::open_range_head(offset, body.len());
             stream.write_all(head.as_bytes()).await.ok()?;
-            let limit = if first.swap(false, Ordering::SeqCst) { cut_first_at } else { None };
+            let limit = if first.swap(false, Ordering::SeqCst) {
+                cut_first_at
+            } else {
+                None
+            };
             let send = limit.unwrap_or(usize::MAX).min(rest.len());
             let chunk = 64 * 1024;
             let pause = Duration::from_secs_f64(chunk as f64 / bytes_per_sec as f64);

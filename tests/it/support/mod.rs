@@ -216,6 +216,20 @@ pub fn skopeo_pull(image: &str, dest: &Path, extra: &[&str]) -> Result<(), Strin
     }
 }
 
+/// The raw HTTP/1.1 response head a fake upstream sends for `Range: bytes=<offset>-` of a body of
+/// `total` bytes: 200 for the whole body, else 206 with its `Content-Range`.
+pub fn open_range_head(offset: usize, total: usize) -> String {
+    let len = total - offset;
+    if offset == 0 {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n")
+    } else {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {offset}-{}/{total}\r\nContent-Length: {len}\r\n\r\n",
+            total - 1
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
