@@ -30,6 +30,7 @@ pub(super) struct RawCluster {
     node: Option<String>,
     peer_listen: Option<SocketAddr>,
     peer_url: Option<String>,
+    peer_url_env: Option<String>,
     secret: Option<String>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
@@ -80,11 +81,25 @@ pub(super) fn cluster(
     if taken.contains(&peer_listen) {
         return invalid("peer_listen must differ from server.listen and server.admin_listen");
     }
-    let peer_url = match raw.peer_url {
+    // In a Kubernetes Deployment each pod learns its own address only at start (the downward
+    // API's status.podIP), so the URL may come from the environment.
+    let peer_url = match (raw.peer_url, raw.peer_url_env) {
+        (Some(_), Some(_)) => return invalid("set one of peer_url, peer_url_env"),
+        (None, Some(var)) => match std::env::var(&var) {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => return invalid(&format!("peer_url_env: ${var} is not set")),
+        },
+        (url, None) => url,
+    };
+    let peer_url = match peer_url {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
             u.trim_end_matches('/').to_string()
         }
-        Some(_) => return invalid("peer_url must be an http:// or https:// URL"),
+        Some(u) => {
+            return invalid(&format!(
+                "peer_url must be an http:// or https:// URL, not {u:?}"
+            ))
+        }
         None if peer_listen.ip().is_unspecified() => {
             format!("http://{}:{}", hostname(), peer_listen.port())
         }
@@ -156,5 +171,25 @@ mod tests {
             (c.node.as_str(), c.peer_url.as_str()),
             ("a", "http://bw-a:5002")
         );
+    }
+
+    #[test]
+    fn the_peer_url_can_come_from_the_environment() {
+        let text = |var: &str| {
+            format!(
+                "{PG}[cluster]\npeer_listen = \"0.0.0.0:5002\"\npeer_url_env = \"{var}\"\nsecret = \"x\"\n"
+            )
+        };
+        std::env::set_var("BW_TEST_PEER_URL_SET", "http://10.1.2.3:5002");
+        let c = Settings::parse(&text("BW_TEST_PEER_URL_SET"))
+            .unwrap()
+            .cluster;
+        assert_eq!(c.unwrap().peer_url, "http://10.1.2.3:5002");
+        assert!(err(&text("BW_TEST_PEER_URL_UNSET")).contains("$BW_TEST_PEER_URL_UNSET is not set"));
+        std::env::set_var("BW_TEST_PEER_URL_BAD", "10.1.2.3:5002");
+        assert!(err(&text("BW_TEST_PEER_URL_BAD")).contains("http:// or https://"));
+        let both =
+            text("BW_TEST_PEER_URL_SET").replace("secret", "peer_url = \"http://a:1\"\nsecret");
+        assert!(err(&both).contains("one of peer_url, peer_url_env"));
     }
 }

@@ -15,6 +15,7 @@ pub struct Breakwater {
     config: PathBuf,
     log: PathBuf,
     root: PathBuf,
+    env: Vec<(String, String)>,
     _dir: Option<TempDir>,
 }
 
@@ -74,6 +75,32 @@ impl Breakwater {
             config,
             log,
             root: root.to_path_buf(),
+            env: Vec::new(),
+            _dir: None,
+        };
+        bw.spawn().await;
+        bw
+    }
+
+    /// Starts with a whole config of the caller's (which listens on `port` and `admin_port` and
+    /// keeps its store under `root`) and extra environment variables.
+    pub async fn start_exact(
+        root: &Path,
+        ports: (u16, u16),
+        text: &str,
+        env: &[(String, String)],
+    ) -> Breakwater {
+        std::fs::create_dir_all(root).expect("create store root");
+        let config = root.with_extension("toml");
+        std::fs::write(&config, text).expect("write breakwater config");
+        let mut bw = Breakwater {
+            child: None,
+            port: ports.0,
+            admin_port: ports.1,
+            config,
+            log: root.with_extension("log"),
+            root: root.to_path_buf(),
+            env: env.to_vec(),
             _dir: None,
         };
         bw.spawn().await;
@@ -90,6 +117,7 @@ impl Breakwater {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("BREAKWATER_LOG", "info,breakwater=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -180,6 +208,11 @@ impl Breakwater {
             .json()
             .await
             .expect("admin JSON")
+    }
+
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     /// Sum of a metric's samples whose line contains every `labels` fragment.

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo_file(rel: &str) -> PathBuf {
+pub(super) fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
@@ -161,9 +161,14 @@ fn systemd_unit_verifies_and_is_sandboxed() {
 
 /// Every YAML document of `deploy/kubernetes/*.yaml`, by file, as JSON (PyYAML parses them).
 fn manifests() -> Option<BTreeMap<String, Vec<Value>>> {
+    manifests_in("deploy/kubernetes")
+}
+
+/// Every YAML document of `<dir>/*.yaml`, by file, as JSON; `None` without PyYAML.
+pub(super) fn manifests_in(dir: &str) -> Option<BTreeMap<String, Vec<Value>>> {
     let script = "import sys, json, yaml\nprint(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))";
     let mut out = BTreeMap::new();
-    let dir = repo_file("deploy/kubernetes");
+    let dir = repo_file(dir);
     for entry in std::fs::read_dir(&dir).expect("deploy/kubernetes") {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "yaml") {
@@ -195,7 +200,7 @@ fn manifests() -> Option<BTreeMap<String, Vec<Value>>> {
     Some(out)
 }
 
-fn one<'a>(m: &'a BTreeMap<String, Vec<Value>>, kind: &str) -> &'a Value {
+pub(super) fn one<'a>(m: &'a BTreeMap<String, Vec<Value>>, kind: &str) -> &'a Value {
     let all: Vec<&Value> = m.values().flatten().filter(|d| d["kind"] == kind).collect();
     assert_eq!(all.len(), 1, "one {kind}");
     all[0]

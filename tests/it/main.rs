@@ -12,6 +12,7 @@ mod cluster;
 mod cluster_three;
 mod dashboards;
 mod deploy;
+mod deploy_replicas;
 mod docker;
 mod faults;
 mod lifecycle;
