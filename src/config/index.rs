@@ -26,6 +26,7 @@ pub(super) struct RawPostgres {
     pool_size: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     acquire_timeout: Option<Duration>,
+    ca_file: Option<PathBuf>,
 }
 
 /// The backend named by `[storage] index`, with its settings.
@@ -62,6 +63,7 @@ pub(super) fn index_backend(
                 url,
                 pool_size,
                 acquire_timeout: pg.acquire_timeout.unwrap_or(Duration::from_secs(30)),
+                ca_file: pg.ca_file,
             }))
         }
         other => Err(ConfigError::Invalid(format!(

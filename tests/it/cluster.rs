@@ -392,6 +392,7 @@ async fn with_db<T: Send + 'static>(
         url: url.to_string(),
         pool_size: 1,
         acquire_timeout: Duration::from_secs(10),
+        ca_file: None,
     };
     tokio::task::spawn_blocking(move || f(&PgIndex::open(&settings).unwrap()))
         .await

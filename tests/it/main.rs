@@ -19,6 +19,7 @@ mod lifecycle;
 mod object_store;
 mod pg_index;
 mod pg_restart;
+mod pg_tls;
 mod pull_path;
 mod readiness;
 mod referrers;

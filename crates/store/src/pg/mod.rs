@@ -5,8 +5,8 @@
 //! [`ScanIndex`](crate::ScanIndex).
 //!
 //! The traits are synchronous and called on the blocking pool, so this uses the synchronous
-//! `postgres` client over a small pool of connections. Connections are plain TCP (`NoTls`):
-//! meant for loopback or a private network; `sslmode` is not honoured yet.
+//! `postgres` client over a small pool of connections, with TLS by the URL's `sslmode` and the
+//! server's certificate always verified (`tls.rs`).
 
 mod cluster;
 mod index;
@@ -16,6 +16,7 @@ mod scans;
 mod schema;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;
+mod tls;
 
 use crate::index::IndexError;
 use pool::Pool;
@@ -31,6 +32,8 @@ pub struct PgSettings {
     pub pool_size: usize,
     /// How long an operation waits for a free connection before it fails.
     pub acquire_timeout: Duration,
+    /// Extra CA certificates (PEM) the server's certificate may chain to, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PgSettings {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for PgSettings {
             .field("url", &redact(&self.url))
             .field("pool_size", &self.pool_size)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -62,7 +66,20 @@ pub enum PgError {
 fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // The crate's message alone hides the cause ("error performing TLS handshake"): add
+        // the chain of sources (e.g. "invalid peer certificate: UnknownIssuer").
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                let more = s.to_string();
+                if !text.contains(&more) {
+                    text = format!("{text}: {more}");
+                }
+                source = s.source();
+            }
+            text
+        }
     }
 }
 
@@ -111,8 +128,11 @@ impl PgIndex {
                 )),
             )
         })?;
+        let tls =
+            tls::connector(settings.ca_file.as_deref()).map_err(|e| IndexError::new("open", e))?;
         let pool = Arc::new(Pool::new(
             config,
+            tls,
             settings.pool_size.max(1),
             settings.acquire_timeout,
         ));

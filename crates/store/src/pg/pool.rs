@@ -3,10 +3,11 @@
 //! on the next operation). Waiters block on a condition variable with a deadline.
 
 use super::PgError;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Connections idle and how many are open (idle or lent).
 struct State {
@@ -17,6 +18,7 @@ struct State {
 /// The pool.
 pub(crate) struct Pool {
     config: postgres::Config,
+    tls: MakeRustlsConnect,
     max: usize,
     timeout: Duration,
     state: Mutex<State>,
@@ -31,7 +33,12 @@ pub(crate) struct Conn<'a> {
 
 impl Pool {
     /// A pool of at most `max` connections made from `config`.
-    pub(crate) fn new(mut config: postgres::Config, max: usize, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        mut config: postgres::Config,
+        tls: MakeRustlsConnect,
+        max: usize,
+        timeout: Duration,
+    ) -> Self {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -40,6 +47,7 @@ impl Pool {
         }
         Pool {
             config,
+            tls,
             max,
             timeout,
             state: Mutex::new(State {
@@ -73,7 +81,7 @@ impl Pool {
                 st.open += 1;
                 drop(st);
                 // Connect outside the lock: others may use idle connections meanwhile.
-                return match self.config.connect(NoTls) {
+                return match self.config.connect(self.tls.clone()) {
                     Ok(client) => Ok(Conn {
                         pool: self,
                         client: Some(client),

@@ -91,12 +91,13 @@ impl PgCluster {
                     eprintln!("PostgreSQL not installed: skipping the PostgreSQL index checks");
                     None
                 }
-                Some(bin) => Some(Self::start(&bin).unwrap_or_else(|e| panic!("{e}"))),
+                Some(bin) => Some(Self::start(&bin, None).unwrap_or_else(|e| panic!("{e}"))),
             })
             .as_ref()
     }
 
-    fn start(bin: &Path) -> Result<PgCluster, String> {
+    /// Starts a cluster; with `tls` (certificate chain PEM, key PEM) it also accepts TLS.
+    fn start(bin: &Path, tls: Option<(&str, &str)>) -> Result<PgCluster, String> {
         let root = is_root();
         // Several clusters may start in one process within a millisecond (the shared one and a
         // test's own): a counter keeps their directories apart.
@@ -119,6 +120,9 @@ impl PgCluster {
             .arg(&data)
             .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
         run(c, "initdb")?;
+        if let Some((cert, key)) = tls {
+            enable_tls(&data, cert, key, root)?;
+        }
         let port = free_port();
         let mut c = as_owner(&bin.join("pg_ctl"), root);
         c.arg("-D")
@@ -174,7 +178,21 @@ impl PgCluster {
                 "{REQUIRE} is set but PostgreSQL (/usr/lib/postgresql/*/bin/initdb) is missing"
             ),
             None => None,
-            Some(bin) => Some(Self::start(&bin).unwrap_or_else(|e| panic!("{e}"))),
+            Some(bin) => Some(Self::start(&bin, None).unwrap_or_else(|e| panic!("{e}"))),
+        }
+    }
+
+    /// Like [`PgCluster::private`], also accepting TLS with the given certificate chain and key
+    /// (PEM); plain connections still work, for the tests' own checks.
+    pub fn private_tls(cert_pem: &str, key_pem: &str) -> Option<PgCluster> {
+        match bin_dir() {
+            None if std::env::var_os(REQUIRE).is_some() => panic!(
+                "{REQUIRE} is set but PostgreSQL (/usr/lib/postgresql/*/bin/initdb) is missing"
+            ),
+            None => None,
+            Some(bin) => {
+                Some(Self::start(&bin, Some((cert_pem, key_pem))).unwrap_or_else(|e| panic!("{e}")))
+            }
         }
     }
 
@@ -233,12 +251,24 @@ impl PgCluster {
         })
     }
 
+    /// The first column of the first row of `sql` (an integer), run in the database at `url`.
+    pub fn scalar(url: &str, sql: &str) -> i64 {
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+            c.query_one(sql, &[])
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get(0)
+        })
+    }
+
     /// Settings for a new empty database.
     pub fn settings(&self) -> super::PgSettings {
         super::PgSettings {
             url: self.database(),
             pool_size: 4,
             acquire_timeout: std::time::Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }
@@ -251,4 +281,29 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
+}
+
+/// Puts the certificate and key in the data directory (the key readable by its owner only, as
+/// PostgreSQL demands) and turns `ssl` on.
+fn enable_tls(data: &Path, cert: &str, key: &str, root: bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let write = |name: &str, text: &str, mode: u32| -> Result<(), String> {
+        let path = data.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        if root {
+            let mut c = Command::new("chown");
+            c.arg("postgres:").arg(&path);
+            run(c, "chown the TLS files")?;
+        }
+        Ok(())
+    };
+    write("server.crt", cert, 0o644)?;
+    write("server.key", key, 0o600)?;
+    let conf = data.join("postgresql.conf");
+    let mut text =
+        std::fs::read_to_string(&conf).map_err(|e| format!("read {}: {e}", conf.display()))?;
+    text.push_str("\nssl = on\n");
+    std::fs::write(&conf, text).map_err(|e| format!("write {}: {e}", conf.display()))
 }

@@ -31,6 +31,7 @@ fn passwords_are_redacted_in_every_form() {
         url: "postgres://bw:hunter2@db/bw".into(),
         pool_size: 1,
         acquire_timeout: Duration::from_secs(1),
+        ca_file: None,
     };
     assert!(!format!("{s:?}").contains("hunter2"));
 }
@@ -94,6 +95,7 @@ fn a_bad_url_or_an_unreachable_server_is_a_clear_error_without_the_password() {
         url: "postgres://bw:hunter2@127.0.0.1:notaport/bw".into(),
         pool_size: 1,
         acquire_timeout: Duration::from_secs(1),
+        ca_file: None,
     };
     let e = PgIndex::open(&bad).err().expect("invalid").to_string();
     assert!(
@@ -125,6 +127,7 @@ fn a_busy_pool_waits_then_times_out() {
     let settings = PgSettings {
         pool_size: 1,
         acquire_timeout: Duration::from_millis(300),
+        ca_file: None,
         ..pg.settings()
     };
     let ix = PgIndex::open(&settings).unwrap();
