@@ -8,6 +8,7 @@ use super::support::garage::Garage;
 use super::support::image::{Format, Image};
 use super::support::registry::Registry;
 use super::support::{http_client, sha256_digest, TempDir};
+use futures_util::TryStreamExt as _;
 use object_store::ObjectStore as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -304,4 +305,55 @@ async fn object_storage_down_during_a_fill_costs_caching_not_bytes() {
     assert_eq!(r.bytes().await.unwrap(), layer.data);
     let log = bw.log_text();
     assert!(!log.contains(&g.secret), "the secret key is never logged");
+}
+
+/// Two nodes write to one bucket prefix; each counts only its own writes until a GC lists the
+/// bucket, which sets the count (and `breakwater_store_bytes`) to what the bucket holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gc_listing_sets_the_usage_of_a_shared_bucket() {
+    let Some(g) = Garage::start().await else {
+        return;
+    };
+    let reg = Registry::start_plain().await;
+    let one = Image::with_layer_sizes(Format::Oci, 4111, &[300_000]);
+    let two = Image::with_layer_sizes(Format::Oci, 4112, &[500_000]);
+    reg.pusher().push_image("team/one", "v1", &one).await;
+    reg.pusher().push_image("team/two", "v1", &two).await;
+    let a = Breakwater::start(&config(&g, &reg, "bw/usage", "")).await;
+    let b = Breakwater::start(&config(&g, &reg, "bw/usage", "")).await;
+    let tmp = TempDir::new("objstore-usage");
+    skopeo_pull(&format!("{}/team/one:v1", a.host()), &tmp.path().join("a")).unwrap();
+    skopeo_pull(&format!("{}/team/two:v1", b.host()), &tmp.path().join("b")).unwrap();
+    let all: Vec<String> = one
+        .blobs()
+        .iter()
+        .chain(two.blobs().iter())
+        .map(|b| b.digest.clone())
+        .collect();
+    wait_for_objects(&g, "bw/usage", &all).await;
+    let listed: Vec<_> = g
+        .client()
+        .list(Some(&object_store::path::Path::from("bw/usage/blobs")))
+        .try_collect()
+        .await
+        .unwrap();
+    let bucket_bytes: u64 = listed.iter().map(|m| m.size).sum();
+    let own = a.metric("breakwater_store_bytes", &[]).await as u64;
+    assert!(
+        own < bucket_bytes,
+        "A counts only its own writes: {own} < {bucket_bytes}"
+    );
+
+    let r = http_client()
+        .post(format!("{}/api/v1/gc", a.admin_url()))
+        .json(&serde_json::json!({"dry_run": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(
+        a.metric("breakwater_store_bytes", &[]).await as u64,
+        bucket_bytes,
+        "after the listing A counts the whole bucket"
+    );
 }

@@ -182,6 +182,16 @@ impl UsageCounter {
         let _ = self.observer.set(f);
     }
 
+    /// Replaces the count with a fresh one (a full listing of a store other processes also
+    /// write to), telling the observer.
+    pub fn reset(&self, usage: Usage) {
+        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        *u = usage;
+        if let Some(f) = self.observer.get() {
+            f(*u);
+        }
+    }
+
     /// Runs `op` (a commit, delete or move) and counts what it reports: `Some((+1, bytes))`
     /// for a blob that appeared, `Some((-1, bytes))` for one that went, `None` for no change.
     /// Ops run one at a time, so checking for a blob and changing it is one step for the count.

@@ -287,7 +287,15 @@ impl BlobStore for S3Store {
     }
 
     fn list(&self) -> io::Result<Vec<(Digest, u64)>> {
-        self.inner.block_on(self.inner.list())
+        let listed = self.inner.block_on(self.inner.list())?;
+        // Other replicas add to a shared bucket and this process counts only its own writes:
+        // every full listing (each GC run) sets the count to what the bucket holds. A commit
+        // racing the listing may be off by one blob until the next one.
+        self.inner.usage.reset(Usage {
+            blobs: listed.len() as u64,
+            bytes: listed.iter().map(|(_, size)| size).sum(),
+        });
+        Ok(listed)
     }
 
     fn quarantine(&self, digest: &Digest) -> io::Result<()> {
