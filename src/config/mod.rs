@@ -107,6 +107,9 @@ pub struct UpstreamSettings {
     pub first_byte_timeout: Duration,
     /// Longest silence allowed while a body streams.
     pub idle_timeout: Duration,
+    /// Longest a small answer (manifest, tag list, referrers, error body) may take in whole,
+    /// so an upstream dripping bytes cannot hold a request forever.
+    pub manifest_timeout: Duration,
     /// Per repository/tag pattern freshness rules; the first match wins.
     pub tag_policies: Vec<TagPolicy>,
     /// How long a request holding a cached tag waits for revalidation before it is answered stale.
@@ -326,6 +329,8 @@ struct RawUpstream {
     first_byte_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    manifest_timeout: Option<Duration>,
     username: Option<String>,
     password: Option<String>,
     password_env: Option<String>,
@@ -373,6 +378,7 @@ fn preset(url: &str, aliases: &[&str], hosts: &[&str], library: bool) -> Upstrea
         connect_timeout: Duration::from_secs(3),
         first_byte_timeout: Duration::from_secs(15),
         idle_timeout: Duration::from_secs(30),
+        manifest_timeout: Duration::from_secs(60),
         tag_policies: Vec::new(),
         revalidate_grace: Duration::from_secs(1),
         breaker_failures: 3,

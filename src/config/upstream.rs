@@ -76,6 +76,9 @@ pub(super) fn merge_upstream(
     if let Some(t) = ru.idle_timeout {
         u.idle_timeout = t;
     }
+    if let Some(t) = ru.manifest_timeout {
+        u.manifest_timeout = t;
+    }
     if let Some(t) = ru.revalidate_grace {
         u.revalidate_grace = t;
     }

@@ -364,7 +364,9 @@ impl Upstream {
             .canonical_reason()
             .unwrap_or("error")
             .to_string();
-        let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+        let body = read_limited(resp, 64 * 1024, self.settings.manifest_timeout)
+            .await
+            .unwrap_or_default();
         let (code, message) = oci_error_text(&body).unwrap_or((None, reason));
         UpstreamError::Status {
             upstream: self.name.clone(),
@@ -423,7 +425,7 @@ impl Upstream {
         let bytes = if head {
             Bytes::new()
         } else {
-            read_limited(resp, MAX_MANIFEST_BYTES)
+            read_limited(resp, MAX_MANIFEST_BYTES, self.settings.manifest_timeout)
                 .await
                 .map_err(|e| match e {
                     ReadError::TooLarge => {
@@ -508,9 +510,12 @@ impl Upstream {
             .get(reqwest::header::LINK)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = read_limited(resp, 16 * 1024 * 1024)
+        let body = read_limited(resp, 16 * 1024 * 1024, self.settings.manifest_timeout)
             .await
-            .map_err(|_| self.invalid("tag list too large or cut short"))?;
+            .map_err(|e| match e {
+                ReadError::TooLarge => self.invalid("tag list larger than 16 MiB"),
+                ReadError::Io(r) => self.invalid(format!("tag list cut short: {r}")),
+            })?;
         Ok(FetchedTags { body, link })
     }
 
@@ -527,7 +532,24 @@ enum ReadError {
     Io(String),
 }
 
-async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
+/// A small body whole: at most `limit` bytes, arriving within `within` in all (an upstream
+/// sending a byte now and then would otherwise hold the request for ever).
+async fn read_limited(
+    resp: reqwest::Response,
+    limit: usize,
+    within: Duration,
+) -> Result<Bytes, ReadError> {
+    tokio::time::timeout(within, read_all(resp, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ReadError::Io(format!(
+                "the answer did not arrive in whole within {}",
+                humantime::format_duration(within)
+            )))
+        })
+}
+
+async fn read_all(resp: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
     let mut buf = BytesMut::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {

@@ -44,14 +44,18 @@ impl Upstream {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = read_limited(resp, MAX_REFERRERS_BYTES - total)
-                .await
-                .map_err(|e| match e {
-                    ReadError::TooLarge => self.invalid(format!(
-                        "referrers of {subject} in {repo} exceed {MAX_REFERRERS_BYTES} bytes"
-                    )),
-                    ReadError::Io(r) => self.unreachable(r),
-                })?;
+            let body = read_limited(
+                resp,
+                MAX_REFERRERS_BYTES - total,
+                self.settings.manifest_timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => self.invalid(format!(
+                    "referrers of {subject} in {repo} exceed {MAX_REFERRERS_BYTES} bytes"
+                )),
+                ReadError::Io(r) => self.unreachable(r),
+            })?;
             total += body.len();
             let list = Referrers::parse(&body)
                 .map_err(|e| self.invalid(format!("referrers of {subject} in {repo}: {e}")))?;

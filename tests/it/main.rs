@@ -15,6 +15,7 @@ mod deploy;
 mod deploy_replicas;
 mod docker;
 mod faults;
+mod hostile_upstream;
 mod lifecycle;
 mod object_store;
 mod pg_index;
