@@ -51,7 +51,9 @@ impl Scanner {
 impl BackgroundService for ScanService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let scanner = &self.scanner;
-        scanner.refresh_gauge();
+        // The index may be PostgreSQL's blocking client, which must not run on this task.
+        let s = scanner.clone();
+        let _ = tokio::task::spawn_blocking(move || s.refresh_gauge()).await;
         let configured = scanner.db().configured();
         // Nothing is ever written by an older analyzer again: once none is left, stop looking.
         let mut upgrading = scanner.settings().upgrade_batch > 0;

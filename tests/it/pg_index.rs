@@ -124,4 +124,11 @@ async fn the_postgres_index_serves_lifecycle_and_survives_a_restart_without_upst
         !bw.log_text().contains("pw-never-logged"),
         "the index password reached the log"
     );
+    // Background services (scans, lifecycle, readiness) ran on the PostgreSQL index too; the
+    // blocking client must never be called on an async task (it panics there).
+    assert!(
+        !bw.log_text().contains("panicked"),
+        "a thread panicked:\n{}",
+        bw.log_text()
+    );
 }
