@@ -336,9 +336,11 @@ cold_case() {
     sleep "$(calc "$TTL_S + 0.5")"
     l0=$(log_lines "$UP_LOG")
     x0=$(pg_statements "$DB_C")
+    pg_statement_counts "$DB_C" >"$WORK/pg-$key-tag-before.tsv"
     for n in "$@"; do check_tag "$(tag_url "$n")"; done
     R[c_${key}_tag_seq]=$(upstream_count "$l0" "/manifests/" "GET|HEAD")
     R[c_${key}_tag_seq_pg]=$(pg_delta "$DB_C" "$x0")
+    pg_statement_counts "$DB_C" >"$WORK/pg-$key-tag-after.tsv"
     sleep "$(calc "$TTL_S + 0.5")"
     l0=$(log_lines "$UP_LOG")
     R[c_${key}_tag_conc_run]=$(spread_gets tag "$@")
@@ -425,7 +427,9 @@ GETS=$((CLIENTS * REPEAT))
         read -r gets bytes <<<"${R[c_$2_up]}"
         read -r cw cf <<<"${R[c_$2_tag_conc_run]}"
         [ "$cf" = 0 ] || cf_note=" ($cf failed)"
-        echo "| $1 | $fail | $gets | $(fmt .2f "$(calc "$bytes/$SIZE")")× | $wall s | ${R[c_$2_sources]} | ${R[c_$2_pg]} | ${R[c_$2_tag_first]} | ${R[c_$2_tag_seq]} | ${R[c_$2_tag_conc]}${cf_note:-} |"
+        local sources="${R[c_$2_sources]}" pg="${R[c_$2_pg]}"
+        [ "$2" = one ] && sources="— (no cluster)" && pg="— (SQLite)"
+        echo "| $1 | $fail | $gets | $(fmt .2f "$(calc "$bytes/$SIZE")")× | $wall s | $sources | $pg | ${R[c_$2_tag_first]} | ${R[c_$2_tag_seq]} | ${R[c_$2_tag_conc]}${cf_note:-} |"
     }
     c_row "1 replica, SQLite (reference)" one
     c_row "3 replicas, PostgreSQL" three
@@ -438,11 +442,11 @@ GETS=$((CLIENTS * REPEAT))
     echo "| upstream bytes 1.0× the blob over 3 replicas | $(fmt .2f "$(calc "$b3/$SIZE")")× | $(verdict "$b3 == $SIZE") |"
     echo "| a tag past its TTL asked of the 3 in turn: as many upstream requests as for 1 | ${R[c_three_tag_seq]} / ${R[c_one_tag_seq]} | $(verdict "${R[c_three_tag_seq]} <= ${R[c_one_tag_seq]}") |"
     echo
-    echo "PostgreSQL statements during the 3-replica cold burst (timer-driven ones apart; $COLD_CLIENTS clients, one blob), and ${R[c_three_tag_seq_pg]} while the tag past its TTL was asked of the three in turn:"
+    echo "PostgreSQL statements (timer-driven ones apart) during the 3-replica cold burst ($COLD_CLIENTS clients, one blob; ${R[c_three_pg]} in all) and while the tag past its TTL was asked of the three in turn (${R[c_three_tag_seq_pg]} in all):"
     echo
-    echo "| calls | statement |"
-    echo "|---|---|"
-    python3 - "$WORK/pg-three-before.tsv" "$WORK/pg-three-after.tsv" <<'EOF'
+    echo "| calls, cold burst | calls, tag past TTL ×3 | statement |"
+    echo "|---|---|---|"
+    python3 - "$WORK"/pg-three-{before,after,tag-before,tag-after}.tsv <<'EOF'
 import sys
 def load(p):
     d = {}
@@ -451,12 +455,14 @@ def load(p):
             n, q = line.rstrip("\n").split("\t", 1)
             d[q] = d.get(q, 0) + int(n)
     return d
-before, after = load(sys.argv[1]), load(sys.argv[2])
-rows = sorted(((n - before.get(q, 0), q) for q, n in after.items()), reverse=True)
-for n, q in rows:
-    if n > 0:
-        q = q if len(q) <= 110 else q[:107] + "..."
-        print(f"| {n} | `{q.replace('|', '/')}` |")
+b0, b1, t0, t1 = map(load, sys.argv[1:5])
+burst = {q: n - b0.get(q, 0) for q, n in b1.items()}
+tag = {q: n - t0.get(q, 0) for q, n in t1.items()}
+rows = sorted(((burst.get(q, 0), tag.get(q, 0), q) for q in set(burst) | set(tag)), reverse=True)
+for b, t, q in rows:
+    if b > 0 or t > 0:
+        q = q if len(q) <= 100 else q[:97] + "..."
+        print(f"| {b} | {t} | `{q.replace('|', '/')}` |")
 EOF
     echo
     echo "In all ${#NODE[@]} breakwater logs: $PROBLEMS WARN/ERROR lines (apart from the start-up warning that \`[access]\` is off), $PANICS panics."
