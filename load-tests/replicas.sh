@@ -244,11 +244,13 @@ round_blob() { # KEY BW_PIDS OTHER_PIDS NAME...
     s0=$(garage_requests)
     RAW[blob_$key]+="$(blob_load "$key" "$pids" "$others" "$@") $(pg_delta "$DB_B" "$x0") $(($(garage_requests) - s0));"
 }
-round_manifest() { # KEY NAME...
-    local key="$1" x0
-    shift
+round_manifest() { # KEY PIDS NAME...: also the CPU seconds of PIDS over the run
+    local key="$1" pids="$2" x0 c0 out
+    shift 2
     x0=$(pg_statements "$DB_B")
-    RAW[man_$key]+="$(manifest_load "$key" "$@") $(pg_delta "$DB_B" "$x0");"
+    c0=$(cpu_ticks $pids)
+    out=$(manifest_load "$key" "$@")
+    RAW[man_$key]+="$out $(pg_delta "$DB_B" "$x0") $(calc "($(cpu_ticks $pids)-$c0)/$CLK_TCK");"
 }
 B_PIDS="$(pid_of b1) $(pid_of b2) $(pid_of b3)"
 for round in $(seq "$ROUNDS"); do
@@ -260,10 +262,10 @@ for round in $(seq "$ROUNDS"); do
     round_blob pg1 "$B_PIDS" "$pg_pids" b1
     round_blob pg3 "$B_PIDS" "$pg_pids" b1 b2 b3
     log "round $round/$ROUNDS: manifest by tag, $CONNECTIONS connections, $DURATION each"
-    round_manifest fs a-fs
-    round_manifest s3 a-s3
-    round_manifest pg1 b1
-    round_manifest pg3 b1 b2 b3
+    round_manifest fs "$(pid_of a-fs)" a-fs
+    round_manifest s3 "$(pid_of a-s3)" a-s3
+    round_manifest pg1 "$B_PIDS" b1
+    round_manifest pg3 "$B_PIDS" b1 b2 b3
 done
 # medians of each field over the rounds
 for k in "${!RAW[@]}"; do
@@ -366,6 +368,7 @@ f() { cut -d' ' -f"$2" <<<"${R[$1]}"; } # field N of a result
 gbs() { fmt .2f "$(f "blob_$1" 1)"; }
 rps() { fmt .0f "$(f "man_$1" 1)"; }
 per_k() { fmt .1f "$(calc "$(f "man_$1" 5)*1000/max($(f "man_$1" 4),1)")"; }
+cpu_100k() { fmt .1f "$(calc "$(f "man_$1" 6)*1e5/max($(f "man_$1" 4),1)")"; }
 BLOB_MIB=$(calc "$SIZE/$MIB")
 GETS=$((CLIENTS * REPEAT))
 {
@@ -377,12 +380,12 @@ GETS=$((CLIENTS * REPEAT))
     echo
     echo "Warm ${BLOB_MIB} MiB blob: $CLIENTS curl clients × $REPEAT GETs; manifest by tag: wrk, $CONNECTIONS connections, $DURATION. SQLite index, redirect off; same config otherwise."
     echo
-    echo "| store | warm blob GB/s | vs fs | breakwater CPU s/GB | Garage CPU s/GB | S3 requests per blob GET | failed GETs | manifest by tag req/s | vs fs | p99 | errors |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| store | warm blob GB/s | vs fs | breakwater CPU s/GB | Garage CPU s/GB | S3 requests per blob GET | failed GETs | manifest by tag req/s | vs fs | p99 | errors | breakwater CPU s per 100k manifests |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     a_row() { # label key
-        local man="— | — | — | —" s3="—" garage="—"
+        local man="— | — | — | — | —" s3="—" garage="—"
         if [ -n "${R[man_$2]:-}" ]; then
-            man="$(rps "$2") | $(ratio "$(f "man_$2" 1)" "$(f man_fs 1)") | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)")"
+            man="$(rps "$2") | $(ratio "$(f "man_$2" 1)" "$(f man_fs 1)") | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)") | $(cpu_100k "$2")"
         fi
         if [ "$2" != fs ]; then
             s3=$(fmt .1f "$(calc "$(f "blob_$2" 6)/$GETS")")
@@ -400,10 +403,10 @@ GETS=$((CLIENTS * REPEAT))
     echo
     echo "Blob: the same $CLIENTS clients × $REPEAT GETs, client i on replica i mod n. Manifest by tag: $CONNECTIONS wrk connections in total, split evenly with one wrk per replica running together (one thread each; a single wrk -t2 for one replica). \"1 replica\" is b1 of the same cluster with b2 and b3 idle (heartbeats only). PostgreSQL statements counted with \`pg_stat_statements\` over each run, leaving out the timer-driven ones (membership heartbeats, job leases): over a manifest run with no request to these replicas (the filesystem row of A) there were $(fmt .0f "$(f man_fs 5)")."
     echo
-    echo "| replicas serving | warm blob GB/s | vs 1 | replica CPU s/GB | PostgreSQL CPU s/GB | PG statements per blob GET | manifest by tag req/s | vs 1 | worst p99 | errors | PG statements per 1k manifest requests |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| replicas serving | warm blob GB/s | vs 1 | replica CPU s/GB | PostgreSQL CPU s/GB | PG statements per blob GET | manifest by tag req/s | vs 1 | worst p99 | errors | replica CPU s per 100k manifests | PG statements per 1k manifest requests |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     b_row() {
-        echo "| $1 | $(gbs "$2") | $(ratio "$(f "blob_$2" 1)" "$(f blob_pg1 1)") | $(f "blob_$2" 3) | $(f "blob_$2" 4) | $(fmt .2f "$(calc "$(f "blob_$2" 5)/$GETS")") | $(rps "$2") | $(ratio "$(f "man_$2" 1)" "$(f man_pg1 1)") | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)") | $(per_k "$2") |"
+        echo "| $1 | $(gbs "$2") | $(ratio "$(f "blob_$2" 1)" "$(f blob_pg1 1)") | $(f "blob_$2" 3) | $(f "blob_$2" 4) | $(fmt .2f "$(calc "$(f "blob_$2" 5)/$GETS")") | $(rps "$2") | $(ratio "$(f "man_$2" 1)" "$(f man_pg1 1)") | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)") | $(cpu_100k "$2") | $(per_k "$2") |"
     }
     b_row "1 replica (reference)" pg1
     b_row "3 replicas" pg3
