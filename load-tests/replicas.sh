@@ -365,8 +365,23 @@ fi
 
 # ---------------------------------------------------------------- report
 f() { cut -d' ' -f"$2" <<<"${R[$1]}"; } # field N of a result
-gbs() { fmt .2f "$(f "blob_$1" 1)"; }
-rps() { fmt .0f "$(f "man_$1" 1)"; }
+# spread KEY [REF_KEY] FMT: field 1 over the rounds as "median (min–max)"; with REF_KEY, of the
+# per-round ratios KEY/REF_KEY (the two measured back to back in each round, so drifting load
+# on the shared machine cancels out better than in a ratio of medians).
+spread() {
+    python3 - "${RAW[$1]}" "${2:+${RAW[$2]}}" "$3" <<'EOF'
+import statistics, sys
+rows = lambda raw: [float(r.split()[0]) for r in raw.split(";") if r.strip()]
+a, fmt = rows(sys.argv[1]), sys.argv[3]
+if sys.argv[2]:
+    a = [x / y if y else float("nan") for x, y in zip(a, rows(sys.argv[2]))]
+unit = "×" if sys.argv[2] else ""
+med = format(statistics.median(a), fmt) + unit
+print(med if len(a) < 2 else f"{med} ({format(min(a), fmt)}–{format(max(a), fmt)}{unit})")
+EOF
+}
+gbs() { spread "blob_$1" "" .2f; }
+rps() { spread "man_$1" "" .0f; }
 per_k() { fmt .1f "$(calc "$(f "man_$1" 5)*1000/max($(f "man_$1" 4),1)")"; }
 cpu_100k() { fmt .1f "$(calc "$(f "man_$1" 6)*1e5/max($(f "man_$1" 4),1)")"; }
 BLOB_MIB=$(calc "$SIZE/$MIB")
@@ -374,7 +389,7 @@ GETS=$((CLIENTS * REPEAT))
 {
     echo "## replicas: object storage vs filesystem, 1 vs 3 replicas, upstream requests (issue 11)"
     echo
-    echo "$(context). One run: the upstream registry, Garage $("$GARAGE_BIN" --version 2>/dev/null | awk '{print $2}' | cut -d' ' -f1), PostgreSQL $("$(pg_bin postgres)" --version | awk '{print $3}'), every breakwater (threads = $THREADS each) and every client (curl, wrk) share this machine's $(nproc) CPUs: a second or third replica adds no hardware here, so the 3-replica aggregate shows the cost of spreading the load, not the gain of more machines. Medians of $ROUNDS interleaved round(s)."
+    echo "$(context). One run: the upstream registry, Garage $("$GARAGE_BIN" --version 2>/dev/null | awk '{print $2}' | sed 's/^cargo://'), PostgreSQL $("$(pg_bin postgres)" --version | awk '{print $3}'), every breakwater (threads = $THREADS each) and every client (curl, wrk) share this machine's $(nproc) CPUs: a second or third replica adds no hardware here: where three replicas do more than one, it is because six server threads win a larger share of the contended CPUs than two (compare the CPU per request), not more machines. Medians of $ROUNDS interleaved round(s), with the range over the rounds in brackets; ratios are medians of the per-round ratios."
     echo
     echo "### A. One replica: blob store on object storage (Garage) vs the filesystem"
     echo
@@ -385,13 +400,13 @@ GETS=$((CLIENTS * REPEAT))
     a_row() { # label key
         local man="— | — | — | — | —" s3="—" garage="—"
         if [ -n "${R[man_$2]:-}" ]; then
-            man="$(rps "$2") | $(ratio "$(f "man_$2" 1)" "$(f man_fs 1)") | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)") | $(cpu_100k "$2")"
+            man="$(rps "$2") | $(spread "man_$2" man_fs .2f) | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)") | $(cpu_100k "$2")"
         fi
         if [ "$2" != fs ]; then
             s3=$(fmt .1f "$(calc "$(f "blob_$2" 6)/$GETS")")
             garage=$(f "blob_$2" 4)
         fi
-        echo "| $1 | $(gbs "$2") | $(ratio "$(f "blob_$2" 1)" "$(f blob_fs 1)") | $(f "blob_$2" 3) | $garage | $s3 | $(fmt .0f "$(f "blob_$2" 2)") | $man |"
+        echo "| $1 | $(gbs "$2") | $(spread "blob_$2" blob_fs .2f) | $(f "blob_$2" 3) | $garage | $s3 | $(fmt .0f "$(f "blob_$2" 2)") | $man |"
     }
     a_row "filesystem (reference)" fs
     a_row "S3 (Garage), no local cache" s3
@@ -406,17 +421,17 @@ GETS=$((CLIENTS * REPEAT))
     echo "| replicas serving | warm blob GB/s | vs 1 | replica CPU s/GB | PostgreSQL CPU s/GB | PG statements per blob GET | manifest by tag req/s | vs 1 | worst p99 | errors | replica CPU s per 100k manifests | PG statements per 1k manifest requests |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     b_row() {
-        echo "| $1 | $(gbs "$2") | $(ratio "$(f "blob_$2" 1)" "$(f blob_pg1 1)") | $(f "blob_$2" 3) | $(f "blob_$2" 4) | $(fmt .2f "$(calc "$(f "blob_$2" 5)/$GETS")") | $(rps "$2") | $(ratio "$(f "man_$2" 1)" "$(f man_pg1 1)") | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)") | $(cpu_100k "$2") | $(per_k "$2") |"
+        echo "| $1 | $(gbs "$2") | $(spread "blob_$2" blob_pg1 .2f) | $(f "blob_$2" 3) | $(f "blob_$2" 4) | $(fmt .2f "$(calc "$(f "blob_$2" 5)/$GETS")") | $(rps "$2") | $(spread "man_$2" man_pg1 .2f) | $(f "man_$2" 2) ms | $(fmt .0f "$(f "man_$2" 3)") | $(cpu_100k "$2") | $(per_k "$2") |"
     }
     b_row "1 replica (reference)" pg1
     b_row "3 replicas" pg3
     echo
-    echo "| ratio | measured |"
+    echo "| ratio (median of the per-round ratios, min–max) | measured |"
     echo "|---|---|"
-    echo "| 3 replicas / 1, warm blob GB/s | $(ratio "$(f blob_pg3 1)" "$(f blob_pg1 1)") |"
-    echo "| 3 replicas / 1, manifest req/s | $(ratio "$(f man_pg3 1)" "$(f man_pg1 1)") |"
-    echo "| one replica on PostgreSQL (cluster) / one on SQLite (A's filesystem row), manifest req/s | $(ratio "$(f man_pg1 1)" "$(f man_fs 1)") |"
-    echo "| same, warm blob GB/s | $(ratio "$(f blob_pg1 1)" "$(f blob_fs 1)") |"
+    echo "| 3 replicas / 1, warm blob GB/s | $(spread blob_pg3 blob_pg1 .2f) |"
+    echo "| 3 replicas / 1, manifest req/s | $(spread man_pg3 man_pg1 .2f) |"
+    echo "| one replica on PostgreSQL (cluster) / one on SQLite (A's filesystem row), manifest req/s | $(spread man_pg1 man_fs .2f) |"
+    echo "| same, warm blob GB/s | $(spread blob_pg1 blob_fs .2f) |"
     echo
     echo "### C. Upstream requests: $COLD_CLIENTS clients, one replica vs three"
     echo
