@@ -318,6 +318,9 @@ cold_case() {
     l0=$(log_lines "$UP_LOG")
     R[c_${key}_burst]=$(spread_gets blob "$@")
     R[c_${key}_up]=$(wait_log_quiet "$UP_LOG" 1 30 && log_stats "$UP_LOG" "$l0" "/blobs/$DIGEST")
+    # A client joining a fill before the blob is linked to its repository has upstream confirm
+    # the repository holds it (a HEAD): counted apart from the GETs.
+    R[c_${key}_heads]=$(log_stats "$UP_LOG" "$l0" "/blobs/$DIGEST" HEAD | cut -d' ' -f1)
     R[c_${key}_pg]=$(pg_delta "$DB_C" "$x0")
     pg_statement_counts "$DB_C" >"$WORK/pg-$key-after.tsv"
     s=""
@@ -437,8 +440,8 @@ GETS=$((CLIENTS * REPEAT))
     echo
     echo "A fresh ${BLOB_MIB} MiB blob (cold on every node: new stores, new database): $COLD_CLIENTS concurrent curl GETs, client i on node i mod n. Counted in the upstream registry's access log. Then the tag (TTL $TAG_TTL): first asked of each node in turn (cold), after its TTL asked of each node in turn, and after its TTL again by $COLD_CLIENTS concurrent clients spread over the nodes."
     echo
-    echo "| nodes | failed clients | upstream blob GETs | upstream bytes / blob | wall, all $COLD_CLIENTS | fills upstream / peer / takeover | PG statements in the burst | tag, first asks: upstream manifest requests | tag past TTL, nodes in turn | tag past TTL, $COLD_CLIENTS at once |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| nodes | failed clients | upstream blob GETs | upstream blob HEADs | upstream bytes / blob | wall, all $COLD_CLIENTS | fills upstream / peer / takeover | PG statements in the burst | tag, first asks: upstream manifest requests | tag past TTL, nodes in turn | tag past TTL, $COLD_CLIENTS at once |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     c_row() {
         local wall fail gets bytes cw cf cf_note=""
         read -r wall fail <<<"${R[c_$2_burst]}"
@@ -447,7 +450,7 @@ GETS=$((CLIENTS * REPEAT))
         [ "$cf" = 0 ] || cf_note=" ($cf failed)"
         local sources="${R[c_$2_sources]}" pg="${R[c_$2_pg]}"
         [ "$2" = one ] && sources="— (no cluster)" && pg="— (SQLite)"
-        echo "| $1 | $fail | $gets | $(fmt .2f "$(calc "$bytes/$SIZE")")× | $wall s | $sources | $pg | ${R[c_$2_tag_first]} | ${R[c_$2_tag_seq]} | ${R[c_$2_tag_conc]}${cf_note:-} |"
+        echo "| $1 | $fail | $gets | ${R[c_$2_heads]} | $(fmt .2f "$(calc "$bytes/$SIZE")")× | $wall s | $sources | $pg | ${R[c_$2_tag_first]} | ${R[c_$2_tag_seq]} | ${R[c_$2_tag_conc]}${cf_note:-} |"
     }
     c_row "1 replica, SQLite (reference)" one
     c_row "3 replicas, PostgreSQL" three
