@@ -201,7 +201,9 @@ wait_log_quiet() {
 
 # ---------------------------------------------------------------- breakwater
 
-# start_breakwater NAME UPSTREAM_PORT [THREADS] -> BW_PORT, BW_ADMIN, BW_PID, BW_DIR (fresh store)
+# start_breakwater NAME UPSTREAM_PORT [THREADS] [EXTRA_TOML] -> BW_PORT, BW_ADMIN, BW_PID, BW_DIR
+# (fresh store). BW_STORAGE: extra [storage] lines (index, backend and their sections);
+# BW_TAG_TTL: the upstream's tag_ttl (10m).
 start_breakwater() {
     local name="$1" up="$2" threads="${3:-2}" extra="${4:-}" attempt
     BW_DIR="$WORK/$name"
@@ -218,6 +220,7 @@ threads = $threads
 
 [storage]
 root = "$BW_DIR/store"
+${BW_STORAGE:-}
 
 [routing]
 default_upstream = "local"
@@ -226,7 +229,7 @@ presets = false
 [upstreams.local]
 url = "http://127.0.0.1:$up"
 aliases = ["local"]
-tag_ttl = "10m"
+tag_ttl = "${BW_TAG_TTL:-10m}"
 $extra
 EOF
         "$BREAKWATER_BIN" serve --config "$BW_DIR/breakwater.toml" >>"$BW_DIR/breakwater.log" 2>&1 </dev/null &

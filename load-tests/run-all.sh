@@ -11,7 +11,7 @@ LT_DIR="$(cd "$(dirname "$0")" && pwd)"
 REPO_DIR="$(cd "$LT_DIR/.." && pwd)"
 RESULTS_MD="${RESULTS_MD:-$LT_DIR/RESULTS.md}"
 export RESULTS_DIR="${RESULTS_DIR:-$LT_DIR/results}"
-SCRIPTS="${ONLY:-pull-64mib coalesce-cold warm-throughput manifest-rps}"
+SCRIPTS="${ONLY:-pull-64mib coalesce-cold warm-throughput manifest-rps replicas}"
 BIN="${BREAKWATER_BIN:-$REPO_DIR/target/release/breakwater}"
 
 if [ ! -x "$BIN" ]; then
