@@ -68,6 +68,16 @@ pub trait ClusterIndex: Send + Sync + 'static {
         peer_url: &str,
         ttl: Duration,
     ) -> Result<LeaseHolder>;
+    /// Takes the fill lease of `digest` for `node` even while `from` holds it (its bytes failed
+    /// verification), or when free, expired or `node`'s; `false` when a third replica holds it.
+    fn take_fill_lease_from(
+        &self,
+        digest: &Digest,
+        node: &str,
+        peer_url: &str,
+        from: &str,
+        ttl: Duration,
+    ) -> Result<bool>;
     /// Extends `node`'s lease of `digest` by `ttl`; `false` when `node` no longer holds it.
     fn renew_fill_lease(&self, digest: &Digest, node: &str, ttl: Duration) -> Result<bool>;
     /// Ends `node`'s lease of `digest` after `linger` (zero: now). A lingering lease keeps

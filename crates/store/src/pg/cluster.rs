@@ -68,6 +68,35 @@ impl ClusterIndex for PgIndex {
         })
     }
 
+    fn take_fill_lease_from(
+        &self,
+        d: &Digest,
+        node: &str,
+        peer_url: &str,
+        from: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let key = d.to_string();
+        self.db("take over fill lease", |c| {
+            let row = c.query_opt(
+                concat!(
+                    "INSERT INTO fill_leases (digest, owner, peer_url, expires_at)
+                     VALUES ($1, $2, $3, ",
+                    later!(4),
+                    ")
+                     ON CONFLICT (digest) DO UPDATE
+                       SET owner = EXCLUDED.owner, peer_url = EXCLUDED.peer_url,
+                           expires_at = EXCLUDED.expires_at
+                       WHERE fill_leases.expires_at < now()
+                          OR fill_leases.owner = EXCLUDED.owner OR fill_leases.owner = $5
+                     RETURNING owner"
+                ),
+                &[&key, &node, &peer_url, &ms(ttl), &from],
+            )?;
+            Ok(row.is_some())
+        })
+    }
+
     fn renew_fill_lease(&self, d: &Digest, node: &str, ttl: Duration) -> Result<bool> {
         let key = d.to_string();
         self.db("renew fill lease", |c| {
