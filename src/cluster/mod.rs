@@ -6,6 +6,7 @@
 
 pub mod jobs;
 pub mod members;
+pub mod revalidate;
 
 use crate::config::ClusterSettings;
 use crate::metrics::Metrics;

@@ -1,10 +1,10 @@
 //! [`ClusterIndex`] on PostgreSQL: each lease is one row taken with a single
 //! `INSERT … ON CONFLICT DO UPDATE … WHERE <expired or ours>`, so two replicas racing for a
-//! digest cannot both win.
+//! digest (or a tag's revalidation) cannot both win.
 
 use super::{digest, PgError, PgIndex};
 use crate::cluster::{ClusterIndex, FillLease, JobLease, LeaseHolder, Member};
-use crate::index::IndexError;
+use crate::index::{IndexError, RepoKey};
 use crate::oci::Digest;
 use std::time::Duration;
 
@@ -197,6 +197,36 @@ impl ClusterIndex for PgIndex {
                 expires_in_ms: r.get(2),
             })
             .collect())
+        })
+    }
+
+    fn take_tag_lease(&self, repo: &RepoKey, tag: &str, node: &str, ttl: Duration) -> Result<bool> {
+        self.db("take tag lease", |c| {
+            let row = c.query_opt(
+                concat!(
+                    "INSERT INTO tag_leases (upstream, repository, tag, owner, expires_at)
+                     VALUES ($1, $2, $3, $4, ",
+                    later!(5),
+                    ")
+                     ON CONFLICT (upstream, repository, tag) DO UPDATE
+                       SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                       WHERE tag_leases.expires_at < now() OR tag_leases.owner = EXCLUDED.owner
+                     RETURNING owner"
+                ),
+                &[&repo.upstream, &repo.name, &tag, &node, &ms(ttl)],
+            )?;
+            Ok(row.is_some())
+        })
+    }
+
+    fn release_tag_lease(&self, repo: &RepoKey, tag: &str, node: &str) -> Result<()> {
+        self.db("release tag lease", |c| {
+            c.execute(
+                "DELETE FROM tag_leases
+                 WHERE upstream = $1 AND repository = $2 AND tag = $3 AND owner = $4",
+                &[&repo.upstream, &repo.name, &tag, &node],
+            )?;
+            Ok(())
         })
     }
 
