@@ -41,6 +41,8 @@ pub struct Metrics {
     pub fills_in_flight: IntGauge,
     /// Cluster fills by where their bytes came from (`upstream`, `peer`, `takeover`).
     pub cluster_fills: IntCounterVec,
+    /// Peer fetches that failed, by reason (`digest_mismatch`, `unavailable`).
+    pub cluster_peer_failures: IntCounterVec,
     /// The store's byte quota (`storage.max_bytes`); 0 without one.
     pub store_quota_bytes: IntGauge,
     /// GC runs completed (dry runs not counted).
@@ -218,6 +220,13 @@ impl Metrics {
                 "Blob fills in a cluster by source: upstream (lease held), peer (streamed from \
                  the lease holder), takeover (lease taken from a failed holder, resumed upstream)",
                 &["source"],
+            ),
+            cluster_peer_failures: counter_vec(
+                &r,
+                "breakwater_cluster_peer_failures_total",
+                "Blob fetches from a peer replica that failed, by reason: digest_mismatch (the \
+                 peer's bytes were discarded and the blob refetched from upstream), unavailable",
+                &["reason"],
             ),
             store_quota_bytes: gauge(
                 &r,

@@ -6,6 +6,7 @@
 
 pub mod jobs;
 pub mod members;
+pub mod revalidate;
 
 use crate::config::ClusterSettings;
 use crate::metrics::Metrics;
@@ -72,6 +73,31 @@ impl Cluster {
             .cluster_fills
             .with_label_values(&[source])
             .inc();
+    }
+
+    /// Counts a failed peer fetch by reason (`digest_mismatch`, `unavailable`).
+    pub fn count_peer_failure(&self, reason: &str) {
+        self.metrics
+            .cluster_peer_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Takes the fill lease of `digest` from `peer`, whose bytes failed verification (or when
+    /// free or expired); `false` when yet another replica holds it.
+    pub async fn take_over_from(&self, digest: &Digest, peer: &str) -> Result<bool, String> {
+        let (ix, d, s, p) = (
+            self.index.clone(),
+            digest.clone(),
+            self.settings.clone(),
+            peer.to_string(),
+        );
+        tokio::task::spawn_blocking(move || {
+            ix.take_fill_lease_from(&d, &s.node, &s.peer_url, &p, s.lease_ttl)
+        })
+        .await
+        .map_err(|e| format!("lease task failed: {e}"))?
+        .map_err(|e| e.to_string())
     }
 
     /// Takes the fill lease of `digest`, or learns its holder.

@@ -13,6 +13,8 @@ use crate::oci::{Digest, ErrorCode, Reference, RegistryError, Tag};
 use bytes::Bytes;
 use std::sync::Arc;
 
+mod shared_tag;
+
 /// A manifest ready to serve.
 #[derive(Debug)]
 pub struct CachedManifest {
@@ -298,6 +300,11 @@ impl Registry {
         let Some(rec) = cached else {
             let m = self.fetch_manifest(t, &reference, Some(tag)).await?;
             return Ok((m, CacheStatus::Miss));
+        };
+        // Held until this function returns, after the record is written.
+        let _lease = match self.shared_revalidation(t, tag, &rec, &key).await? {
+            shared_tag::SharedTag::Answered(r) => return Ok(r),
+            shared_tag::SharedTag::AskUpstream(lease) => lease,
         };
         match t
             .upstream

@@ -1,12 +1,14 @@
 //! Hierarchical caches: a node breakwater whose upstream is an office breakwater, whose upstream
 //! is the registry. The node names the original registry with `ns`, digests stay the same along
 //! the chain, the registry sees one fetch per blob, and cached tags keep pulling when the top of
-//! the chain, then the office too, is cut off.
+//! the chain, then the office too, is cut off. containerd pulls through the same chain with a
+//! hosts.toml naming the node cache.
 
 use super::bw::Breakwater;
+use super::clients::Containerd;
 use super::support::image::{Format, Image, ACCEPT_ALL};
 use super::support::registry::Registry;
-use super::support::{http_client, sha256_digest, TempDir};
+use super::support::{free_port, http_client, sha256_digest, TempDir};
 use std::time::Duration;
 
 fn skopeo_pull(image: &str, dest: &std::path::Path) -> Result<(), String> {
@@ -32,14 +34,10 @@ async fn manifest(bw: &Breakwater, path: &str) -> (u16, String, String) {
     (status, cache, sha256_digest(&body))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn node_cache_through_office_cache_keeps_digests_and_serves_stale_along_the_chain() {
-    let mut reg = Registry::start_plain().await;
-    let img = Image::small(Format::Oci, 71);
-    reg.pusher().push_image("team/app", "v1", &img).await;
-
-    // The office cache knows the registry as host corp.example; its default route is a decoy
-    // that refuses connections, so a node request that lost its `ns` would fail.
+/// The office cache knows the registry as host corp.example; its default route is a decoy that
+/// refuses connections, so a node request that lost its `ns` would fail. The node cache's
+/// upstream is the office, asked for corp.example; it also answers clients naming corp.example.
+async fn office_and_node(reg: &Registry) -> (Breakwater, Breakwater) {
     let office = Breakwater::start(&format!(
         "[routing]\ndefault_upstream = \"decoy\"\npresets = false\n\n\
          [upstreams.decoy]\nurl = \"http://127.0.0.1:9\"\nconnect_timeout = \"1s\"\n\n\
@@ -48,14 +46,24 @@ async fn node_cache_through_office_cache_keeps_digests_and_serves_stale_along_th
         reg.url()
     ))
     .await;
-    // The node cache: its upstream is the office, asked for corp.example.
     let node = Breakwater::start(&format!(
         "[routing]\ndefault_upstream = \"corp\"\npresets = false\n\n\
-         [upstreams.corp]\nurl = \"{}\"\nns = \"corp.example\"\naliases = [\"corp\"]\n\
-         tag_ttl = \"1s\"\nconnect_timeout = \"1s\"\nfirst_byte_timeout = \"3s\"\nrevalidate_grace = \"1s\"\n",
+         [upstreams.corp]\nurl = \"{}\"\nns = \"corp.example\"\nhosts = [\"corp.example\"]\n\
+         aliases = [\"corp\"]\ntag_ttl = \"1s\"\nconnect_timeout = \"1s\"\n\
+         first_byte_timeout = \"3s\"\nrevalidate_grace = \"1s\"\n",
         office.url()
     ))
     .await;
+    (office, node)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_cache_through_office_cache_keeps_digests_and_serves_stale_along_the_chain() {
+    let mut reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 71);
+    reg.pusher().push_image("team/app", "v1", &img).await;
+
+    let (office, node) = office_and_node(&reg).await;
 
     // A real client pulls through both caches and gets the registry's exact manifest.
     let tmp = TempDir::new("chain");
@@ -117,4 +125,69 @@ async fn node_cache_through_office_cache_keeps_digests_and_serves_stale_along_th
         &tmp.path().join("c"),
     )
     .expect("skopeo with the office down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pulls_through_node_and_office_caches_with_a_hosts_toml() {
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 72);
+    reg.pusher().push_image("team/app", "v2", &img).await;
+    let (office, node) = office_and_node(&reg).await;
+
+    // containerd knows only the node cache, for corp.example; the registry host itself is a
+    // refusing loopback port, so the pull can only succeed through the chain.
+    let tmp = TempDir::new("chain-containerd");
+    let hosts_dir = tmp.path().join("certs.d");
+    std::fs::create_dir_all(hosts_dir.join("corp.example")).unwrap();
+    std::fs::write(
+        hosts_dir.join("corp.example/hosts.toml"),
+        format!(
+            "server = \"http://127.0.0.1:{}\"\n\n[host.\"{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            free_port(),
+            node.url()
+        ),
+    )
+    .unwrap();
+    let ctrd = Containerd::start(tmp.path()).await;
+    let out = ctrd.ctr(&[
+        "content",
+        "fetch",
+        "--hosts-dir",
+        hosts_dir.to_str().unwrap(),
+        "corp.example/team/app:v2",
+    ]);
+    assert!(
+        out.status.success(),
+        "ctr content fetch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // containerd holds the registry's exact content, digest for digest.
+    let listed = String::from_utf8_lossy(&ctrd.ctr(&["content", "ls"]).stdout).to_string();
+    for d in img
+        .blobs()
+        .iter()
+        .map(|b| &b.digest)
+        .chain([&img.manifest.digest])
+    {
+        assert!(
+            listed.contains(d.as_str()),
+            "{d} missing from containerd:\n{listed}"
+        );
+    }
+    // One registry fetch per blob; both caches hold each under the same digest.
+    reg.settle().await;
+    for b in img.blobs() {
+        assert_eq!(reg.blob_gets(&b.digest), 1, "{}", b.digest);
+        assert!(
+            office.has_blob(&b.digest) && node.has_blob(&b.digest),
+            "{}",
+            b.digest
+        );
+    }
+    // containerd's ?ns=corp.example reached the node's corp upstream, and the node's own ns
+    // reached the office's: never the office's default route.
+    let upstream = "breakwater_upstream_requests_total";
+    assert!(node.metric(upstream, &["upstream=\"corp\""]).await >= 3.0);
+    assert!(office.metric(upstream, &["upstream=\"corp\""]).await >= 3.0);
+    assert_eq!(office.metric(upstream, &["upstream=\"decoy\""]).await, 0.0);
 }

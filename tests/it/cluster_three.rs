@@ -111,3 +111,59 @@ async fn three_replicas_sixteen_clients_one_upstream_get_one_head_per_ttl() {
     reg.settle().await;
     assert_eq!(reg.blob_gets(&layer.digest), 1, "still one upstream GET");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_expiring_on_three_replicas_at_once_is_revalidated_upstream_once() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 3434);
+    reg.pusher().push_image("team/expiry", "v1", &img).await;
+    let replicas = [
+        replica(&db, &reg.url(), "node-a").await,
+        replica(&db, &reg.url(), "node-b").await,
+        replica(&db, &reg.url(), "node-c").await,
+    ];
+    let client = http_client();
+    let get_tag = |bw: &Breakwater| {
+        client
+            .get(format!("{}/v2/local/team/expiry/manifests/v1", bw.url()))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+    };
+    for bw in &replicas {
+        assert_eq!(get_tag(bw).await.unwrap().status(), 200);
+    }
+    reg.settle().await;
+    let asks = || reg.count("GET", "/manifests/v1") + reg.count("HEAD", "/manifests/v1");
+    let (before, heads) = (asks(), reg.count("HEAD", "/manifests/v1"));
+
+    // Past the 2 s TTL, four clients on each replica at the same moment.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let gets = (0..12).map(|i| {
+        let r = get_tag(&replicas[i % 3]);
+        async move {
+            let r = r.await.expect("GET tag");
+            let status = r.status().as_u16();
+            (
+                status,
+                sha256_digest(&r.bytes().await.expect("manifest body")),
+            )
+        }
+    });
+    for (status, digest) in futures_util::future::join_all(gets).await {
+        assert_eq!(
+            (status, digest.as_str()),
+            (200, img.manifest.digest.as_str())
+        );
+    }
+    reg.settle().await;
+    assert_eq!(
+        asks(),
+        before + 1,
+        "one upstream revalidation for twelve requests on three replicas"
+    );
+    assert_eq!(reg.count("HEAD", "/manifests/v1"), heads + 1, "a HEAD");
+}

@@ -9,6 +9,7 @@ mod chain;
 mod client_config;
 mod clients;
 mod cluster;
+mod cluster_peer;
 mod cluster_three;
 mod dashboards;
 mod deploy;

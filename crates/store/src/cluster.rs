@@ -1,10 +1,11 @@
 //! What several replicas share beyond the index: fill leases (one upstream fetch per digest
-//! across the cluster), job leases (one replica at a time runs lifecycle, quota and GC) and
+//! across the cluster), job leases (one replica at a time runs lifecycle, quota and GC), tag
+//! revalidation leases (one upstream HEAD when a tag expires on several replicas at once) and
 //! membership heartbeats. Only PostgreSQL implements it: a cluster needs a shared database.
 //!
 //! Expiry is judged by the database's clock (`now()`), so replicas' clocks need not agree.
 
-use crate::index::IndexError;
+use crate::index::{IndexError, RepoKey};
 use crate::oci::Digest;
 use serde::Serialize;
 use std::time::Duration;
@@ -68,6 +69,16 @@ pub trait ClusterIndex: Send + Sync + 'static {
         peer_url: &str,
         ttl: Duration,
     ) -> Result<LeaseHolder>;
+    /// Takes the fill lease of `digest` for `node` even while `from` holds it (its bytes failed
+    /// verification), or when free, expired or `node`'s; `false` when a third replica holds it.
+    fn take_fill_lease_from(
+        &self,
+        digest: &Digest,
+        node: &str,
+        peer_url: &str,
+        from: &str,
+        ttl: Duration,
+    ) -> Result<bool>;
     /// Extends `node`'s lease of `digest` by `ttl`; `false` when `node` no longer holds it.
     fn renew_fill_lease(&self, digest: &Digest, node: &str, ttl: Duration) -> Result<bool>;
     /// Ends `node`'s lease of `digest` after `linger` (zero: now). A lingering lease keeps
@@ -81,6 +92,11 @@ pub trait ClusterIndex: Send + Sync + 'static {
     fn release_job_lease(&self, name: &str, node: &str) -> Result<()>;
     /// The job leases that have not expired.
     fn live_job_leases(&self) -> Result<Vec<JobLease>>;
+    /// Takes the revalidation lease of `tag` in `repo` for `node` when it is free, expired or
+    /// already `node`'s; `false` when another replica holds it (and is asking upstream now).
+    fn take_tag_lease(&self, repo: &RepoKey, tag: &str, node: &str, ttl: Duration) -> Result<bool>;
+    /// Ends `node`'s revalidation lease of `tag` in `repo`.
+    fn release_tag_lease(&self, repo: &RepoKey, tag: &str, node: &str) -> Result<()>;
     /// Registers `node` or refreshes its heartbeat.
     fn heartbeat(&self, node: &str, peer_url: &str, started_at_ms: i64) -> Result<()>;
     /// Every registered member, the longest silent last.

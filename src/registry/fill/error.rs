@@ -45,6 +45,10 @@ pub enum FillError {
     /// The store refused writes and this reader fell behind the bytes held in memory.
     #[error("reader fell behind an uncached fill")]
     ReaderFellBehind,
+    /// The bytes this reader handed out were discarded (a peer's bytes failed verification and
+    /// the fill started over from upstream).
+    #[error("the bytes read so far failed verification and were discarded; retry")]
+    Discarded,
     /// The fill went away without a verdict.
     #[error("fill ended without a result")]
     Vanished,

@@ -64,6 +64,9 @@ pub struct Progress {
     pub total: Option<u64>,
     /// The phase.
     pub phase: Phase,
+    /// How often the fill discarded its bytes and started over (a peer's bytes failed
+    /// verification): a reader that handed out bytes from before a restart must stop.
+    pub restarts: u32,
 }
 
 /// A running fill.
@@ -153,6 +156,7 @@ impl Fills {
             written: 0,
             total: None,
             phase: Phase::Connecting,
+            restarts: 0,
         });
         let spill = Arc::new(Mutex::new(Spill::default()));
         let fill = Arc::new(Fill {
@@ -402,9 +406,32 @@ async fn download(
                 None => break,
             }
         }
+        let end = offset + buf.len() as u64;
+        if broken.is_none() && total.is_none_or(|t| t == end) {
+            // Complete. The last bytes are published only once verified: a peer's bad blob
+            // smaller than one write chunk then never reaches a reader.
+            let got = hasher.clone().finish();
+            if &got == digest {
+                return flush(sink, &mut buf, offset, tx).await;
+            }
+            if spilling(sink) || !source.refuse_peer(digest, &got).await {
+                ctx.metrics.verification_failures.inc();
+                return Err(FillError::DigestMismatch {
+                    expected: digest.clone(),
+                    got,
+                });
+            }
+            // A peer's bytes: discard them all and fetch the blob from upstream, from byte 0.
+            (hasher, offset, attempt) = (Hasher::new(digest.algorithm()), 0, 0);
+            buf.clear();
+            tx.send_modify(|p| {
+                p.written = 0;
+                p.restarts += 1;
+            });
+            continue;
+        }
         offset = flush(sink, &mut buf, offset, tx).await?;
         match broken {
-            None if total.is_none_or(|t| t == offset) => break,
             None => {
                 if attempt >= MAX_ATTEMPTS {
                     return Err(FillError::Truncated {
@@ -422,15 +449,12 @@ async fn download(
         }
         backoff(attempt).await;
     }
-    let got = hasher.finish();
-    if &got != digest {
-        ctx.metrics.verification_failures.inc();
-        return Err(FillError::DigestMismatch {
-            expected: digest.clone(),
-            got,
-        });
-    }
-    Ok(offset)
+}
+
+/// Whether the store refused writes and the fill relays from memory (it cannot start over).
+fn spilling(sink: &Sink) -> bool {
+    let spill = sink.spill.lock().unwrap_or_else(|p| p.into_inner());
+    spill.file_end.is_some()
 }
 
 fn retryable(e: &UpstreamError) -> bool {

@@ -17,6 +17,7 @@ pub struct FillReader {
     fill: Arc<Fill>,
     rx: watch::Receiver<Progress>,
     pos: u64,
+    start: u64,
     end: Option<u64>,
     /// Progress as of the last chunk handed out.
     seen: Progress,
@@ -39,6 +40,7 @@ impl FillReader {
             fill,
             rx,
             pos: start,
+            start,
             end,
             seen,
         }
@@ -58,6 +60,13 @@ impl FillReader {
             let p = self.rx.borrow_and_update().clone();
             if let Phase::Failed(e) = &p.phase {
                 return Err(e.clone());
+            }
+            if p.restarts != self.seen.restarts {
+                // The bytes handed out so far were discarded: this response cannot be finished.
+                if self.pos > self.start {
+                    return Err(FillError::Discarded);
+                }
+                self.seen.restarts = p.restarts;
             }
             let ready = readable(&p);
             let stop = self.end.map_or(ready, |e| e.min(ready));

@@ -1,7 +1,9 @@
 //! Where a fill's bytes come from: upstream, or, in a cluster, the replica holding the digest's
 //! fill lease (its peer endpoint relays that replica's running fill). When the holder fails
 //! mid-stream or dies, this replica takes the lease and resumes from upstream with `Range`
-//! from the bytes it already has: the fill's hasher and staging simply continue.
+//! from the bytes it already has: the fill's hasher and staging simply continue. When a peer's
+//! bytes fail verification (its stored copy rotted), they are discarded and this replica takes
+//! the lease from that peer and fetches the blob from upstream.
 
 use crate::cluster::{Claim, Cluster, LeaseGuard};
 use crate::config::Credentials;
@@ -17,6 +19,8 @@ pub(super) struct Source {
     /// `Some`: streaming from that peer; `None`: from upstream.
     peer: Option<LeaseHolder>,
     guard: Option<LeaseGuard>,
+    /// The node id of the last peer that sent bytes; taken when its bytes are refused.
+    sent_by: Option<String>,
 }
 
 impl Source {
@@ -28,6 +32,7 @@ impl Source {
             cluster,
             peer: None,
             guard: None,
+            sent_by: None,
         };
         let Some(c) = s.cluster.clone() else {
             return s;
@@ -67,8 +72,12 @@ impl Source {
             return upstream.blob(repo, digest, from, client).await;
         };
         match c.peer_blob(holder, digest, from).await {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                self.sent_by = Some(holder.owner.clone());
+                Ok(r)
+            }
             Err(e) => {
+                c.count_peer_failure("unavailable");
                 tracing::info!(%digest, from, "peer failed ({e}); trying the lease");
                 self.recover(&c, e, upstream, (repo, client), digest, from)
                     .await
@@ -101,6 +110,7 @@ impl Source {
                 Ok(Claim::Peer(holder)) => {
                     match c.peer_blob(&holder, digest, from).await {
                         Ok(r) => {
+                            self.sent_by = Some(holder.owner.clone());
                             self.peer = Some(holder);
                             return Ok(r);
                         }
@@ -115,6 +125,31 @@ impl Source {
             }
             tokio::time::sleep(ttl / 4).await;
         }
+    }
+
+    /// The fill's bytes hashed to `got`, not `digest`. When a peer sent (some of) them: counts
+    /// and logs it, takes the lease from that peer and returns `true`: the caller discards every
+    /// byte and fetches again, from upstream only. `false`: upstream's own bytes were bad (or a
+    /// peer's already were once): the fill fails.
+    pub(super) async fn refuse_peer(&mut self, digest: &Digest, got: &Digest) -> bool {
+        let (Some(c), Some(peer)) = (self.cluster.clone(), self.sent_by.take()) else {
+            return false;
+        };
+        c.count_peer_failure("digest_mismatch");
+        tracing::warn!(%digest, %got, %peer, "bytes from peer did not match the digest; discarded, refetching from upstream");
+        self.peer = None;
+        match c.take_over_from(digest, &peer).await {
+            Ok(true) => {
+                c.count_fill("takeover");
+                if self.guard.is_none() {
+                    self.guard = Some(c.hold(digest));
+                }
+            }
+            // Another replica holds it now: fetch anyway, the digest decides.
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%digest, "cannot take the fill lease, fetching upstream: {e}"),
+        }
+        true
     }
 
     /// Releases the lease, if held (see [`LeaseGuard::finish`]).

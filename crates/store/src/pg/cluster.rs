@@ -1,10 +1,10 @@
 //! [`ClusterIndex`] on PostgreSQL: each lease is one row taken with a single
 //! `INSERT … ON CONFLICT DO UPDATE … WHERE <expired or ours>`, so two replicas racing for a
-//! digest cannot both win.
+//! digest (or a tag's revalidation) cannot both win.
 
 use super::{digest, PgError, PgIndex};
 use crate::cluster::{ClusterIndex, FillLease, JobLease, LeaseHolder, Member};
-use crate::index::IndexError;
+use crate::index::{IndexError, RepoKey};
 use crate::oci::Digest;
 use std::time::Duration;
 
@@ -65,6 +65,35 @@ impl ClusterIndex for PgIndex {
             Err(PgError::Data(format!(
                 "the fill lease of {key} kept changing hands"
             )))
+        })
+    }
+
+    fn take_fill_lease_from(
+        &self,
+        d: &Digest,
+        node: &str,
+        peer_url: &str,
+        from: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let key = d.to_string();
+        self.db("take over fill lease", |c| {
+            let row = c.query_opt(
+                concat!(
+                    "INSERT INTO fill_leases (digest, owner, peer_url, expires_at)
+                     VALUES ($1, $2, $3, ",
+                    later!(4),
+                    ")
+                     ON CONFLICT (digest) DO UPDATE
+                       SET owner = EXCLUDED.owner, peer_url = EXCLUDED.peer_url,
+                           expires_at = EXCLUDED.expires_at
+                       WHERE fill_leases.expires_at < now()
+                          OR fill_leases.owner = EXCLUDED.owner OR fill_leases.owner = $5
+                     RETURNING owner"
+                ),
+                &[&key, &node, &peer_url, &ms(ttl), &from],
+            )?;
+            Ok(row.is_some())
         })
     }
 
@@ -168,6 +197,36 @@ impl ClusterIndex for PgIndex {
                 expires_in_ms: r.get(2),
             })
             .collect())
+        })
+    }
+
+    fn take_tag_lease(&self, repo: &RepoKey, tag: &str, node: &str, ttl: Duration) -> Result<bool> {
+        self.db("take tag lease", |c| {
+            let row = c.query_opt(
+                concat!(
+                    "INSERT INTO tag_leases (upstream, repository, tag, owner, expires_at)
+                     VALUES ($1, $2, $3, $4, ",
+                    later!(5),
+                    ")
+                     ON CONFLICT (upstream, repository, tag) DO UPDATE
+                       SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                       WHERE tag_leases.expires_at < now() OR tag_leases.owner = EXCLUDED.owner
+                     RETURNING owner"
+                ),
+                &[&repo.upstream, &repo.name, &tag, &node, &ms(ttl)],
+            )?;
+            Ok(row.is_some())
+        })
+    }
+
+    fn release_tag_lease(&self, repo: &RepoKey, tag: &str, node: &str) -> Result<()> {
+        self.db("release tag lease", |c| {
+            c.execute(
+                "DELETE FROM tag_leases
+                 WHERE upstream = $1 AND repository = $2 AND tag = $3 AND owner = $4",
+                &[&repo.upstream, &repo.name, &tag, &node],
+            )?;
+            Ok(())
         })
     }
 

@@ -85,3 +85,65 @@ fn job_leases_and_heartbeats() {
     assert_eq!(a.peer_url, "http://a2");
     assert!((0..5000).contains(&a.heartbeat_age_ms), "{a:?}");
 }
+
+#[test]
+fn one_replica_at_a_time_revalidates_a_tag() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let ix = PgIndex::open(&pg.settings()).unwrap();
+    let repo = crate::index::RepoKey {
+        upstream: "hub".into(),
+        name: "team/lease".into(),
+    };
+    let other = crate::index::RepoKey {
+        upstream: "mirror".into(),
+        name: "team/lease".into(),
+    };
+    assert!(ix.take_tag_lease(&repo, "v1", "a", TTL).unwrap());
+    assert!(!ix.take_tag_lease(&repo, "v1", "b", TTL).unwrap());
+    assert!(
+        ix.take_tag_lease(&repo, "v1", "a", TTL).unwrap(),
+        "the holder again"
+    );
+    // Another tag, or the same repository on another upstream, is another lease.
+    assert!(ix.take_tag_lease(&repo, "v2", "b", TTL).unwrap());
+    assert!(ix.take_tag_lease(&other, "v1", "b", TTL).unwrap());
+    // Only the holder releases it; then anyone takes it.
+    ix.release_tag_lease(&repo, "v1", "b").unwrap();
+    assert!(!ix.take_tag_lease(&repo, "v1", "b", TTL).unwrap());
+    ix.release_tag_lease(&repo, "v1", "a").unwrap();
+    assert!(ix.take_tag_lease(&repo, "v1", "b", TTL).unwrap());
+    // Expired (a holder that died): taken over.
+    assert!(ix.take_tag_lease(&repo, "v2", "b", Duration::ZERO).unwrap());
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(ix.take_tag_lease(&repo, "v2", "c", TTL).unwrap());
+}
+
+#[test]
+fn a_fill_lease_is_taken_over_from_a_peer_whose_bytes_failed() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let ix = PgIndex::open(&pg.settings()).unwrap();
+    let d = Digest::sha256_of(b"rotten on a");
+    assert_eq!(
+        ix.take_fill_lease(&d, "a", "http://a", TTL).unwrap().owner,
+        "a"
+    );
+    // Only from the named holder: a third replica's lease stays its own.
+    assert!(!ix
+        .take_fill_lease_from(&d, "c", "http://c", "b", TTL)
+        .unwrap());
+    assert!(ix
+        .take_fill_lease_from(&d, "b", "http://b", "a", TTL)
+        .unwrap());
+    let h = ix.take_fill_lease(&d, "x", "http://x", TTL).unwrap();
+    assert_eq!((h.owner.as_str(), h.peer_url.as_str()), ("b", "http://b"));
+    assert!(!ix.renew_fill_lease(&d, "a", TTL).unwrap(), "a lost it");
+    // Free: taken as any lease.
+    let free = Digest::sha256_of(b"free");
+    assert!(ix
+        .take_fill_lease_from(&free, "b", "http://b", "a", TTL)
+        .unwrap());
+}

@@ -195,7 +195,7 @@ impl Index for PgIndex {
     }
 
     fn record_pulls(&self, pulls: &[Pull]) -> Result<()> {
-        self.db("record pulls", |c| {
+        self.db_once("record pulls", |c| {
             let mut tx = c.transaction()?;
             for p in pulls {
                 let id = repo_id(&mut tx, &p.repo)?;
@@ -270,7 +270,7 @@ impl Index for PgIndex {
         for e in events {
             e.log();
         }
-        self.db("record events", |c| {
+        self.db_once("record events", |c| {
             let mut tx = c.transaction()?;
             let st = tx.prepare(
                 "INSERT INTO events (at_ms, kind, reason, upstream, repository, digest, tags, bytes, detail)

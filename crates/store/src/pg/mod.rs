@@ -144,14 +144,29 @@ impl PgIndex {
         Ok(ix)
     }
 
-    /// Runs `f` on a pooled connection; its error is reported as operation `op`.
+    /// Runs `f` on a pooled connection; its error is reported as operation `op`. `f` must be
+    /// safe to run twice (a read, or a write that leaves the same rows when repeated): it is
+    /// rerun once when its connection turns out dead (see [`Pool::run`]).
     pub(crate) fn db<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, PgError>,
+        f: impl FnMut(&mut postgres::Client) -> Result<T, PgError>,
     ) -> Result<T, IndexError> {
-        let mut conn = self.pool.get().map_err(|e| IndexError::new(op, e))?;
-        f(&mut conn).map_err(|e| IndexError::new(op, e))
+        self.pool
+            .run(pool::Rerun::Always, f)
+            .map_err(|e| IndexError::new(op, e))
+    }
+
+    /// As [`Self::db`] for a write that must not be applied twice (a counter, appended rows):
+    /// rerun only when the first run surely did not commit.
+    pub(crate) fn db_once<T>(
+        &self,
+        op: &'static str,
+        f: impl FnMut(&mut postgres::Client) -> Result<T, PgError>,
+    ) -> Result<T, IndexError> {
+        self.pool
+            .run(pool::Rerun::IfNotRun, f)
+            .map_err(|e| IndexError::new(op, e))
     }
 }
 
@@ -165,3 +180,6 @@ mod tests;
 
 #[cfg(test)]
 mod cluster_tests;
+
+#[cfg(test)]
+mod reconnect_tests;

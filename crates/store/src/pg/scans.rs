@@ -1,7 +1,7 @@
 //! [`ScanIndex`] on PostgreSQL: the scan tables of `scans.rs` in the same database as the index,
 //! on the index's connection pool.
 
-use super::pool::Pool;
+use super::pool::{Pool, Rerun};
 use super::{digest, PgError};
 use crate::oci::Digest;
 use crate::scans::{decode, json, ScanIndex, ScanStoreError, IMAGE_COLUMNS, IMAGE_FROM};
@@ -79,14 +79,15 @@ impl PgScans {
     fn db<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, PgError>,
+        f: impl FnMut(&mut postgres::Client) -> std::result::Result<T, PgError>,
     ) -> Result<T> {
-        let err = |e: PgError| ScanStoreError::Db {
-            op,
-            source: Box::new(e),
-        };
-        let mut c = self.pool.get().map_err(err)?;
-        f(&mut c).map_err(err)
+        // Every scan write is an upsert or a delete by key: safe to rerun on a new connection.
+        self.pool
+            .run(Rerun::Always, f)
+            .map_err(|e| ScanStoreError::Db {
+                op,
+                source: Box::new(e),
+            })
     }
 }
 

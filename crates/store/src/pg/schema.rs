@@ -12,7 +12,7 @@ use postgres::Client;
 const MIGRATION_LOCK: i64 = 0x6272_6561_6b77_6174;
 
 /// `(version, SQL)` in order. Never edit an applied migration: add the next number.
-pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2_CLUSTER)];
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2_CLUSTER), (3, V3_TAG_LEASES)];
 
 const V1: &str = r#"
 CREATE TABLE repositories (
@@ -149,6 +149,18 @@ CREATE TABLE cluster_members (
     peer_url TEXT NOT NULL,
     started_at BIGINT NOT NULL,
     heartbeat_at TIMESTAMPTZ NOT NULL
+);
+"#;
+
+/// Tag revalidation leases (`cluster.rs`): one replica asks upstream about an expired tag.
+const V3_TAG_LEASES: &str = r#"
+CREATE TABLE tag_leases (
+    upstream TEXT COLLATE "C" NOT NULL,
+    repository TEXT COLLATE "C" NOT NULL,
+    tag TEXT COLLATE "C" NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (upstream, repository, tag)
 );
 "#;
 
