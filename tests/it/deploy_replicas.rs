@@ -332,6 +332,11 @@ async fn three_replicas_run_the_example_config_on_garage_and_postgres() {
     }
     reg.settle().await;
     assert_eq!(reg.blob_gets(&big.digest), 1, "still one upstream GET");
+    // The manifest is in the shared bucket too: the pods after the first take the shared tag
+    // record and the bucket's copy, so the registry (Docker Hub counts these) served one GET.
+    let manifest_gets = reg.count("GET", "/manifests/v1")
+        + reg.count("GET", &format!("/manifests/{}", img.manifest.digest));
+    assert_eq!(manifest_gets, 1, "one upstream manifest GET for three pods");
 
     // Each pod sees the three members, with the admin token from the Secret.
     let status: Value = client
