@@ -189,6 +189,8 @@ fn serve(settings: Settings) -> Result<(), String> {
         in_flight: app.in_flight(),
         registry: registry.clone(),
     };
+    // Plain-TCP connections get a stream that can sendfile warm blobs (server/zerocopy.rs).
+    let app = breakwater::server::zerocopy::ZeroCopyApp::new(app);
     let mut registry_service = Service::new("registry".to_string(), app);
     registry_service.add_tcp(&settings.server.listen.to_string());
     if let Some(tls) = &settings.server.tls {
