@@ -73,14 +73,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ZeroCopyApp<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
         // Only a bare TCP stream is a socket the file may go to; TLS streams stay as they are.
-        let stream: pingora::protocols::Stream = if stream.as_any().is::<TcpStream>() && stream.get_ssl_digest().is_none() {
-            match stream.into_any().downcast::<TcpStream>() {
-                Ok(tcp) => Box::new(SendfileStream::new(*tcp)),
-                Err(_) => return None, // cannot happen: checked just above
-            }
-        } else {
-            stream
-        };
+        let stream: pingora::protocols::Stream =
+            if stream.as_any().is::<TcpStream>() && stream.get_ssl_digest().is_none() {
+                match stream.into_any().downcast::<TcpStream>() {
+                    Ok(tcp) => Box::new(SendfileStream::new(*tcp)),
+                    Err(_) => return None, // cannot happen: checked just above
+                }
+            } else {
+                stream
+            };
         self.inner.process_new(stream, shutdown).await
     }
 
@@ -176,9 +177,19 @@ fn arm(session: &ServerSession, file: Arc<File>, start: u64, end: u64) -> bool {
     };
     // Hints only: a failure changes speed, not bytes.
     let len = (end - start) as i64;
-    let _ = posix_fadvise(&*file, start as i64, len, PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL);
+    let _ = posix_fadvise(
+        &*file,
+        start as i64,
+        len,
+        PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+    );
     let ahead = (end - start).min(WILLNEED) as i64;
-    let _ = posix_fadvise(&*file, start as i64, ahead, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+    let _ = posix_fadvise(
+        &*file,
+        start as i64,
+        ahead,
+        PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+    );
     *s.plan.lock().unwrap_or_else(|p| p.into_inner()) = Some(Plan {
         file,
         pos: start,

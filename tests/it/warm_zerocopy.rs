@@ -51,7 +51,12 @@ async fn read_head(conn: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String
 
 /// Sends one request on the kept-alive `conn` and reads its whole answer (bodies are
 /// `Content-Length` framed; a HEAD answer has none).
-async fn exchange(conn: &mut BufReader<TcpStream>, method: &str, path: &str, extra: &str) -> Answer {
+async fn exchange(
+    conn: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    extra: &str,
+) -> Answer {
     let req = format!("{method} {path} HTTP/1.1\r\nHost: breakwater\r\n{extra}\r\n");
     conn.get_mut().write_all(req.as_bytes()).await.unwrap();
     let (status, headers) = read_head(conn).await;
@@ -105,7 +110,10 @@ async fn warm_blobs_are_sent_with_sendfile_over_kept_alive_connections() {
     );
     let sendfile = r#"path="sendfile""#;
     let copy = r#"path="copy""#;
-    assert_eq!(bw.metric("breakwater_blob_bodies_total", &[sendfile]).await, 0.0);
+    assert_eq!(
+        bw.metric("breakwater_blob_bodies_total", &[sendfile]).await,
+        0.0
+    );
 
     // One connection, many requests: whole, ranges, HEAD, whole again.
     let mut conn = BufReader::new(TcpStream::connect(bw.host()).await.unwrap());
@@ -121,7 +129,10 @@ async fn warm_blobs_are_sent_with_sendfile_over_kept_alive_connections() {
         mid.header("content-range"),
         Some(format!("bytes 4194000-8388999/{size}").as_str())
     );
-    assert!(mid.body == data[4194000..8389000], "a range across body writes");
+    assert!(
+        mid.body == data[4194000..8389000],
+        "a range across body writes"
+    );
 
     let tail = exchange(&mut conn, "GET", &path, "Range: bytes=-10\r\n").await;
     assert_eq!(tail.status, 206);
@@ -129,7 +140,10 @@ async fn warm_blobs_are_sent_with_sendfile_over_kept_alive_connections() {
 
     let head = exchange(&mut conn, "HEAD", &path, "").await;
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some(size.to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(size.to_string().as_str())
+    );
 
     let again = exchange(&mut conn, "GET", &path, "").await;
     assert!(again.status == 200 && again.body == data[..]);
@@ -138,7 +152,10 @@ async fn warm_blobs_are_sent_with_sendfile_over_kept_alive_connections() {
         4.0,
         "every warm GET on the plain listener used sendfile"
     );
-    assert_eq!(bw.metric("breakwater_blob_bodies_total", &[copy]).await, 0.0);
+    assert_eq!(
+        bw.metric("breakwater_blob_bodies_total", &[copy]).await,
+        0.0
+    );
 
     // A client that goes away after a few bytes: the server cuts that connection only.
     for _ in 0..3 {
@@ -240,7 +257,10 @@ async fn warm_blobs_over_tls_take_the_copying_path() {
             .await
             .unwrap();
         assert_eq!(r.status(), 206);
-        assert!(r.bytes().await.unwrap() == layer.data[1000..], "http1 {http1}");
+        assert!(
+            r.bytes().await.unwrap() == layer.data[1000..],
+            "http1 {http1}"
+        );
     }
     let copies = bw
         .metric("breakwater_blob_bodies_total", &[r#"path="copy""#])
