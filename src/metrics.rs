@@ -14,6 +14,9 @@ pub struct Metrics {
     pub bytes_served: IntCounterVec,
     /// Body bytes fetched from upstreams, by upstream.
     pub bytes_fetched: IntCounterVec,
+    /// Stored blob bodies sent, by path: `sendfile` (zero-copy, plain HTTP/1.1) or `copy`
+    /// (buffered reads: TLS, HTTP/2, object storage).
+    pub blob_bodies: IntCounterVec,
     /// Upstream HTTP requests by upstream, operation and status (or error kind).
     pub upstream_requests: IntCounterVec,
     /// Docker Hub's `ratelimit-remaining`, by upstream, as last seen.
@@ -190,6 +193,12 @@ impl Metrics {
                 "breakwater_bytes_served_total",
                 "Body bytes sent to clients by source",
                 &["source"],
+            ),
+            blob_bodies: counter_vec(
+                &r,
+                "breakwater_blob_bodies_total",
+                "Stored blob bodies sent, by path (sendfile, copy)",
+                &["path"],
             ),
             bytes_fetched: counter_vec(
                 &r,

@@ -3,6 +3,7 @@
 
 use super::range::{self, ByteRange};
 use super::respond::{self, header, send_bytes, set};
+use super::zerocopy::{self, Sent};
 use super::{Outcome, RegistryApp};
 use crate::access::Client;
 use crate::oci::{Digest, ErrorCode, RegistryError};
@@ -107,9 +108,21 @@ impl RegistryApp {
                         .is_ok()
                         .into();
                 }
+                if let Some(file) = b.reader.file() {
+                    match zerocopy::send_file_range(session, file, start, end).await {
+                        Sent::Done(n) => {
+                            metrics.bytes_served.with_label_values(&["cache"]).inc_by(n);
+                            metrics.blob_bodies.with_label_values(&["sendfile"]).inc();
+                            return Outcome::Done;
+                        }
+                        Sent::Failed => return Outcome::Cut,
+                        Sent::Unsupported => {}
+                    }
+                }
                 match respond::send_blob_range(session, b.reader, start, end).await {
                     Some(n) => {
                         metrics.bytes_served.with_label_values(&["cache"]).inc_by(n);
+                        metrics.blob_bodies.with_label_values(&["copy"]).inc();
                         Outcome::Done
                     }
                     None => Outcome::Cut,

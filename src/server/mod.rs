@@ -10,6 +10,7 @@ pub mod range;
 mod referrers;
 pub mod respond;
 pub mod route;
+pub mod zerocopy;
 
 use crate::access::{AccessControl, Client};
 use crate::accesslog::{AccessLog, Entry};

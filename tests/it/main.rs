@@ -30,3 +30,4 @@ mod scan;
 mod scan_update;
 mod support;
 mod support_selftest;
+mod warm_zerocopy;

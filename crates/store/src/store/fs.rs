@@ -191,6 +191,10 @@ impl BlobReader for FsReader {
     fn read_blocking(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read_at(buf, pos)
     }
+
+    fn file(&self) -> Option<Arc<File>> {
+        Some(self.0.clone())
+    }
 }
 
 /// A staging file in `tmp/`, renamed into `blobs/` on commit, removed on abort or drop.

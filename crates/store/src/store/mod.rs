@@ -86,6 +86,11 @@ pub trait BlobReader: Send + Sync {
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     /// Reads up to `buf.len()` bytes at `pos`, blocking the thread; 0 at the end.
     fn read_blocking(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// The local file holding the bytes, when there is one (the server can then send it with
+    /// `sendfile`); `None` for remote backends.
+    fn file(&self) -> Option<Arc<File>> {
+        None
+    }
 }
 
 /// A blob being written. Dropped without `commit`, it is aborted.
