@@ -6,6 +6,7 @@
 
 pub mod jobs;
 pub mod members;
+pub mod peer_manifest;
 pub mod revalidate;
 
 use crate::config::ClusterSettings;

@@ -393,26 +393,68 @@ impl Registry {
         }
         let (index, store, d2) = (self.index.clone(), self.store.clone(), d.clone());
         let found = blocking(
-            move || -> Result<Option<(ManifestRecord, Vec<u8>)>, String> {
+            move || -> Result<Option<(ManifestRecord, Option<Vec<u8>>)>, String> {
                 let Some(rec) = index.manifest(&d2).map_err(|e| e.to_string())? else {
                     return Ok(None);
                 };
-                Ok(read_bytes(store.as_ref(), &d2)
-                    .map_err(|e| e.to_string())?
-                    .map(|b| (rec, b)))
+                let bytes = read_bytes(store.as_ref(), &d2).map_err(|e| e.to_string())?;
+                Ok(Some((rec, bytes)))
             },
         )
         .await?
         .map_err(internal)?;
-        Ok(found.map(|(rec, bytes)| {
-            let m = Arc::new(CachedManifest {
-                digest: rec.digest,
-                media_type: rec.media_type,
-                bytes: Bytes::from(bytes),
-            });
-            self.manifests.by_digest.insert(d.clone(), m.clone());
-            m
-        }))
+        let Some((rec, bytes)) = found else {
+            return Ok(None);
+        };
+        let bytes = match bytes {
+            Some(b) => Bytes::from(b),
+            None => match self.manifest_from_peer(&rec).await? {
+                Some(b) => b,
+                None => return Ok(None),
+            },
+        };
+        let m = Arc::new(CachedManifest {
+            digest: rec.digest,
+            media_type: rec.media_type,
+            bytes,
+        });
+        self.manifests.by_digest.insert(d.clone(), m.clone());
+        Ok(Some(m))
+    }
+
+    /// A manifest the shared index knows but this replica's store lacks, copied from another
+    /// replica (verified, then stored here); `None` outside a cluster or when no peer has it.
+    async fn manifest_from_peer(
+        &self,
+        rec: &ManifestRecord,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        let (d, media_type) = (rec.digest.clone(), rec.media_type.clone());
+        let verify =
+            |b: &[u8]| Digest::of(d.algorithm(), &manifest::digest_payload(&media_type, b)) == d;
+        let Some(bytes) = cluster.peer_manifest(&d, verify).await else {
+            return Ok(None);
+        };
+        let (index, store, b2, now) = (
+            self.index.clone(),
+            self.store.clone(),
+            bytes.clone(),
+            crate::now_ms(),
+        );
+        let stored = blocking(move || -> Result<(), String> {
+            put_bytes(store.as_ref(), &d, &b2).map_err(|e| e.to_string())?;
+            index
+                .record_blob(&d, b2.len() as u64, now)
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        if let Err(e) = stored {
+            // Served anyway: the next request copies it again.
+            tracing::warn!(digest = %rec.digest, "storing a manifest copied from a peer failed: {e}");
+        }
+        Ok(Some(bytes))
     }
 
     /// GETs a manifest from upstream, verifies it, stores it and records it (and the tag).

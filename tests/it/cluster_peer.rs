@@ -114,3 +114,46 @@ async fn bytes_from_a_peer_that_fail_verification_are_refetched_from_upstream() 
     reg.settle().await;
     assert_eq!(reg.blob_gets(&layer.digest), upstream_gets + 1);
 }
+
+/// A replica with a store of its own that lacks a manifest the shared index knows copies it
+/// from another replica instead of asking upstream (Docker Hub counts manifest GETs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_another_replica_stored_is_copied_from_it_not_fetched_again() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let reg = Registry::start_plain().await;
+    let img = Image::small(Format::Oci, 5151);
+    reg.pusher().push_image("team/shared", "v1", &img).await;
+    let (a, _) = replica(&db, &reg.url(), "node-a", "5s").await;
+    let (b, _) = replica(&db, &reg.url(), "node-b", "5s").await;
+    let client = http_client();
+    let get = |bw: &crate::bw::Breakwater| {
+        client
+            .get(format!("{}/v2/local/team/shared/manifests/v1", bw.url()))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+    };
+    let first = get(&a).await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256_digest(&first), img.manifest.digest);
+    reg.settle().await;
+    let asked = || reg.count("GET", "/manifests/") + reg.count("HEAD", "/manifests/");
+    let upstream_before = asked();
+    assert!(!b.has_blob(&img.manifest.digest));
+
+    let second = get(&b).await.unwrap().bytes().await.unwrap();
+    assert_eq!(
+        sha256_digest(&second),
+        img.manifest.digest,
+        "B answers the same bytes"
+    );
+    reg.settle().await;
+    assert_eq!(asked(), upstream_before, "B did not ask upstream");
+    assert!(b.has_blob(&img.manifest.digest), "B stored its copy");
+    assert_eq!(
+        b.metric("breakwater_cluster_fills_total", &["source=\"peer\""])
+            .await,
+        1.0
+    );
+}
