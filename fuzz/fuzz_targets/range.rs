@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
         // the numbers is tolerated); anything else must be ignored, not read leniently.
         let spec = header.trim().strip_prefix("bytes=").unwrap_or_default();
         assert!(
-            spec.chars().all(|c| c.is_ascii_digit() || c == '-' || c.is_whitespace()),
+            spec.chars()
+                .all(|c| c.is_ascii_digit() || c == '-' || c.is_whitespace()),
             "{header:?} read as {got:?}"
         );
     }
@@ -42,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     let b = nums.next().unwrap_or(0);
     // Small values too, or the model would almost only see huge offsets.
     for (a, b) in [(a, b), (a % 1024, b % 1024)] {
-        let size = if rest.len() % 2 == 0 { size } else { size % 2048 };
+        let size = if rest.len() % 2 == 0 {
+            size
+        } else {
+            size % 2048
+        };
         for (h, want) in [
             (format!("bytes={a}-{b}"), model_closed(a, b, size)),
             (format!("bytes={a}-"), model_open(a, size)),
