@@ -16,7 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let listed: Vec<String> = values
         .iter()
         .flat_map(|v| v.split(','))
-        .map(|part| part.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|t| !t.is_empty())
         .collect();
     let wildcard = listed.iter().any(|t| t == "*/*" || t == "application/*");

@@ -16,7 +16,10 @@ static ALLOC: PeakAlloc = PeakAlloc;
 /// Kinds and an image path each is found at (rpm, dpkg and apk have targets of their own).
 const KINDS: [(FileKind, &str); 6] = [
     (FileKind::OsRelease, "/etc/os-release"),
-    (FileKind::PythonMetadata, "/usr/lib/python3/site-packages/x-1.0.dist-info/METADATA"),
+    (
+        FileKind::PythonMetadata,
+        "/usr/lib/python3/site-packages/x-1.0.dist-info/METADATA",
+    ),
     (FileKind::NpmPackageJson, "/app/node_modules/x/package.json"),
     (FileKind::CargoLock, "/src/Cargo.lock"),
     (FileKind::JavaArchive, "/app/x.jar"),
@@ -42,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
     for p in pkgs {
         assert!(!p.name.is_empty(), "{p:?}");
         let purl_type = cataloger(p.kind).purl_type;
-        assert!(p.purl.starts_with(&format!("pkg:{purl_type}/")), "{}", p.purl);
+        assert!(
+            p.purl.starts_with(&format!("pkg:{purl_type}/")),
+            "{}",
+            p.purl
+        );
         assert!(p.path.starts_with(path), "{} outside {path}", p.path);
     }
 });

@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(p: &Package) {
     assert_eq!(p.kind, PackageKind::Dpkg);
-    assert!(!p.name.trim().is_empty(), "package with an empty name: {p:?}");
+    assert!(
+        !p.name.trim().is_empty(),
+        "package with an empty name: {p:?}"
+    );
     assert!(valid_version(&p.version), "version {:?}", p.version);
     assert!(p.purl.starts_with("pkg:deb/"), "{}", p.purl);
     assert!(p.source_name.is_some() && p.source_version.is_some());

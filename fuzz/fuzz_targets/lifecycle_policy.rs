@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(policy.validate(), Ok(()));
     for json in [policy.to_json(), policy.to_json_pretty()] {
-        assert_eq!(LifecyclePolicy::from_json(&json).as_ref(), Ok(&policy), "{json}");
+        assert_eq!(
+            LifecyclePolicy::from_json(&json).as_ref(),
+            Ok(&policy),
+            "{json}"
+        );
     }
     let ordered = policy.rules_by_priority();
     assert!(ordered
@@ -40,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
     let mut decided = HashSet::new();
     for d in &decisions {
         assert!(priorities.contains(&d.rule_priority));
-        assert!(decided.insert(d.digest.clone()), "{} decided twice", d.digest);
+        assert!(
+            decided.insert(d.digest.clone()),
+            "{} decided twice",
+            d.digest
+        );
         let image = images.iter().find(|i| i.digest == d.digest).unwrap();
         assert!(!image.pinned, "a pinned image was decided");
         if let DecisionAction::Transition(to) = d.action {

@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
         for r in &refs {
             assert_eq!(Digest::parse(&r.digest.to_string()).as_ref(), Ok(&r.digest));
             if r.platform.is_some() {
-                assert_eq!(r.kind, RefKind::Manifest, "only index entries have platforms");
+                assert_eq!(
+                    r.kind,
+                    RefKind::Manifest,
+                    "only index entries have platforms"
+                );
             }
         }
         // Manifest order: index entries, then the config, then layers.
@@ -60,7 +64,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(kind) = list.manifests.iter().find_map(|r| r.artifact_type.clone()) {
             let only = list.filtered(&kind);
             assert!(!only.manifests.is_empty());
-            assert!(only.manifests.iter().all(|r| r.artifact_type.as_deref() == Some(&kind)));
+            assert!(only
+                .manifests
+                .iter()
+                .all(|r| r.artifact_type.as_deref() == Some(&kind)));
         }
     }
     // serde_json reserves per element and the payload copies the body: a small multiple.

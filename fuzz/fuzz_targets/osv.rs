@@ -52,7 +52,13 @@ fuzz_target!(|data: &[u8]| {
             .flat_map(|e| [&e.introduced, &e.fixed, &e.last_affected, &e.limit])
             .filter_map(|v| v.as_deref())
             .chain(affected.versions.iter().map(String::as_str))
-            .chain(["0", "1.0", "", "1:2.3-4~rc1", "0.0.0-20200101000000-abcdef123456"])
+            .chain([
+                "0",
+                "1.0",
+                "",
+                "1:2.3-4~rc1",
+                "0.0.0-20200101000000-abcdef123456",
+            ])
             .take(MAX_PROBES);
         for version in probes {
             let plain = Package::new(&pkg.ecosystem, &pkg.name, version);
