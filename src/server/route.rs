@@ -140,7 +140,9 @@ impl Router {
         let mut repo = RepoName::parse(repo)
             .map_err(|e| RegistryError::new(ErrorCode::NameInvalid, e.to_string()))?;
         if upstream.settings.library_namespace {
-            repo = repo.with_library_namespace();
+            repo = repo
+                .with_library_namespace()
+                .map_err(|e| RegistryError::new(ErrorCode::NameInvalid, e.to_string()))?;
         }
         Ok(Target {
             upstream,

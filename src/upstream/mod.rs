@@ -4,7 +4,8 @@
 //! what upstream said (status, rate-limit headers) in metrics.
 
 pub mod breaker;
-pub mod challenge;
+// The WWW-Authenticate parser is pure and lives in crates/oci (fuzzed there).
+pub use crate::oci::challenge;
 mod credentials;
 mod referrers;
 pub mod token;

@@ -1,11 +1,14 @@
 //! Registry vocabulary: digests, names, references, `<upstream>/<name>` keys and their `*`/`**`
-//! patterns, manifests, error codes and time, each a type that can only hold a valid value. Everything from the network is parsed into these at the edge.
+//! patterns, manifests, the HTTP header grammars the cache reads (`Accept`, `Range`,
+//! `WWW-Authenticate`), error codes and time, each a type that can only hold a valid value. Everything from the network is parsed into these at the edge.
 
+pub mod challenge;
 pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod name;
 pub mod pattern;
+pub mod range;
 pub mod referrers;
 pub mod repo;
 pub mod time;

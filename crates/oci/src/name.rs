@@ -86,13 +86,20 @@ impl RepoName {
         !self.0.contains('/')
     }
 
-    /// `library/<name>` for a single-component name; the name itself otherwise.
-    pub fn with_library_namespace(self) -> Self {
-        if self.is_single_component() {
-            RepoName(format!("library/{}", self.0))
-        } else {
-            self
+    /// `library/<name>` for a single-component name; the name itself otherwise. Fails when the
+    /// prefix would take the name past the 255-character limit.
+    pub fn with_library_namespace(self) -> Result<Self, NameError> {
+        if !self.is_single_component() {
+            return Ok(self);
         }
+        let full = format!("library/{}", self.0);
+        if full.len() > MAX_NAME_LEN {
+            return Err(NameError::Repo(
+                full.chars().take(300).collect(),
+                "longer than 255 characters with Docker Hub's library/ prefix",
+            ));
+        }
+        Ok(RepoName(full))
     }
 }
 
@@ -204,11 +211,25 @@ mod tests {
     #[test]
     fn library_namespace() {
         let n = RepoName::parse("nginx").unwrap().with_library_namespace();
-        assert_eq!(n.as_str(), "library/nginx");
+        assert_eq!(n.unwrap().as_str(), "library/nginx");
         let n = RepoName::parse("bitnami/nginx")
             .unwrap()
             .with_library_namespace();
-        assert_eq!(n.as_str(), "bitnami/nginx");
+        assert_eq!(n.unwrap().as_str(), "bitnami/nginx");
+    }
+
+    #[test]
+    fn library_namespace_keeps_the_length_limit() {
+        // Found by the `oci_names` fuzz target: a 255-character single-component name became a
+        // 263-character RepoName, which the type promises never to hold.
+        let longest = "a".repeat(MAX_NAME_LEN - "library/".len());
+        let n = RepoName::parse(&longest).unwrap().with_library_namespace();
+        assert_eq!(n.unwrap().as_str().len(), MAX_NAME_LEN);
+        let over = RepoName::parse(&"a".repeat(MAX_NAME_LEN - 7)).unwrap();
+        let e = over.with_library_namespace().unwrap_err().to_string();
+        assert!(e.contains("library/ prefix"), "{e}");
+        let nested = RepoName::parse(&format!("x/{}", "a".repeat(253))).unwrap();
+        assert_eq!(nested.clone().with_library_namespace(), Ok(nested));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub const MAX_ARCHIVE_BYTES: u64 = 64 << 20;
 pub const MAX_BINARY_BYTES: u64 = 64 << 20;
 /// How much of a stream-searched binary is kept after the Go build info magic.
 const GO_BLOB_BYTES: usize = 1 << 20;
+/// Most memory reserved before a file's bytes arrive: a tar header's size is the layer's claim,
+/// not bytes in hand, so a buffer grows past this only as the content really comes in.
+const PREALLOC_BYTES: u64 = 1 << 20;
 /// Executables smaller than this cannot hold Go or cargo-auditable data worth finding.
 const MIN_BINARY_BYTES: u64 = 64;
 
@@ -338,7 +341,7 @@ impl State {
         let outcome = if got < 4 || &magic != catalog::elf::MAGIC {
             None
         } else if size <= MAX_BINARY_BYTES {
-            let mut data = Vec::with_capacity(size as usize);
+            let mut data = Vec::with_capacity(size.min(PREALLOC_BYTES) as usize);
             data.extend_from_slice(&magic);
             entry.take(size).read_to_end(&mut data)?;
             Some(run_catalog(FileKind::Binary, &path, &data))
@@ -407,7 +410,7 @@ fn run_catalog(kind: FileKind, path: &str, data: &[u8]) -> Outcome {
 
 /// Reads a whole entry whose header says `size` (already checked against a cap).
 fn read_all<R: Read>(entry: &mut R, size: u64) -> io::Result<Vec<u8>> {
-    let mut data = Vec::with_capacity(size as usize);
+    let mut data = Vec::with_capacity(size.min(PREALLOC_BYTES) as usize);
     entry.take(size).read_to_end(&mut data)?;
     Ok(data)
 }

@@ -52,7 +52,9 @@ impl Entry {
     /// Emits the package being read, skipping entries without name or version (apk itself does too).
     fn finish(&mut self, path: &str, out: &mut Vec<Package>) {
         let e = std::mem::take(self);
-        let (Some(name), Some(version)) = (e.name, e.version) else {
+        // A bare `P:` or `V:` line names nothing: no package, as with no line at all.
+        let non_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
+        let (Some(name), Some(version)) = (non_empty(e.name), non_empty(e.version)) else {
             return;
         };
         let mut p = Package {
@@ -87,5 +89,14 @@ mod unit {
             "pkg:apk/alpine/libcrypto3@3.1.4-r1?arch=aarch64&upstream=openssl"
         );
         assert!(parse("/lib/apk/db/installed", b"Package: x\nVersion: 1\n").is_err());
+    }
+
+    #[test]
+    fn empty_name_or_version_is_no_package() {
+        // Found by the `apk_installed` fuzz target: `P:` made a package named "".
+        let db = b"P:\nV:1.0-r0\n\nP:musl\nV:\n\nP:zlib\nV:1.3-r0\n";
+        let pkgs = parse("/lib/apk/db/installed", db).unwrap();
+        assert_eq!(pkgs.len(), 1);
+        assert_eq!(pkgs[0].name, "zlib");
     }
 }

@@ -34,11 +34,11 @@ fn parse(path: &str, data: &[u8], need_status: bool) -> Result<Vec<Package>, Cat
     let mut pkgs = Vec::new();
     for (i, para) in paras.iter().enumerate() {
         reject_foreign(path, i, para)?;
-        let Some(name) = field(para, "Package") else {
+        let Some(name) = field(para, "Package").filter(|n| !n.is_empty()) else {
             return Err(CatalogError::not_format(
                 path,
                 FORMAT,
-                format!("paragraph {} has no Package field", i + 1),
+                format!("paragraph {} has no Package name", i + 1),
             ));
         };
         let installed = match field(para, "Status") {
@@ -190,6 +190,14 @@ Package: c\nStatus: hold ok installed\nVersion: 3.0\nArchitecture: all\nDescript
             1
         );
         assert_eq!(parse_status("/var/lib/dpkg/status", data).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn rejects_an_empty_package_name() {
+        // Found by the `dpkg_status` fuzz target: `Package:` made a package named "".
+        let data = b"Package:\nStatus: install ok installed\nVersion: 1.0\n";
+        let e = parse_status("/var/lib/dpkg/status", data).unwrap_err();
+        assert!(e.to_string().contains("no Package name"), "{e}");
     }
 
     #[test]

@@ -73,22 +73,24 @@ impl Parser<'_> {
         }
     }
     fn token(&mut self) -> Option<String> {
-        let start = self.i;
-        while let Some(c) = self.peek() {
-            if matches!(c, b' ' | b'\t' | b',' | b'=' | b'"') {
-                break;
+        // A loop, not recursion, over stray characters: each is skipped so a malformed header
+        // cannot loop forever, and a long run of them cannot exhaust the stack.
+        loop {
+            let start = self.i;
+            while let Some(c) = self.peek() {
+                if matches!(c, b' ' | b'\t' | b',' | b'=' | b'"') {
+                    break;
+                }
+                self.i += 1;
+            }
+            if self.i > start {
+                return Some(String::from_utf8_lossy(&self.s[start..self.i]).into_owned());
+            }
+            if self.i >= self.s.len() {
+                return None;
             }
             self.i += 1;
         }
-        if self.i == start {
-            // Skip one stray character so a malformed header cannot loop forever.
-            if self.i < self.s.len() {
-                self.i += 1;
-                return self.token();
-            }
-            return None;
-        }
-        Some(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
     }
     fn quoted(&mut self) -> String {
         self.i += 1; // opening quote
@@ -162,5 +164,18 @@ mod tests {
         let c = parse(r#"Bearer realm="unterminated, ="#);
         assert_eq!(c[0].param("realm"), Some("unterminated, ="));
         let _ = parse(r#"="a" ="b" Bearer"#);
+    }
+
+    #[test]
+    fn long_runs_of_stray_characters() {
+        // Found while fuzzing www_authenticate with long inputs: token() recursed once per
+        // stray character and overflowed the stack. Each stray '=' or '"' is skipped on the way to the next token; a header of nothing
+        // else must neither exhaust the stack nor take quadratic time.
+        for stray in ["=", "\"", "=\""] {
+            let value = format!("Bearer realm=\"x\", {}", stray.repeat(1 << 20));
+            let c = parse(&value);
+            assert_eq!(c.len(), 1, "{stray}");
+            assert_eq!(c[0].param("realm"), Some("x"));
+        }
     }
 }

@@ -31,21 +31,18 @@ pub fn parse(header: Option<&str>, size: u64) -> ByteRange {
     let (a, b) = (a.trim(), b.trim());
     let parsed = match (a.is_empty(), b.is_empty()) {
         // -n: the last n bytes
-        (true, false) => match b.parse::<u64>() {
-            Ok(0) => return ByteRange::Unsatisfiable,
-            Ok(n) if size == 0 => {
-                let _ = n;
-                return ByteRange::Unsatisfiable;
-            }
-            Ok(n) => Some((size.saturating_sub(n), size - 1)),
-            Err(_) => None,
+        (true, false) => match position(b) {
+            Some(0) => return ByteRange::Unsatisfiable,
+            Some(_) if size == 0 => return ByteRange::Unsatisfiable,
+            Some(n) => Some((size.saturating_sub(n), size - 1)),
+            None => None,
         },
         // a-
-        (false, true) => a.parse::<u64>().ok().map(|s| (s, size.saturating_sub(1))),
+        (false, true) => position(a).map(|s| (s, size.saturating_sub(1))),
         // a-b
-        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(s), Ok(e)) if s <= e => Some((s, e.min(size.saturating_sub(1)))),
-            (Ok(_), Ok(_)) => return ByteRange::Full, // invalid: ignore the header
+        (false, false) => match (position(a), position(b)) {
+            (Some(s), Some(e)) if s <= e => Some((s, e.min(size.saturating_sub(1)))),
+            (Some(_), Some(_)) => return ByteRange::Full, // invalid: ignore the header
             _ => None,
         },
         (true, true) => None,
@@ -54,6 +51,16 @@ pub fn parse(header: Option<&str>, size: u64) -> ByteRange {
         None => ByteRange::Full,
         Some((start, _)) if start >= size => ByteRange::Unsatisfiable,
         Some((start, end)) => ByteRange::Partial { start, end },
+    }
+}
+
+/// A byte position: `1*DIGIT` only. `u64::from_str` would also take a leading `+`, which RFC
+/// 9110's grammar does not allow, so such a header is ignored rather than read leniently.
+fn position(s: &str) -> Option<u64> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
     }
 }
 
@@ -92,5 +99,14 @@ mod tests {
         assert_eq!(parse(Some("bytes=5-2"), 10), ByteRange::Full);
         assert_eq!(parse(Some("bytes=x-2"), 10), ByteRange::Full);
         assert_eq!(parse(Some("bytes=0-0"), 0), ByteRange::Unsatisfiable);
+    }
+
+    #[test]
+    fn signs_are_not_digits() {
+        // Found by the `range` fuzz target: `-+3` was read as the last 3 bytes.
+        assert_eq!(parse(Some("bytes=-+3"), 10), ByteRange::Full);
+        assert_eq!(parse(Some("bytes=+2-4"), 10), ByteRange::Full);
+        assert_eq!(parse(Some("bytes=2-+4"), 10), ByteRange::Full);
+        assert_eq!(parse(Some("bytes=+2-"), 10), ByteRange::Full);
     }
 }
