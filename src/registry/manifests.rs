@@ -392,15 +392,13 @@ impl Registry {
             return Ok(Some(m));
         }
         let (index, store, d2) = (self.index.clone(), self.store.clone(), d.clone());
-        let found = blocking(
-            move || -> Result<Option<(ManifestRecord, Option<Vec<u8>>)>, String> {
-                let Some(rec) = index.manifest(&d2).map_err(|e| e.to_string())? else {
-                    return Ok(None);
-                };
-                let bytes = read_bytes(store.as_ref(), &d2).map_err(|e| e.to_string())?;
-                Ok(Some((rec, bytes)))
-            },
-        )
+        let found = blocking(move || -> Result<Option<RecordAndBytes>, String> {
+            let Some(rec) = index.manifest(&d2).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let bytes = read_bytes(store.as_ref(), &d2).map_err(|e| e.to_string())?;
+            Ok(Some((rec, bytes)))
+        })
         .await?
         .map_err(internal)?;
         let Some((rec, bytes)) = found else {
@@ -559,6 +557,9 @@ impl Registry {
         Ok(m)
     }
 }
+
+/// A manifest's index record, and its bytes when this replica's store has them.
+type RecordAndBytes = (ManifestRecord, Option<Vec<u8>>);
 
 /// Whether a tag confirmed `age_ms` ago may still be served when upstream cannot confirm it.
 pub(super) fn within_max_stale(rules: &TagRules, age_ms: i64) -> bool {
