@@ -38,23 +38,16 @@ async fn three_replicas_sixteen_clients_one_upstream_get_one_head_per_ttl() {
     ];
 
     // 16 clients at once, spread over the three replicas, for one uncached blob.
-    let client = http_client();
-    let gets = (0..16).map(|i| {
-        let url = format!(
-            "{}/v2/local/team/three/blobs/{}",
-            replicas[i % 3].url(),
-            layer.digest
-        );
-        let client = client.clone();
-        async move {
-            let r = client.get(url).send().await.expect("GET blob");
-            let status = r.status().as_u16();
-            (status, sha256_digest(&r.bytes().await.expect("blob body")))
-        }
-    });
-    for (status, digest) in futures_util::future::join_all(gets).await {
+    let urls = (0..16)
+        .map(|i| {
+            let base = replicas[i % 3].url();
+            format!("{base}/v2/local/team/three/blobs/{}", layer.digest)
+        })
+        .collect();
+    for (status, digest) in crate::support::get_all_at_once(urls).await {
         assert_eq!((status, digest.as_str()), (200, layer.digest.as_str()));
     }
+    let client = http_client();
     reg.settle().await;
     assert_eq!(
         reg.blob_gets(&layer.digest),

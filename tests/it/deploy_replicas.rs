@@ -9,7 +9,7 @@ use crate::deploy::{manifests_in, one, repo_file};
 use crate::support::garage::{Garage, BUCKET, REGION};
 use crate::support::image::{Format, Image};
 use crate::support::registry::Registry;
-use crate::support::{free_port, http_client, sha256_digest, TempDir};
+use crate::support::{free_port, get_all_at_once, http_client, sha256_digest, TempDir};
 use breakwater_store::pg::testing::PgCluster;
 use object_store::ObjectStore;
 use serde_json::Value;
@@ -271,21 +271,13 @@ async fn three_replicas_run_the_example_config_on_garage_and_postgres() {
     }
 
     // Nine clients over the three pods, one cold blob: one upstream GET, right bytes everywhere.
-    let client = http_client();
-    let gets = (0..9).map(|i| {
-        let url = format!(
-            "{}/v2/local/team/replicated/blobs/{}",
-            replicas[i % 3].url(),
-            big.digest
-        );
-        let client = client.clone();
-        async move {
-            let r = client.get(url).send().await.expect("GET blob");
-            let status = r.status().as_u16();
-            (status, sha256_digest(&r.bytes().await.expect("blob body")))
-        }
-    });
-    for (status, digest) in futures_util::future::join_all(gets).await {
+    let urls = (0..9)
+        .map(|i| {
+            let base = replicas[i % 3].url();
+            format!("{base}/v2/local/team/replicated/blobs/{}", big.digest)
+        })
+        .collect();
+    for (status, digest) in get_all_at_once(urls).await {
         assert_eq!((status, digest.as_str()), (200, big.digest.as_str()));
     }
     reg.settle().await;
@@ -339,7 +331,7 @@ async fn three_replicas_run_the_example_config_on_garage_and_postgres() {
     assert_eq!(manifest_gets, 1, "one upstream manifest GET for three pods");
 
     // Each pod sees the three members, with the admin token from the Secret.
-    let status: Value = client
+    let status: Value = http_client()
         .get(format!("{}/api/v1/cluster/status", replicas[0].admin_url()))
         .bearer_auth(ADMIN_TOKEN)
         .send()

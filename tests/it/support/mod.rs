@@ -100,6 +100,20 @@ pub fn http_client() -> reqwest::Client {
         .expect("build reqwest client")
 }
 
+/// GETs every URL at once; each answer's status and the digest of its body, in order.
+pub async fn get_all_at_once(urls: Vec<String>) -> Vec<(u16, String)> {
+    let client = http_client();
+    let gets = urls.into_iter().map(|url| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).send().await.expect("GET");
+            let status = r.status().as_u16();
+            (status, sha256_digest(&r.bytes().await.expect("body")))
+        }
+    });
+    futures_util::future::join_all(gets).await
+}
+
 /// `sha256:<hex>` of `data`, the OCI digest form.
 pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
