@@ -3,6 +3,7 @@
 //! host changes, which reqwest does), enforces connect / first-byte / idle timeouts, and records
 //! what upstream said (status, rate-limit headers) in metrics.
 
+mod body;
 pub mod breaker;
 // The WWW-Authenticate parser is pure and lives in crates/oci (fuzzed there).
 pub use crate::oci::challenge;
@@ -10,13 +11,14 @@ mod credentials;
 mod referrers;
 pub mod token;
 
+use body::{read_limited, ReadError};
+
 use crate::config::{Credentials, UpstreamSettings};
 use crate::metrics::Metrics;
 use crate::oci::manifest::{upstream_accept, MAX_MANIFEST_BYTES};
 use crate::oci::{Digest, Reference, RepoName};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use challenge::Challenge;
-use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, RANGE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -526,41 +528,6 @@ impl Upstream {
             reason: reason.into(),
         }
     }
-}
-
-enum ReadError {
-    TooLarge,
-    Io(String),
-}
-
-/// A small body whole: at most `limit` bytes, arriving within `within` in all (an upstream
-/// sending a byte now and then would otherwise hold the request for ever).
-async fn read_limited(
-    resp: reqwest::Response,
-    limit: usize,
-    within: Duration,
-) -> Result<Bytes, ReadError> {
-    tokio::time::timeout(within, read_all(resp, limit))
-        .await
-        .unwrap_or_else(|_| {
-            Err(ReadError::Io(format!(
-                "the answer did not arrive in whole within {}",
-                humantime::format_duration(within)
-            )))
-        })
-}
-
-async fn read_all(resp: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
-    let mut buf = BytesMut::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ReadError::Io(token::describe(&e)))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(ReadError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 fn oci_error_text(body: &[u8]) -> Option<(Option<String>, String)> {

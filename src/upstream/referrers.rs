@@ -1,7 +1,8 @@
 //! The referrers API upstream (`GET /v2/<name>/referrers/<digest>`): every page of the answer,
 //! merged into one list, or word that the upstream has no such API.
 
-use super::{read_limited, ReadError, Upstream, UpstreamError};
+use super::body::{read_limited, ReadError};
+use super::{Upstream, UpstreamError};
 use crate::config::Credentials;
 use crate::oci::manifest::OCI_INDEX;
 use crate::oci::referrers::{Referrers, MAX_REFERRERS_BYTES};
