@@ -42,6 +42,31 @@ impl Breakwater {
         bw
     }
 
+    /// Like `start`, also listening with TLS (a self-signed certificate for 127.0.0.1 written
+    /// into `dir`); returns the TLS port once it accepts connections.
+    pub async fn start_tls(dir: &Path, body: &str) -> (Breakwater, u16) {
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .unwrap();
+        let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        let tls_port = free_port();
+        let bw = Breakwater::start_with(
+            &format!(
+                "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+                cert_path.display(),
+                key_path.display()
+            ),
+            body,
+        )
+        .await;
+        assert!(wait_for_port(tls_port, Duration::from_secs(10)).await);
+        (bw, tls_port)
+    }
+
     /// Starts over an existing store root (kept by the caller).
     pub async fn launch(root: &Path, body: &str) -> Breakwater {
         Breakwater::launch_with(root, "", body).await

@@ -67,23 +67,11 @@ async fn tls_listener_speaks_http2_and_http1() {
     let img = Image::small(Format::Oci, 52);
     reg.pusher().push_image("team/app", "v1", &img).await;
     let tmp = TempDir::new("tls");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let (cert_path, key_path) = (tmp.path().join("tls.crt"), tmp.path().join("tls.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let tls_port = free_port();
-    let bw = Breakwater::start_with(
-        &format!(
-            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
-            cert_path.display(),
-            key_path.display()
-        ),
+    let (bw, tls_port) = Breakwater::start_tls(
+        tmp.path(),
         &super::bw::local_upstream(&reg.url(), "10m", ""),
     )
     .await;
-    assert!(super::support::wait_for_port(tls_port, std::time::Duration::from_secs(10)).await);
     let base = format!("https://127.0.0.1:{tls_port}");
     let layer = &img.layers[1];
     for (proto, client) in [

@@ -6,7 +6,7 @@
 use super::bw::{local_upstream, Breakwater};
 use super::support::image::{Format, Image};
 use super::support::registry::Registry;
-use super::support::{free_port, http_client, sha256_digest, wait_for_port, wait_until, TempDir};
+use super::support::{http_client, sha256_digest, wait_until, TempDir};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -216,23 +216,8 @@ async fn warm_blobs_over_tls_take_the_copying_path() {
     let img = Image::with_layer_sizes(Format::Oci, 1314, &[3 << 20]);
     reg.pusher().push_image("team/app", "v1", &img).await;
     let tmp = TempDir::new("zerocopy-tls");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let (cert_path, key_path) = (tmp.path().join("tls.crt"), tmp.path().join("tls.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let tls_port = free_port();
-    let bw = Breakwater::start_with(
-        &format!(
-            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
-            cert_path.display(),
-            key_path.display()
-        ),
-        &local_upstream(&reg.url(), "10m", ""),
-    )
-    .await;
-    assert!(wait_for_port(tls_port, Duration::from_secs(10)).await);
+    let (bw, tls_port) =
+        Breakwater::start_tls(tmp.path(), &local_upstream(&reg.url(), "10m", "")).await;
     let layer = &img.layers[0];
     let path = format!("/v2/local/team/app/blobs/{}", layer.digest);
     let plain = http_client()
