@@ -4,6 +4,7 @@
 
 pub mod challenge;
 pub mod digest;
+pub mod endpoint;
 pub mod error;
 pub mod manifest;
 pub mod name;
