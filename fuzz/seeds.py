@@ -60,6 +60,13 @@ seed("manifest", "referrers", json.dumps({"schemaVersion": 2, "mediaType": OCI_I
 for i, h in enumerate(["bytes=0-4", "bytes=5-", "bytes=-3", "bytes=0-1,3-4", "items=0-1"]):
     seed("range", str(i), struct.pack("<Q", 10) + h.encode())
 
+# endpoint: the request paths of crates/oci/src/endpoint.rs tests and what clients send.
+for n, s_ in [("base", "/v2/"), ("catalog", "/v2/_catalog"), ("manifest", "/v2/library/nginx/manifests/latest"),
+              ("blob", "/v2/a/b/blobs/" + D("a")), ("tags", "/v2/a/tags/list"),
+              ("upload", "/v2/a/blobs/uploads/"), ("referrers", "/v2/a/referrers/" + D("b")),
+              ("nested", "/v2/manifests/manifests/x")]:
+    seed("endpoint", n, s_)
+
 # accept: what docker, containerd and skopeo send (one value per line).
 seed("accept", "docker", "application/vnd.docker.distribution.manifest.v2+json\n"
      "application/vnd.docker.distribution.manifest.list.v2+json\n"

@@ -59,6 +59,9 @@ pub fn parse_header(blob: &[u8]) -> Result<RpmHeader, String> {
         )
     })?;
     let mut h = RpmHeader::default();
+    // Tags already read: rpm keeps each tag once, so a later copy is ignored. Reading every copy
+    // would scan the data area once per index entry (65,535 × 256 MiB in the worst case).
+    let mut seen = [false; 6];
     for i in 0..il {
         let e = 8 + i * 16;
         let (tag, ty, off, count) = (
@@ -80,6 +83,18 @@ pub fn parse_header(blob: &[u8]) -> Result<RpmHeader, String> {
                 .ok_or_else(|| format!("tag {tag} string unterminated"))?;
             Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
         };
+        let slot = match tag {
+            TAG_NAME => 0,
+            TAG_VERSION => 1,
+            TAG_RELEASE => 2,
+            TAG_ARCH => 3,
+            TAG_SOURCERPM => 4,
+            TAG_EPOCH => 5,
+            _ => continue,
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            continue;
+        }
         match tag {
             TAG_NAME => h.name = string()?,
             TAG_VERSION => h.version = string()?,
@@ -251,6 +266,38 @@ mod unit {
         assert!(parse_header(b"").is_err());
         assert!(parse_header(&[0xff; 64]).is_err());
         assert!(parse_header(&[0, 0, 0, 1, 0, 0, 0, 0]).is_err());
+    }
+
+    /// A header blob from (tag, offset) entries, all strings, over `data`.
+    fn header(entries: &[(u32, u32)], data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend((entries.len() as u32).to_be_bytes());
+        b.extend((data.len() as u32).to_be_bytes());
+        for &(tag, off) in entries {
+            for v in [tag, TYPE_STRING, off, 1] {
+                b.extend(v.to_be_bytes());
+            }
+        }
+        b.extend(data);
+        b
+    }
+
+    #[test]
+    fn a_repeated_tag_is_read_once_the_first_copy_wins() {
+        let data = b"first\0second\01.0\0";
+        let h = parse_header(&header(
+            &[(TAG_NAME, 0), (TAG_NAME, 6), (TAG_VERSION, 13)],
+            data,
+        ))
+        .unwrap();
+        assert_eq!((h.name.as_str(), h.version.as_str()), ("first", "1.0"));
+        // 65,535 copies of NAME over a 1 MiB string: one scan, not one per copy.
+        let mut long = vec![b'x'; 1 << 20];
+        long.extend(b"\01.0\0");
+        let mut entries = vec![(TAG_VERSION, (1u32 << 20) + 1)];
+        entries.extend(std::iter::repeat((TAG_NAME, 0)).take(0xffff - 1));
+        let h = parse_header(&header(&entries, &long)).unwrap();
+        assert_eq!(h.name.len(), 1 << 20);
     }
 
     #[test]
