@@ -5,6 +5,8 @@
 #
 # Env: STEPS ("1000 10000")  HEADER_TIMEOUT (20s: long enough to measure before it fires)
 #      QUICK=1 (STEPS="100 1000")  RESULTS_FILE (load-tests/results/idle-connections.md)
+#      LIMITS=0: set no client-limit keys (to measure a binary from before they existed; Pingora
+#      then closes idle connections after its 60 s keep-alive)
 source "$(dirname "$0")/lib.sh"
 
 [ "$QUICK" = 1 ] && STEPS="${STEPS:-100 1000}"
@@ -14,8 +16,13 @@ RESULTS_FILE="${RESULTS_FILE:-$RESULTS_DIR/idle-connections.md}"
 
 bench_init idle-connections
 start_registry upstream
-BW_SERVER="header_timeout = \"$HEADER_TIMEOUT\"
-max_connections = 30000" start_breakwater bw "$REG_PORT" 2
+if [ "${LIMITS:-1}" = 1 ]; then
+    BW_SERVER="header_timeout = \"$HEADER_TIMEOUT\"
+max_connections = 30000"
+else
+    HEADER_TIMEOUT="(not set)"
+fi
+BW_SERVER="${BW_SERVER:-}" start_breakwater bw "$REG_PORT" 2
 
 log "opening idle connections: $STEPS"
 python3 - "$BW_PORT" "$BW_PID" $STEPS >"$WORK/idle.out" <<'PY'
