@@ -217,6 +217,7 @@ start_breakwater() {
 listen = "127.0.0.1:$BW_PORT"
 admin_listen = "127.0.0.1:$BW_ADMIN"
 threads = $threads
+${BW_SERVER:-}
 
 [storage]
 root = "$BW_DIR/store"

@@ -202,10 +202,32 @@ fn serve(settings: Settings) -> Result<(), String> {
         in_flight: app.in_flight(),
         registry: registry.clone(),
     };
+    let limits = &settings.server.clients;
+    let limit_metrics = breakwater::server::limits::LimitMetrics::new(&metrics);
+    let app = app.with_client_limits(limits, limit_metrics.clone());
     // Plain-TCP connections get a stream that can sendfile warm blobs (server/zerocopy.rs).
     let app = breakwater::server::zerocopy::ZeroCopyApp::new(app);
+    let open_files = breakwater::server::limits::raise_open_file_limit();
+    let max_connections =
+        breakwater::server::limits::effective_max_connections(limits.max_connections, open_files);
+    if max_connections < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            max_connections,
+            open_file_limit = open_files,
+            "server.max_connections lowered to what the open-file limit allows (raise the hard \
+             RLIMIT_NOFILE, e.g. LimitNOFILE= in systemd, to allow more)"
+        );
+    }
+    let app = breakwater::server::limits::ConnectionCap::new(app, max_connections, limit_metrics);
     let mut registry_service = Service::new("registry".to_string(), app);
-    registry_service.add_tcp(&settings.server.listen.to_string());
+    // Request heads go into Pingora's own 4 KiB buffer; its default 64 KiB read buffer per
+    // connection (never needed: breakwater reads no request bodies) is what made idle
+    // connections cost ~35 KiB each.
+    let l4 = pingora::listeners::L4BufferSettings::default().read(0);
+    registry_service.add_listener(
+        pingora::listeners::ListenerConfig::tcp(settings.server.listen.to_string()).l4_buffer(l4),
+    );
     if let Some(tls) = &settings.server.tls {
         let mut tls_settings = pingora::listeners::tls::TlsSettings::intermediate(
             &tls.cert.display().to_string(),

@@ -3,6 +3,7 @@
 
 pub mod access;
 mod admin_token;
+mod clients;
 mod cluster;
 mod index;
 pub mod log;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use admin_token::admin_token;
 pub use admin_token::AdminToken;
+pub use clients::ClientLimits;
 pub use cluster::ClusterSettings;
 pub use index::IndexBackend;
 use upstream::merge_upstream;
@@ -60,6 +62,8 @@ pub struct ServerSettings {
     pub admin_token: Option<AdminToken>,
     /// How long running requests and fills may go on after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Timeouts and caps on registry clients (connections, request heads, floods).
+    pub clients: ClientLimits,
 }
 
 /// TLS listener settings.
@@ -292,6 +296,12 @@ struct RawServer {
     admin_token_env: Option<String>,
     #[serde(default, with = "humantime_serde")]
     shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    header_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    keepalive_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    max_requests_per_client: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -531,6 +541,12 @@ impl Settings {
                 admin_token: admin_token(raw.server.admin_token_file, raw.server.admin_token_env)?,
                 // Inside Kubernetes' default 30 s termination grace period.
                 shutdown_grace: raw.server.shutdown_grace.unwrap_or(Duration::from_secs(25)),
+                clients: clients::client_limits(clients::RawClientLimits {
+                    header_timeout: raw.server.header_timeout,
+                    keepalive_timeout: raw.server.keepalive_timeout,
+                    max_connections: raw.server.max_connections,
+                    max_requests_per_client: raw.server.max_requests_per_client,
+                })?,
             },
             storage: StorageSettings {
                 root: raw.storage.root.unwrap_or_else(|| PathBuf::from("./data")),

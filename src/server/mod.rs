@@ -4,6 +4,7 @@
 mod auth;
 mod blob;
 pub mod drain;
+pub mod limits;
 mod listing;
 pub mod peer;
 // The Range parser is pure and lives with the other header parsers in crates/oci (fuzzed there).
@@ -15,12 +16,14 @@ pub mod zerocopy;
 
 use crate::access::{AccessControl, Client};
 use crate::accesslog::{AccessLog, Entry};
+use crate::config::ClientLimits;
 use crate::oci::manifest::Accept;
 use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
 use crate::registry::{CacheStatus, Registry, Verdict};
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use limits::{ClientSlot, ClientSlots, LimitMetrics};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use respond::{header, send_bytes, send_error, send_error_status, set};
@@ -34,7 +37,14 @@ pub struct RegistryApp {
     access: Option<Arc<AccessControl>>,
     access_log: Option<Arc<AccessLog>>,
     in_flight: drain::InFlight,
+    limits: ClientLimits,
+    /// Running requests per client address, when `max_requests_per_client` is set.
+    slots: Option<(Arc<ClientSlots>, LimitMetrics)>,
+    options: HttpServerOptions,
 }
+
+/// Marks a connection that already carried a request (Pingora hands it to the next session).
+struct KeptAlive;
 
 impl RegistryApp {
     /// An app serving `registry`, routing with its upstreams and `default_upstream`.
@@ -46,6 +56,54 @@ impl RegistryApp {
             access: None,
             access_log: None,
             in_flight: drain::InFlight::default(),
+            limits: ClientLimits::default(),
+            slots: None,
+            options: HttpServerOptions::default(),
+        }
+    }
+
+    /// Applies the client limits: head and keep-alive timeouts, requests per client address.
+    pub fn with_client_limits(mut self, limits: &ClientLimits, metrics: LimitMetrics) -> Self {
+        self.limits = limits.clone();
+        self.slots = limits
+            .max_requests_per_client
+            .map(|max| (ClientSlots::new(max), metrics));
+        // An HTTP/2 connection with no stream open is idle like an HTTP/1 keep-alive one.
+        self.options.h2_idle_timeout = Some(limits.keepalive_timeout);
+        self
+    }
+
+    /// Keep-alive in whole seconds, as Pingora counts it (at least one).
+    fn keepalive_secs(&self) -> u64 {
+        self.limits.keepalive_timeout.as_secs().max(1)
+    }
+
+    /// A running-request slot for the session's client address, or the 429 answer's error
+    /// when that address already runs its limit.
+    fn client_slot(&self, session: &ServerSession) -> Result<Option<ClientSlot>, RegistryError> {
+        let Some((slots, metrics)) = &self.slots else {
+            return Ok(None);
+        };
+        let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        else {
+            return Ok(None); // not an IP client (a Unix socket): nobody to count it against
+        };
+        match slots.try_enter(ip) {
+            Some(slot) => Ok(Some(slot)),
+            None => {
+                metrics.refused("requests_per_client");
+                Err(RegistryError::new(
+                    ErrorCode::TooManyRequests,
+                    format!(
+                        "{ip} already has {} requests running, the limit per client address \
+                         (server.max_requests_per_client); retry when some have finished",
+                        slots.max()
+                    ),
+                ))
+            }
         }
     }
 
@@ -87,17 +145,31 @@ impl From<bool> for Outcome {
 
 #[async_trait]
 impl HttpServerApp for RegistryApp {
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
+        // A new connection has header_timeout to deliver its whole request head; a kept-alive
+        // one has keepalive_timeout to start the next (Pingora's idle read timeout) and
+        // header_timeout more to finish it. A silent or dripping client is closed.
+        let reused = session.take_connection_user_context().is_some();
+        let wait = if reused {
+            self.limits.keepalive_timeout + self.limits.header_timeout
+        } else {
+            self.limits.header_timeout
+        };
+        match tokio::time::timeout(wait, session.read_request()).await {
+            Ok(Ok(true)) => {}
             _ => return None,
         }
         let _counted = self.in_flight.enter();
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let keepalive = (!*shutdown.borrow()).then(|| self.keepalive_secs());
+        session.set_keepalive(keepalive);
         let mut entry = self.access_log.as_ref().map(|_| {
             let req = session.req_header();
             let path = req
@@ -126,7 +198,8 @@ impl HttpServerApp for RegistryApp {
         }
         match outcome {
             Outcome::Done => {
-                let persistent = HttpPersistentSettings::for_session(&session);
+                let mut persistent = HttpPersistentSettings::for_session(&session);
+                persistent.set_user_context(Box::new(KeptAlive));
                 match session.finish().await {
                     Ok(Some(s)) => Some(ReusedHttpStream::from_reusable_stream(s, persistent)),
                     _ => None,
@@ -184,6 +257,10 @@ impl RegistryApp {
     }
 
     async fn handle(&self, session: &mut ServerSession, user: &mut Option<String>) -> Outcome {
+        let _slot = match self.client_slot(session) {
+            Ok(slot) => slot,
+            Err(e) => return self.too_many(session, &e).await,
+        };
         let req = session.req_header();
         let method = req.method.clone();
         let path = req.uri.path().to_string();
@@ -251,6 +328,19 @@ impl RegistryApp {
                 send_error_status(session, &e, 404, head).await.into()
             }
         }
+    }
+
+    /// 429 for a flooding client address, with when to retry.
+    async fn too_many(&self, session: &mut ServerSession, e: &RegistryError) -> Outcome {
+        let head = session.req_header().method == http::Method::HEAD;
+        let mut h = header(429);
+        set(&mut h, "Content-Type", "application/json");
+        // Running requests finish in seconds (manifests) to minutes (big blobs): one second
+        // spreads retries without leaving a node waiting long.
+        set(&mut h, "Retry-After", 1);
+        send_bytes(session, h, Bytes::from(e.to_json()), head)
+            .await
+            .into()
     }
 
     async fn fail(

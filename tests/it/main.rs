@@ -16,6 +16,7 @@ mod deploy;
 mod deploy_replicas;
 mod docker;
 mod faults;
+mod hostile_clients;
 mod hostile_upstream;
 mod lifecycle;
 mod object_store;
