@@ -10,6 +10,7 @@ mod client_config;
 mod clients;
 mod cluster;
 mod cluster_three;
+mod cold_fill;
 mod dashboards;
 mod deploy;
 mod docker;

@@ -58,13 +58,13 @@ enum WriteMsg {
     Flush(oneshot::Sender<()>),
 }
 
+/// What the writer thread hands back: the writer, unless the thread died.
+type WriterBack = Option<Box<dyn BlobWriter>>;
+
 /// The hashing and staging-writer threads of one fill.
 pub(super) struct Pipeline {
     hash: Option<(mpsc::Sender<HashMsg>, JoinHandle<Hasher>)>,
-    write: Option<(
-        mpsc::Sender<WriteMsg>,
-        JoinHandle<Option<Box<dyn BlobWriter>>>,
-    )>,
+    write: Option<(mpsc::Sender<WriteMsg>, JoinHandle<WriterBack>)>,
     held: Arc<Held>,
 }
 
