@@ -164,7 +164,12 @@ async fn pause_before_the_last_byte(
 ) -> (Breakwater, usize, Result<usize, String>) {
     let release = Arc::new(Notify::new());
     let fake = upstream_pausing_before_the_last_byte(data.clone(), release.clone()).await;
-    let bw = Breakwater::start(&local_upstream(&fake.url(), "10m", "")).await;
+    // The pause lasts as long as the client takes to read (long on a loaded machine): past the
+    // usual 3 s idle timeout breakwater would rightly give up on this upstream and resume.
+    let config = local_upstream(&fake.url(), "10m", "")
+        .replace("idle_timeout = \"3s\"", "idle_timeout = \"60s\"");
+    assert!(config.contains("idle_timeout = \"60s\""));
+    let bw = Breakwater::start(&config).await;
     let mut resp = http_client()
         .get(format!("{}/v2/local/team/app/blobs/{digest}", bw.url()))
         .send()
