@@ -7,17 +7,16 @@
 #      MODE: time (no profiler) | strace (syscall counts and time, `strace -f -c`) |
 #            trace (every read/write-like syscall with its duration, `strace -f -T`) |
 #            perf (`perf record -g`, report of the hottest symbols)
-#      OUT (where the profiler's reports go; default: the work dir, kept)
+#      OUT (where the profiler's reports go; default: $BENCH_TMP/breakwater-profile-cold-reports)
 source "$(dirname "$0")/lib.sh"
 
 LAYER_SIZE="${LAYER_SIZE:-64M}"
 ROUNDS="${ROUNDS:-5}"
 MODE="${MODE:-time}"
 REPO=bench/app
-KEEP=1
 
 bench_init profile-cold
-OUT="${OUT:-$WORK/profile}"
+OUT="${OUT:-$BENCH_TMP/breakwater-profile-cold-reports}"
 mkdir -p "$OUT"
 case "$MODE" in
 time) ;;
