@@ -11,6 +11,7 @@ mod clients;
 mod cluster;
 mod cluster_peer;
 mod cluster_three;
+mod cold_fill;
 mod dashboards;
 mod deploy;
 mod deploy_replicas;
