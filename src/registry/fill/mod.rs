@@ -413,11 +413,13 @@ async fn download(
             // The bytes that complete the announced size stay in `buf` until verified (below).
             let held_back = total.is_some_and(|t| offset + buf.len() as u64 == t);
             // Take what upstream has ready without waiting; before waiting, hand out what was
-            // gathered, so the hasher and readers never wait for a batch to fill up.
+            // gathered, so the hasher and readers never wait for a batch to fill up. A peer's
+            // bytes go out in whole batches only: a blob smaller than one from a peer is then
+            // verified before any of it reaches a reader (a bad copy is discarded unseen).
             let next = match stream.next().now_or_never() {
                 Some(next) => next,
                 None => {
-                    if !held_back {
+                    if !held_back && upstream_bytes {
                         offset = flush(pipe, &mut buf, offset, tx).await?;
                     }
                     stream.next().await

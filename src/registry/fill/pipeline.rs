@@ -157,8 +157,7 @@ impl Pipeline {
     }
 
     async fn to_hasher(&self, msg: HashMsg) -> Result<(), FillError> {
-        self.hash
-            .send(msg).await.map_err(|_| lost("hashing"))
+        self.hash.send(msg).await.map_err(|_| lost("hashing"))
     }
 
     async fn to_writer(&self, msg: WriteMsg) -> Result<(), FillError> {
@@ -263,7 +262,10 @@ mod tests {
             p.push(off, chunk.clone()).await.unwrap();
             off += chunk.len() as u64;
         }
-        assert_eq!(p.verify(Bytes::new()).await.unwrap(), Digest::sha256_of(&all));
+        assert_eq!(
+            p.verify(Bytes::new()).await.unwrap(),
+            Digest::sha256_of(&all)
+        );
         let w = p.close().await.expect("the writer comes back");
         assert_eq!(held.settled.load(Ordering::Acquire), off);
         assert!(held.ring().held() <= super::super::ring::RING_WINDOW + 512 * 1024);
