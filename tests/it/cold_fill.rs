@@ -251,3 +251,51 @@ async fn a_corrupt_blob_never_delivers_its_final_byte() {
         "staging file left behind"
     );
 }
+
+/// Clients that join a running fill for the same upstream and repository ask upstream nothing
+/// more: the fill's success links the blob there, its failure fails them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_clients_joining_one_fill_send_one_upstream_get_and_no_head() {
+    const CLIENTS: usize = 8;
+    let reg = Registry::start_plain().await;
+    let blob = Blob::new("application/octet-stream", random_bytes(32 << 20, 11));
+    reg.pusher().push_blob("team/joined", &blob).await;
+    let bw = Breakwater::start(&local_upstream(&reg.url(), "10m", "")).await;
+    reg.reset_counts().await;
+    let url = format!("{}/v2/local/team/joined/blobs/{}", bw.url(), blob.digest);
+    let client = http_client();
+    let gets = (0..CLIENTS).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(url).send().await.expect("GET");
+            let cache = r
+                .headers()
+                .get("X-Breakwater-Cache")
+                .map(|v| v.to_str().unwrap_or_default().to_string());
+            let status = r.status().as_u16();
+            (
+                status,
+                cache,
+                sha256_digest(&r.bytes().await.expect("body")),
+            )
+        }
+    });
+    for (status, cache, digest) in futures_util::future::join_all(gets).await {
+        assert_eq!(status, 200);
+        assert_eq!(digest, blob.digest);
+        // Each was served by the fill, none from the store after it: all of them joined it.
+        assert_eq!(cache.as_deref(), Some("miss"));
+    }
+    reg.settle().await;
+    let path = format!("/blobs/{}", blob.digest);
+    assert_eq!(reg.count("GET", &path), 1, "one upstream GET for all");
+    assert_eq!(
+        reg.count("HEAD", &path),
+        0,
+        "no confirmation per joining client"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || bw.has_blob(&blob.digest)).await,
+        "the fill committed the blob"
+    );
+}

@@ -82,6 +82,8 @@ pub struct Progress {
 pub struct Fill {
     /// The digest being filled.
     pub digest: Digest,
+    /// The upstream and repository it is fetched for (its success links the digest there).
+    fetched_for: (String, RepoName),
     progress: watch::Receiver<Progress>,
     file: Arc<dyn BlobReader>,
     held: Arc<Held>,
@@ -89,6 +91,12 @@ pub struct Fill {
 }
 
 impl Fill {
+    /// Whether this fill fetches from `upstream` for `repo`: its success links the digest
+    /// there, its failure fails every reader, so joining it needs no word from upstream.
+    pub fn fetches_for(&self, upstream: &str, repo: &RepoName) -> bool {
+        self.fetched_for.0 == upstream && &self.fetched_for.1 == repo
+    }
+
     /// A receiver of progress updates (readers go through [`FillReader`]).
     fn watch(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
@@ -191,6 +199,7 @@ impl Fills {
         let held = Arc::new(Held::default());
         let fill = Arc::new(Fill {
             digest: digest.clone(),
+            fetched_for: (upstream.name.clone(), repo.clone()),
             progress: rx,
             file,
             held: held.clone(),
