@@ -18,6 +18,7 @@ mod deploy_replicas;
 mod docker;
 mod faults;
 mod hostile_upstream;
+mod hostile_upstream_blob;
 mod lifecycle;
 mod object_store;
 mod pg_index;

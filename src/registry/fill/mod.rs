@@ -11,6 +11,9 @@
 //! writes run on threads of their own, and readers are handed the chunks just received from a
 //! bounded window in memory (`ring.rs`), falling back to the staging file when they lag.
 //!
+//! A fill takes no more bytes than the blob may have (`size.rs`): the size a cached manifest
+//! declares for the digest, else `storage.max_blob_bytes`.
+//!
 //! Fills stage through the store's [`BlobWriter`] (for the filesystem store, a temp file in the
 //! store) and commit under the digest once verified; when the store refuses writes (disk full)
 //! the rest of the bytes are relayed to readers from a bounded window in memory (`spill.rs`).
@@ -19,11 +22,13 @@ mod error;
 mod pipeline;
 mod reader;
 mod ring;
+mod size;
 mod source;
 mod spill;
 
 pub use error::FillError;
 pub use reader::{FillReader, CHUNK};
+pub use size::Limit;
 
 use crate::cache::store::{BlobReader, BlobWriter};
 use crate::cache::{BlobStore, Index};
@@ -33,6 +38,7 @@ use crate::upstream::{Upstream, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use pipeline::{Held, Pipeline};
+use size::{content_range_start, content_range_total, Cap};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -166,6 +172,8 @@ pub struct FillContext {
     pub metrics: Arc<Metrics>,
     /// The cluster, when replicas share fills.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `storage.max_blob_bytes`.
+    pub max_blob_bytes: Option<u64>,
 }
 
 /// The map of running fills, one per digest.
@@ -279,12 +287,13 @@ impl FillJob {
             held.clone(),
             ctx.metrics.clone(),
         );
+        let mut cap = Cap::start(ctx.index.clone(), &digest, ctx.max_blob_bytes);
         let mut source = source::Source::choose(ctx.cluster.clone(), &digest).await;
         let outcome = download(
             &ctx,
             (&upstream, &mut source),
             (&repo, client.as_deref()),
-            &digest,
+            (&digest, &mut cap),
             &mut pipe,
             &tx,
         )
@@ -365,7 +374,7 @@ async fn download(
     ctx: &FillContext,
     (upstream, source): (&Upstream, &mut source::Source),
     (repo, client): (&RepoName, Option<&crate::config::Credentials>),
-    digest: &Digest,
+    (digest, cap): (&Digest, &mut Cap),
     pipe: &mut Pipeline,
     tx: &watch::Sender<Progress>,
 ) -> Result<u64, FillError> {
@@ -404,12 +413,15 @@ async fn download(
             pipe.restart().await?;
             offset = 0;
         }
+        let announced = if resumed {
+            content_range_total(&resp)
+        } else {
+            resp.content_length()
+        };
+        cap.check_announced(announced).await?;
+        let limit = cap.limit().await;
         if total.is_none() {
-            total = if resumed {
-                content_range_total(&resp)
-            } else {
-                resp.content_length()
-            };
+            total = announced;
             tx.send_modify(|p| {
                 p.total = total;
                 p.phase = Phase::Streaming;
@@ -437,6 +449,7 @@ async fn download(
             match next {
                 Some(Ok(chunk)) => {
                     let end = offset + (buf.len() + chunk.len()) as u64;
+                    size::check_received(limit, end)?;
                     if total.is_some_and(|t| end > t) {
                         return Err(FillError::Oversize {
                             announced: total.unwrap_or(0),
@@ -559,23 +572,4 @@ async fn send(
     pipe.push(offset, data).await?;
     tx.send_modify(|p| p.written = p.written.max(end));
     Ok(end)
-}
-
-fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?;
-    let range = v.strip_prefix("bytes ")?;
-    range.split('-').next()?.trim().parse().ok()
-}
-
-fn content_range_total(resp: &reqwest::Response) -> Option<u64> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?;
-    v.rsplit('/').next()?.trim().parse().ok()
 }
