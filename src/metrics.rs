@@ -42,6 +42,9 @@ pub struct Metrics {
     pub store_blobs: IntGauge,
     /// Fills currently running.
     pub fills_in_flight: IntGauge,
+    /// Chunks handed to readers of running fills, by where they came from (`memory`: the
+    /// window of recent chunks; `file`: the staging file, for readers that fell behind).
+    pub fill_reads: IntCounterVec,
     /// Cluster fills by where their bytes came from (`upstream`, `peer`, `takeover`).
     pub cluster_fills: IntCounterVec,
     /// Peer fetches that failed, by reason (`digest_mismatch`, `unavailable`).
@@ -223,6 +226,13 @@ impl Metrics {
             store_bytes: gauge(&r, "breakwater_store_bytes", "Bytes in the blob store"),
             store_blobs: gauge(&r, "breakwater_store_blobs", "Blobs in the blob store"),
             fills_in_flight: gauge(&r, "breakwater_fills_in_flight", "Upstream fills running"),
+            fill_reads: counter_vec(
+                &r,
+                "breakwater_fill_reads_total",
+                "Chunks handed to readers of running fills by source: memory (recent chunks), \
+                 file (the staging file, for readers that fell behind)",
+                &["from"],
+            ),
             cluster_fills: counter_vec(
                 &r,
                 "breakwater_cluster_fills_total",

@@ -88,6 +88,8 @@ pub struct StorageSettings {
     pub index: IndexBackend,
     /// Where blobs live: files under `root`, or a bucket.
     pub backend: storage::StorageBackend,
+    /// The largest blob a fill accepts (`None`: no limit beyond a manifest's declared size).
+    pub max_blob_bytes: Option<u64>,
 }
 
 /// One upstream registry.
@@ -309,6 +311,7 @@ struct RawServer {
 struct RawStorage {
     root: Option<PathBuf>,
     max_bytes: Option<breakwater_lifecycle::settings::ByteSize>,
+    max_blob_bytes: Option<breakwater_lifecycle::settings::ByteSize>,
     high_water: Option<f64>,
     low_water: Option<f64>,
     index: Option<String>,
@@ -560,6 +563,7 @@ impl Settings {
                 backend: storage::backend(raw.storage.backend.as_deref(), raw.storage.s3, |v| {
                     std::env::var(v).ok()
                 })?,
+                max_blob_bytes: raw.storage.max_blob_bytes.map(|b| b.0),
             },
             lifecycle: breakwater_lifecycle::settings::LifecycleSettings::from_raw(
                 raw.lifecycle,

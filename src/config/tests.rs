@@ -150,6 +150,7 @@ mod lifecycle_sections {
             r#"
             [storage]
             max_bytes = "2GiB"
+            max_blob_bytes = "1GiB"
             high_water = 95
             low_water = 70
             [lifecycle]
@@ -174,6 +175,7 @@ mod lifecycle_sections {
         assert_eq!(l.default_policy.as_ref().unwrap().rules.len(), 1);
         assert_eq!(l.policies[0].repositories.as_str(), "docker.io/library/*");
         assert_eq!(l.policies[0].policy.rules[0].selection.count_number, 10);
+        assert_eq!(s.storage.max_blob_bytes, Some(1 << 30));
         let q = s.storage.quota.as_ref().unwrap();
         assert_eq!(q.max_bytes, 2 * 1024 * 1024 * 1024);
         assert_eq!(q.high_water_bytes(), (q.max_bytes as f64 * 0.95) as u64);

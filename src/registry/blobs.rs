@@ -47,9 +47,10 @@ impl Registry {
                 t.client.clone(),
             )
             .map_err(internal)?;
-        // A fill started here fetches for this repository (and links on success); joining one
-        // started for another repository needs upstream's word that this one holds it too.
-        if !linked && !started {
+        // A fill for this upstream and repository (started here or joined) links it on
+        // success and fails every reader otherwise; joining one started for another repository
+        // needs upstream's word that this one holds it too.
+        if !linked && !started && !fill.fetches_for(&t.upstream.name, &t.repo) {
             self.confirm_upstream(t, digest, Content::Blob).await?;
         }
         tracing::debug!(%digest, started, "blob miss");

@@ -100,6 +100,8 @@ pub struct Registry {
     store: Arc<dyn BlobStore>,
     /// Whether stored blobs are answered with a redirect to the store (presigned URLs).
     redirects: bool,
+    /// `storage.max_blob_bytes`: no fill accepts more.
+    max_blob_bytes: Option<u64>,
     index: Arc<dyn Index>,
     metrics: Arc<Metrics>,
     manifests: Arc<manifests::ManifestCache>,
@@ -174,6 +176,7 @@ impl Registry {
             upstreams,
             store,
             redirects: matches!(&settings.storage.backend, StorageBackend::S3(c) if c.redirect_ttl.is_some()),
+            max_blob_bytes: settings.storage.max_blob_bytes,
             index,
             metrics,
             manifests: Arc::new(manifests::ManifestCache::new()),
@@ -269,6 +272,7 @@ impl Registry {
             index: self.index.clone(),
             metrics: self.metrics.clone(),
             cluster: self.cluster.clone(),
+            max_blob_bytes: self.max_blob_bytes,
         }
     }
 

@@ -98,6 +98,9 @@ pub trait Index: Send + Sync + 'static {
     fn remove_tag(&self, repo: &RepoKey, tag: &str) -> Result<()>;
     /// Records a committed blob.
     fn record_blob(&self, digest: &Digest, size: u64, now_ms: i64) -> Result<()>;
+    /// The largest size a cached manifest declares for `digest` (`None`: none does): a fill
+    /// of it accepts no more bytes than that.
+    fn declared_size(&self, digest: &Digest) -> Result<Option<u64>>;
     /// Whether `digest` belongs to `repo`: fetched or confirmed for it, a manifest cached for it,
     /// or referenced (through any depth of indexes) by one. Knowing a digest is not enough.
     fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool>;
@@ -377,6 +380,18 @@ impl Index for SqliteIndex {
         })
     }
 
+    fn declared_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT MAX(size) FROM manifest_refs WHERE child = ?1",
+                params![digest.to_string()],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|s| s.map(|s| s.max(0) as u64))
+            .map_err(wrap("declared size"))
+        })
+    }
+
     fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool> {
         self.with_conn(|c| {
             let id: Option<i64> = c
@@ -600,6 +615,12 @@ mod tests {
         ix.record_manifest(&repo, &m, &refs, Some("latest"), 1000)
             .unwrap();
         assert_eq!(ix.manifest(&d).unwrap(), Some(m.clone()));
+        assert_eq!(ix.declared_size(&refs[0].digest).unwrap(), Some(3));
+        assert_eq!(
+            ix.declared_size(&d).unwrap(),
+            None,
+            "no manifest declares it"
+        );
         assert_eq!(
             ix.tag(&repo, "latest").unwrap(),
             Some(TagRecord {

@@ -15,6 +15,15 @@ pub enum FillError {
         /// The announced size.
         announced: u64,
     },
+    /// Upstream sent, or announced, more bytes than the blob may have (a manifest's declared
+    /// size, or `storage.max_blob_bytes`); nothing past the limit was read.
+    #[error("upstream sent more than {limit}{}", announced_note(.announced))]
+    TooLarge {
+        /// The limit and where it comes from.
+        limit: super::size::Limit,
+        /// What upstream's answer announced, when that was over the limit.
+        announced: Option<u64>,
+    },
     /// Upstream's stream ended early, every attempt.
     #[error("upstream stream ended at {offset} of {total} bytes")]
     Truncated {
@@ -52,6 +61,10 @@ pub enum FillError {
     /// The fill went away without a verdict.
     #[error("fill ended without a result")]
     Vanished,
+}
+
+fn announced_note(announced: &Option<u64>) -> String {
+    announced.map_or(String::new(), |n| format!(" (it announced {n})"))
 }
 
 impl From<&FillError> for RegistryError {

@@ -7,33 +7,48 @@
 //! responses, the scanner). Failures are typed ([`FillError`]); what a client is told about one
 //! is decided in `error.rs`. A broken upstream stream is resumed with `Range` and the same hash.
 //!
+//! The stages overlap (`pipeline.rs`): the fill task only receives; hashing and the staging
+//! writes run on threads of their own, and readers are handed the chunks just received from a
+//! bounded window in memory (`ring.rs`), falling back to the staging file when they lag.
+//!
+//! A fill takes no more bytes than the blob may have (`size.rs`): the size a cached manifest
+//! declares for the digest, else `storage.max_blob_bytes`.
+//!
 //! Fills stage through the store's [`BlobWriter`] (for the filesystem store, a temp file in the
 //! store) and commit under the digest once verified; when the store refuses writes (disk full)
 //! the rest of the bytes are relayed to readers from a bounded window in memory (`spill.rs`).
 
 mod error;
+mod pipeline;
 mod reader;
+mod ring;
+mod size;
 mod source;
 mod spill;
 
 pub use error::FillError;
 pub use reader::{FillReader, CHUNK};
+pub use size::Limit;
 
 use crate::cache::store::{BlobReader, BlobWriter};
 use crate::cache::{BlobStore, Index};
 use crate::metrics::Metrics;
-use crate::oci::{Digest, Hasher, RepoName};
+use crate::oci::{Digest, RepoName};
 use crate::upstream::{Upstream, UpstreamError};
-use bytes::BytesMut;
-use futures_util::StreamExt;
-use spill::Spill;
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, StreamExt};
+use pipeline::{Held, Pipeline};
+use size::{content_range_start, content_range_total, Cap};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Bytes gathered before one write to the staging file: few syscalls, bounded memory.
-const WRITE_CHUNK: usize = 512 * 1024;
+/// Bytes gathered into one chunk for the hasher, the writer and readers: few syscalls and
+/// queue hops. A smaller chunk goes out when upstream has nothing more ready, so a slow
+/// upstream's bytes still reach readers at once.
+const BATCH: usize = 256 * 1024;
 /// Upstream attempts for one fill (the first plus resumes).
 const MAX_ATTEMPTS: u32 = 4;
 
@@ -58,7 +73,7 @@ pub enum Phase {
 /// Progress readers watch.
 #[derive(Debug, Clone)]
 pub struct Progress {
-    /// Bytes written to the staging file (or held in memory when the store refused them).
+    /// Bytes received (readable from memory, the staging file, or the spill).
     pub written: u64,
     /// The blob's size, when upstream said.
     pub total: Option<u64>,
@@ -73,29 +88,58 @@ pub struct Progress {
 pub struct Fill {
     /// The digest being filled.
     pub digest: Digest,
+    /// The upstream and repository it is fetched for (its success links the digest there).
+    fetched_for: (String, RepoName),
     progress: watch::Receiver<Progress>,
     file: Arc<dyn BlobReader>,
-    spill: Arc<Mutex<Spill>>,
+    held: Arc<Held>,
+    metrics: Arc<Metrics>,
 }
 
 impl Fill {
+    /// Whether this fill fetches from `upstream` for `repo`: its success links the digest
+    /// there, its failure fails every reader, so joining it needs no word from upstream.
+    pub fn fetches_for(&self, upstream: &str, repo: &RepoName) -> bool {
+        self.fetched_for.0 == upstream && &self.fetched_for.1 == repo
+    }
+
     /// A receiver of progress updates (readers go through [`FillReader`]).
     fn watch(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
     }
 
-    /// Reads up to `len` bytes at `pos` (from the staging file, or from memory for bytes the
-    /// store could not take). Only [`FillReader`] calls this, for bytes `Progress` says are
-    /// there.
-    async fn read(&self, pos: u64, len: usize) -> Result<bytes::Bytes, FillError> {
+    /// Reads up to `len` bytes at `pos`: from the window of recent chunks, else the staging
+    /// file, or memory for bytes the store could not take. Only [`FillReader`] calls this, for
+    /// bytes `Progress` says are there.
+    async fn read(&self, pos: u64, len: usize) -> Result<Bytes, FillError> {
+        let window = {
+            let ring = self.held.ring();
+            if let Some(b) = ring.get(pos, len) {
+                self.metrics.fill_reads.with_label_values(&["memory"]).inc();
+                return Ok(b);
+            }
+            ring.start()
+        };
+        // Out of the window: those bytes are settled (the window drops no others).
+        let settled = self.held.settled.load(Ordering::Acquire);
+        let mut len = len.min(settled.saturating_sub(pos) as usize);
+        if let Some(start) = window.filter(|&s| s > pos) {
+            len = len.min((start - pos) as usize);
+        }
+        if len == 0 {
+            return Err(FillError::Store(format!(
+                "byte {pos} of the fill is neither in memory nor written"
+            )));
+        }
         let len = {
-            let spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+            let spill = self.held.spill();
             match spill.file_end {
                 Some(end) if pos >= end => return spill.read(pos, len),
                 Some(end) => len.min((end - pos) as usize),
                 None => len,
             }
         };
+        self.metrics.fill_reads.with_label_values(&["file"]).inc();
         self.file
             .read_at(pos, len)
             .await
@@ -128,6 +172,8 @@ pub struct FillContext {
     pub metrics: Arc<Metrics>,
     /// The cluster, when replicas share fills.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `storage.max_blob_bytes`.
+    pub max_blob_bytes: Option<u64>,
 }
 
 /// The map of running fills, one per digest.
@@ -158,12 +204,14 @@ impl Fills {
             phase: Phase::Connecting,
             restarts: 0,
         });
-        let spill = Arc::new(Mutex::new(Spill::default()));
+        let held = Arc::new(Held::default());
         let fill = Arc::new(Fill {
             digest: digest.clone(),
+            fetched_for: (upstream.name.clone(), repo.clone()),
             progress: rx,
             file,
-            spill: spill.clone(),
+            held: held.clone(),
+            metrics: ctx.metrics.clone(),
         });
         running.insert(digest.clone(), fill.clone());
         let job = FillJob {
@@ -173,7 +221,7 @@ impl Fills {
             client,
             digest: digest.clone(),
             writer,
-            spill,
+            held,
             tx,
             running: self.running.clone(),
         };
@@ -215,7 +263,7 @@ struct FillJob {
     client: Option<Arc<crate::config::Credentials>>,
     digest: Digest,
     writer: Box<dyn BlobWriter>,
-    spill: Arc<Mutex<Spill>>,
+    held: Arc<Held>,
     tx: watch::Sender<Progress>,
     running: Arc<Mutex<HashMap<Digest, Arc<Fill>>>>,
 }
@@ -229,74 +277,80 @@ impl FillJob {
             client,
             digest,
             writer,
-            spill,
+            held,
             tx,
             running,
         } = self;
-        let mut sink = Sink {
-            writer: Some(writer),
-            spill: spill.clone(),
-            metrics: ctx.metrics.clone(),
-        };
+        let mut pipe = Pipeline::start(
+            digest.algorithm(),
+            writer,
+            held.clone(),
+            ctx.metrics.clone(),
+        );
+        let mut cap = Cap::start(ctx.index.clone(), &digest, ctx.max_blob_bytes);
         let mut source = source::Source::choose(ctx.cluster.clone(), &digest).await;
         let outcome = download(
             &ctx,
             (&upstream, &mut source),
             (&repo, client.as_deref()),
-            &digest,
-            &mut sink,
+            (&digest, &mut cap),
+            &mut pipe,
             &tx,
         )
         .await;
         let mut committed = false;
-        let uncached = spill
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .file_end
-            .is_some();
-        match outcome {
+        let verified = match outcome {
             Ok(size) => {
-                // Verified: release the last byte now. Durability (fsync + rename) follows while
-                // the fill stays joinable, so clients never wait on the disk flush.
+                // Verified: release the last byte now (it is in the window, and every byte that
+                // left the window is on the staging file). The rest of the staging writes and
+                // durability (fsync + rename) follow while the fill stays joinable, so clients
+                // never wait on the disk; nothing is visible under the digest before the fsync.
                 tx.send_modify(|p| {
                     p.written = size;
                     p.total = Some(size);
                     p.phase = Phase::Done;
                 });
-                if let (false, Some(writer)) = (uncached, sink.writer.take()) {
-                    let d = digest.clone();
-                    match tokio::task::spawn_blocking(move || writer.commit(&d)).await {
-                        Ok(Ok(())) => {
-                            committed = true;
-                            let index = ctx.index.clone();
-                            let d = digest.clone();
-                            // Upstream served it for this repository: that links it there.
-                            let repo = crate::cache::RepoKey {
-                                upstream: upstream.name.clone(),
-                                name: repo.to_string(),
-                            };
-                            let _ = tokio::task::spawn_blocking(move || {
-                                let now = crate::now_ms();
-                                index.record_blob(&d, size, now)?;
-                                index.link(&repo, &d, now)
-                            })
-                            .await;
-                        }
-                        // The verified bytes already reached every client; only caching failed.
-                        Ok(Err(e)) => {
-                            write_error(&ctx.metrics, &format!("committing {digest} failed: {e}"))
-                        }
-                        Err(e) => write_error(&ctx.metrics, &format!("commit task failed: {e}")),
-                    }
-                }
+                Some(size)
             }
             Err(e) => {
                 tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {e}");
                 tx.send_modify(|p| p.phase = Phase::Failed(e));
+                None
+            }
+        };
+        let mut writer = pipe.close().await;
+        // A store that refused a write (disk full) holds an incomplete staging file.
+        let uncached = held.spill().file_end.is_some();
+        if let Some(size) = verified.filter(|_| !uncached) {
+            if let Some(writer) = writer.take() {
+                let d = digest.clone();
+                match tokio::task::spawn_blocking(move || writer.commit(&d)).await {
+                    Ok(Ok(())) => {
+                        committed = true;
+                        let index = ctx.index.clone();
+                        let d = digest.clone();
+                        // Upstream served it for this repository: that links it there.
+                        let repo = crate::cache::RepoKey {
+                            upstream: upstream.name.clone(),
+                            name: repo.to_string(),
+                        };
+                        let _ = tokio::task::spawn_blocking(move || {
+                            let now = crate::now_ms();
+                            index.record_blob(&d, size, now)?;
+                            index.link(&repo, &d, now)
+                        })
+                        .await;
+                    }
+                    // The verified bytes already reached every client; only caching failed.
+                    Ok(Err(e)) => {
+                        write_error(&ctx.metrics, &format!("committing {digest} failed: {e}"))
+                    }
+                    Err(e) => write_error(&ctx.metrics, &format!("commit task failed: {e}")),
+                }
             }
         }
         // Nothing half-written is kept: a failed or uncached fill's staging is discarded.
-        if let Some(w) = sink.writer.take() {
+        if let Some(w) = writer {
             w.abort();
         }
         source.finish(committed).await;
@@ -315,24 +369,15 @@ fn write_error(metrics: &Metrics, msg: &str) {
     }
 }
 
-/// Where a fill's bytes go: the store's writer, or memory once the store refuses writes.
-struct Sink {
-    /// Lent to the blocking pool for each write; `None` only after a write task failed.
-    writer: Option<Box<dyn BlobWriter>>,
-    spill: Arc<Mutex<Spill>>,
-    metrics: Arc<Metrics>,
-}
-
 /// Streams the blob into the staging file, resuming on breaks; returns the verified size.
 async fn download(
     ctx: &FillContext,
     (upstream, source): (&Upstream, &mut source::Source),
     (repo, client): (&RepoName, Option<&crate::config::Credentials>),
-    digest: &Digest,
-    sink: &mut Sink,
+    (digest, cap): (&Digest, &mut Cap),
+    pipe: &mut Pipeline,
     tx: &watch::Sender<Progress>,
 ) -> Result<u64, FillError> {
-    let mut hasher = Hasher::new(digest.algorithm());
     let mut offset: u64 = 0;
     let mut total: Option<u64> = None;
     let mut attempt = 0;
@@ -365,38 +410,66 @@ async fn download(
             && resp.status().as_u16() == 206
             && content_range_start(&resp) == Some(offset);
         if offset > 0 && !resumed {
-            hasher = Hasher::new(digest.algorithm());
+            pipe.restart().await?;
             offset = 0;
         }
+        let announced = if resumed {
+            content_range_total(&resp)
+        } else {
+            resp.content_length()
+        };
+        cap.check_announced(announced).await?;
+        let limit = cap.limit().await;
         if total.is_none() {
-            total = if resumed {
-                content_range_total(&resp)
-            } else {
-                resp.content_length()
-            };
+            total = announced;
             tx.send_modify(|p| {
                 p.total = total;
                 p.phase = Phase::Streaming;
             });
         }
         let mut stream = resp.bytes_stream();
-        let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
+        let mut buf = BytesMut::new();
         let mut broken = None;
         loop {
-            match stream.next().await {
+            // The bytes that complete the announced size stay in `buf` until verified (below).
+            let held_back = total.is_some_and(|t| offset + buf.len() as u64 == t);
+            // Take what upstream has ready without waiting; before waiting, hand out what was
+            // gathered, so the hasher and readers never wait for a batch to fill up. A peer's
+            // bytes go out in whole batches only: a blob smaller than one from a peer is then
+            // verified before any of it reaches a reader (a bad copy is discarded unseen).
+            let next = match stream.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    if !held_back && upstream_bytes {
+                        offset = flush(pipe, &mut buf, offset, tx).await?;
+                    }
+                    stream.next().await
+                }
+            };
+            match next {
                 Some(Ok(chunk)) => {
-                    if total.is_some_and(|t| offset + (buf.len() + chunk.len()) as u64 > t) {
+                    let end = offset + (buf.len() + chunk.len()) as u64;
+                    size::check_received(limit, end)?;
+                    if total.is_some_and(|t| end > t) {
                         return Err(FillError::Oversize {
                             announced: total.unwrap_or(0),
                         });
                     }
-                    hasher.update(&chunk);
                     if upstream_bytes {
                         fetched.inc_by(chunk.len() as u64);
                     }
-                    buf.extend_from_slice(&chunk);
-                    if buf.len() >= WRITE_CHUNK {
-                        offset = flush(sink, &mut buf, offset, tx).await?;
+                    let last = total == Some(end);
+                    if buf.is_empty() && chunk.len() >= BATCH && !last {
+                        // Already a batch: pass it on without copying.
+                        offset = send(pipe, chunk, offset, tx).await?;
+                    } else {
+                        if buf.capacity() == 0 {
+                            buf.reserve(BATCH);
+                        }
+                        buf.extend_from_slice(&chunk);
+                        if buf.len() >= BATCH && !last {
+                            offset = flush(pipe, &mut buf, offset, tx).await?;
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -409,12 +482,16 @@ async fn download(
         let end = offset + buf.len() as u64;
         if broken.is_none() && total.is_none_or(|t| t == end) {
             // Complete. The last bytes are published only once verified: a peer's bad blob
-            // smaller than one write chunk then never reaches a reader.
-            let got = hasher.clone().finish();
+            // smaller than one chunk then never reaches a reader.
+            let last = buf.split().freeze();
+            let got = pipe.verify(last.clone()).await?;
             if &got == digest {
-                return flush(sink, &mut buf, offset, tx).await;
+                let end = offset + last.len() as u64;
+                pipe.publish(offset, last).await?;
+                tx.send_modify(|p| p.written = p.written.max(end));
+                return Ok(end);
             }
-            if spilling(sink) || !source.refuse_peer(digest, &got).await {
+            if pipe.spilling().await? || !source.refuse_peer(digest, &got).await {
                 ctx.metrics.verification_failures.inc();
                 return Err(FillError::DigestMismatch {
                     expected: digest.clone(),
@@ -422,15 +499,16 @@ async fn download(
                 });
             }
             // A peer's bytes: discard them all and fetch the blob from upstream, from byte 0.
-            (hasher, offset, attempt) = (Hasher::new(digest.algorithm()), 0, 0);
-            buf.clear();
+            // Readers learn first, so none takes a byte of the new run for one of the old.
             tx.send_modify(|p| {
                 p.written = 0;
                 p.restarts += 1;
             });
+            pipe.discard().await?;
+            (offset, attempt) = (0, 0);
             continue;
         }
-        offset = flush(sink, &mut buf, offset, tx).await?;
+        offset = flush(pipe, &mut buf, offset, tx).await?;
         match broken {
             None => {
                 if attempt >= MAX_ATTEMPTS {
@@ -451,12 +529,6 @@ async fn download(
     }
 }
 
-/// Whether the store refused writes and the fill relays from memory (it cannot start over).
-fn spilling(sink: &Sink) -> bool {
-    let spill = sink.spill.lock().unwrap_or_else(|p| p.into_inner());
-    spill.file_end.is_some()
-}
-
 fn retryable(e: &UpstreamError) -> bool {
     // CDN URLs expire (401/403) and connections drop: ask again; a 404 is an answer.
     e.is_outage() || matches!(e.status(), Some(401 | 403))
@@ -466,8 +538,9 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
 }
 
+/// Hands the gathered bytes on as one chunk (see [`send`]).
 async fn flush(
-    sink: &mut Sink,
+    pipe: &mut Pipeline,
     buf: &mut BytesMut,
     offset: u64,
     tx: &watch::Sender<Progress>,
@@ -475,64 +548,28 @@ async fn flush(
     if buf.is_empty() {
         return Ok(offset);
     }
-    // Hand the full buffer off and start a fresh one at full size (split() would leave an empty
-    // buffer that regrows by doubling, copying along the way).
-    let data = std::mem::replace(buf, BytesMut::with_capacity(WRITE_CHUNK)).freeze();
-    let n = data.len() as u64;
-    let spilling = sink
-        .spill
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .file_end
-        .is_some();
-    if spilling {
-        sink.spill
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(offset, data);
+    let data = if buf.len() >= BATCH / 2 {
+        // Hand the buffer itself off; the next one is allocated at full size when needed.
+        std::mem::take(buf).freeze()
     } else {
-        let (w, d) = (sink.writer.take(), data.clone());
-        let (w, written) = tokio::task::spawn_blocking(move || {
-            let r = match &w {
-                Some(w) => w.write_at(&d, offset),
-                None => Err(std::io::Error::other("the writer was lost")),
-            };
-            (w, r)
-        })
-        .await
-        .map_err(|e| FillError::Store(format!("write task failed: {e}")))?;
-        sink.writer = w;
-        if let Err(e) = written {
-            // Disk full or failing: keep relaying from memory, commit nothing.
-            write_error(
-                &sink.metrics,
-                &format!("writing the staging file at byte {offset}: {e}"),
-            );
-            let mut spill = sink.spill.lock().unwrap_or_else(|p| p.into_inner());
-            spill.file_end = Some(offset);
-            spill.push(offset, data);
-        }
-    }
-    let end = offset + n;
+        // A small chunk (upstream is slow): copy it out so the window does not hold a mostly
+        // empty batch-sized allocation for it.
+        let d = Bytes::copy_from_slice(buf);
+        buf.clear();
+        d
+    };
+    send(pipe, data, offset, tx).await
+}
+
+/// Passes the chunk at `offset` to the pipeline, then tells readers it is there.
+async fn send(
+    pipe: &mut Pipeline,
+    data: Bytes,
+    offset: u64,
+    tx: &watch::Sender<Progress>,
+) -> Result<u64, FillError> {
+    let end = offset + data.len() as u64;
+    pipe.push(offset, data).await?;
     tx.send_modify(|p| p.written = p.written.max(end));
     Ok(end)
-}
-
-fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?;
-    let range = v.strip_prefix("bytes ")?;
-    range.split('-').next()?.trim().parse().ok()
-}
-
-fn content_range_total(resp: &reqwest::Response) -> Option<u64> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?;
-    v.rsplit('/').next()?.trim().parse().ok()
 }

@@ -73,7 +73,12 @@ impl FillReader {
             self.seen = p;
             if self.pos < stop {
                 let len = (stop - self.pos).min(CHUNK as u64) as usize;
-                let chunk = self.fill.read(self.pos, len).await?;
+                let chunk = match self.fill.read(self.pos, len).await {
+                    Ok(c) => c,
+                    // The fill discarded its bytes meanwhile: the check above decides.
+                    Err(_) if self.rx.borrow().restarts != self.seen.restarts => continue,
+                    Err(e) => return Err(e),
+                };
                 if chunk.is_empty() {
                     return Err(FillError::Store("the fill returned no bytes".into()));
                 }

@@ -173,6 +173,16 @@ impl Index for PgIndex {
         })
     }
 
+    fn declared_size(&self, d: &Digest) -> Result<Option<u64>> {
+        self.db("declared size", |c| {
+            let row = c.query_one(
+                "SELECT MAX(size) FROM manifest_refs WHERE child = $1",
+                &[&d.to_string()],
+            )?;
+            Ok(row.get::<_, Option<i64>>(0).map(|s| s.max(0) as u64))
+        })
+    }
+
     fn linked(&self, repo: &RepoKey, d: &Digest) -> Result<bool> {
         self.db("link lookup", |c| {
             let Some(id) = known_repo(c, repo)? else {
