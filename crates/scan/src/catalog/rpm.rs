@@ -284,7 +284,7 @@ mod unit {
 
     #[test]
     fn a_repeated_tag_is_read_once_the_first_copy_wins() {
-        let data = b"first\0second\01.0\0";
+        let data = b"first\x00second\x001.0\x00";
         let h = parse_header(&header(
             &[(TAG_NAME, 0), (TAG_NAME, 6), (TAG_VERSION, 13)],
             data,
@@ -293,9 +293,9 @@ mod unit {
         assert_eq!((h.name.as_str(), h.version.as_str()), ("first", "1.0"));
         // 65,535 copies of NAME over a 1 MiB string: one scan, not one per copy.
         let mut long = vec![b'x'; 1 << 20];
-        long.extend(b"\01.0\0");
+        long.extend(b"\x001.0\x00");
         let mut entries = vec![(TAG_VERSION, (1u32 << 20) + 1)];
-        entries.extend(std::iter::repeat((TAG_NAME, 0)).take(0xffff - 1));
+        entries.extend(std::iter::repeat_n((TAG_NAME, 0), 0xffff - 1));
         let h = parse_header(&header(&entries, &long)).unwrap();
         assert_eq!(h.name.len(), 1 << 20);
     }
