@@ -59,6 +59,11 @@ impl<'a> Elf<'a> {
         let shentsize = elf.u16(rest + 6)? as u64;
         let shnum = elf.u16(rest + 8)? as u64;
         let shstrndx = elf.u16(rest + 10)? as u64;
+        // Entries smaller than the format's own are malformed; an entry size of 0 would also
+        // make every index entry the same bytes, 65,536 times over a tiny file.
+        let (ph_min, sh_min) = if is64 { (56, 64) } else { (32, 40) };
+        let phnum = if phentsize < ph_min { 0 } else { phnum };
+        let shnum = if shentsize < sh_min { 0 } else { shnum };
         for i in 0..phnum.min(4096) {
             let at = usize::try_from(phoff.checked_add(i.checked_mul(phentsize)?)?).ok()?;
             // Checked here so the fixed field offsets below cannot overflow.
@@ -247,6 +252,20 @@ mod unit {
         assert_eq!(elf.vaddr_to_offset(0x10), None);
         assert!(Elf::parse(b"\x7fELF\x02\x01").is_none());
         assert!(Elf::parse(&bytes[..70]).is_none());
+    }
+
+    /// Found by the `catalog_files` fuzz target: a 92-byte file whose section entry size is 0
+    /// made 65,536 copies of one entry (a 2.5 MiB table).
+    #[test]
+    fn entry_sizes_below_the_format_read_no_table() {
+        let mut f = build_test_elf(0x40_0000, &[(".dep-v0", b"hello")]);
+        assert_eq!(Elf::parse(&f).unwrap().sections.len(), 3);
+        f[58..60].copy_from_slice(&0u16.to_le_bytes()); // e_shentsize
+        f[60..62].copy_from_slice(&u16::MAX.to_le_bytes()); // e_shnum
+        let elf = Elf::parse(&f).unwrap();
+        assert!(elf.sections.is_empty());
+        f[54..56].copy_from_slice(&0u16.to_le_bytes()); // e_phentsize
+        assert!(Elf::parse(&f).unwrap().loads.is_empty());
     }
 
     #[test]
