@@ -71,8 +71,9 @@ op() { printf '%s %s %s\n' "$1" "$2" "${3:-}" >>"$OPS"; }
 # ---------------------------------------------------------------- upstream
 
 start_registry upstream
-# push_new NAME TAG REPO GEN_ARGS...: a fresh layout, pushed as REPO:TAG; its manifest digest is
-# recorded as one the tag has had. Static images keep their layout (the Range checks read it).
+# push_new NAME TAG REPO GEN ARGS...: a fresh layout (GEN: random = imagegen.py, debian =
+# soak-image.py), pushed as REPO:TAG; its manifest digest is recorded as one the tag may have.
+# Static images keep their layout (the Range checks read it).
 push_new() {
     local name="$1" tag="$2" repo="$3" gen="$4"
     shift 4
@@ -82,8 +83,10 @@ push_new() {
     else
         make_image "$name" "$tag" "$@" || return 1
     fi
-    push_image "$name" "$tag" "$REG_PORT" "$repo" || return 1
-    image_field "$name" 'd["manifest"]["digest"]' >>"$WORK/digests/$repo-$tag"
+    # Recorded before the push: once the upstream has the new manifest, a revalidation may serve
+    # it before skopeo returns.
+    image_field "$name" 'd["manifest"]["digest"]' >>"$WORK/digests/$repo-$tag" || return 1
+    push_image "$name" "$tag" "$REG_PORT" "$repo"
 }
 for t in v1 v2 v3; do push_new "app-$t" "$t" app random 256K 2M; done
 push_new base-v1 v1 base debian 1M
