@@ -206,9 +206,12 @@ fn wrap(op: &'static str) -> impl FnOnce(rusqlite::Error) -> IndexError {
 impl SqliteIndex {
     /// Opens (creating) the index file.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(wrap("open"))?;
+        let mut conn = Connection::open(path).map_err(wrap("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(wrap("open"))?;
+        // The scan store writes this file from its own connection, and SQLite fails (without
+        // waiting) a transaction that read and then wants to write: take the lock at BEGIN.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         Self::with_schema(conn, Some(path))
     }
 

@@ -2,6 +2,8 @@
 //! manifests, links, pulls, lifecycle state, pins, events and scan results), each behind a trait
 //! with the filesystem, SQLite and PostgreSQL (`pg`) backends beside it.
 
+#[cfg(test)]
+mod busy_tests;
 pub mod cluster;
 pub mod events;
 pub mod images;

@@ -231,9 +231,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 impl ScanStore {
     /// Opens the index database at `path` and creates the scan tables if missing.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(err("open"))?;
+        let mut conn = Connection::open(path).map_err(err("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err("open"))?;
+        // The index writes this file from its own connection: as there, transactions take the
+        // write lock at BEGIN, so a read-then-write one waits for the other instead of failing.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // As the index's own connection: WAL needs no fsync per commit for consistency.
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(err("open"))?;

@@ -196,3 +196,25 @@ fn old_results_table_gains_analyzer_version_and_its_rows_are_outdated_oldest_fir
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].digest, c);
 }
+
+#[test]
+fn a_read_then_write_transaction_waits_for_the_index_connections_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite");
+    let _ix = SqliteIndex::open(&path).unwrap();
+    let store = ScanStore::open(&path).unwrap();
+    let other = crate::busy_tests::hold_write_lock(&path, std::time::Duration::from_millis(300));
+    // Read, then write, in one transaction, as the store's own methods do.
+    let r = store.db("test", |c| {
+        let tx = c.transaction()?;
+        let n: i64 = tx.query_row("SELECT COUNT(*) FROM scan_layers", [], |r| r.get(0))?;
+        tx.execute(
+            "INSERT INTO scan_layers (digest, analyzer_version, analysis, analyzed_at)
+             VALUES ('sha256:l', ?1, '{}', 1)",
+            params![n],
+        )?;
+        tx.commit()
+    });
+    other.join().unwrap();
+    r.unwrap();
+}
