@@ -313,7 +313,12 @@ impl FillJob {
                 Some(size)
             }
             Err(e) => {
-                tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {e}");
+                // A blob upstream does not have is the client's mistake, not the cache's.
+                if matches!(&e, FillError::Upstream(UpstreamError::Status { status: 404, .. })) {
+                    tracing::info!(%digest, upstream = %upstream.name, "fill failed: {e}");
+                } else {
+                    tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {e}");
+                }
                 tx.send_modify(|p| p.phase = Phase::Failed(e));
                 None
             }
