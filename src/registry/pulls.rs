@@ -7,11 +7,14 @@ use crate::oci::Digest;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// A repository a digest was pulled from, how often, and when last.
+type RepoPulls = (RepoKey, u64, i64);
+
 /// Pulls not yet written to the index: per digest, per repository (a digest is pulled from one
-/// repository or a few, so a short list), the count and the last time.
+/// repository or a few, so a short list).
 #[derive(Default)]
 pub struct PullRecorder {
-    pending: Mutex<HashMap<Digest, Vec<(RepoKey, u64, i64)>>>,
+    pending: Mutex<HashMap<Digest, Vec<RepoPulls>>>,
 }
 
 impl PullRecorder {
