@@ -418,6 +418,12 @@ context() {
         "$BENCH_LOAD0" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
+# figure KEY VALUE: one machine-readable figure ("KEY VALUE" line) appended to $FIGURES_FILE when
+# that is set; issue-table.sh reads these instead of parsing the markdown.
+figure() {
+    if [ -n "${FIGURES_FILE:-}" ]; then echo "$1 $2" >>"$FIGURES_FILE"; fi
+}
+
 # emit_results FILE: stdin (markdown) to stdout and FILE.
 emit_results() {
     mkdir -p "$(dirname "$1")"

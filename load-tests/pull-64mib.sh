@@ -165,6 +165,11 @@ fi
 # --- report
 D=$(med get_direct)
 P=$(med pull_direct)
+figure layer_bytes "$BIG_SIZE"
+figure get_direct_s "$D"
+figure get_bw_cold_s "$(med get_bw_cold)"
+figure get_bw_warm_s "$(med get_bw_warm)"
+if [ "$PEER" = 1 ]; then figure get_px_cold_s "$(med get_px_cold)"; fi
 row() { # label key reference [goal]
     local m r
     m=$(med "$2")

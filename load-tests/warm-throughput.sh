@@ -139,6 +139,16 @@ EOF
 read -r n_gbps n_cpu n_fail <<<"$(summ nginx)"
 read -r b_gbps b_cpu b_fail <<<"$(summ bw)"
 if [ "$PEER" = 1 ]; then read -r p_gbps p_cpu p_fail <<<"$(summ proxy)"; fi
+figure blob_bytes "$SIZE"
+figure clients "$CLIENTS"
+figure nginx_gbps "$n_gbps"
+figure bw_gbps "$b_gbps"
+figure nginx_cpu_per_gb "$n_cpu"
+figure bw_cpu_per_gb "$b_cpu"
+figure nginx_rss_kib "$NGX_RSS"
+figure bw_rss_warm_kib "$bw_rss_warm"
+figure failed_gets "$((n_fail + b_fail))"
+if [ "$PEER" = 1 ]; then figure px_gbps "$p_gbps"; fi
 {
     echo "## warm-throughput: $CLIENTS clients × $REPEAT GETs of a warm ${SIZE_MIB} MiB blob"
     echo

@@ -3,6 +3,26 @@
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::OnceLock;
+
+/// Request kinds and results counted on every hit: their counters are resolved once, because a
+/// labelled lookup hashes the labels under a lock on each call. Created on first use, so
+/// `/metrics` shows the same series as before.
+const HOT_KINDS: [&str; 2] = ["manifest", "blob"];
+const HOT_RESULTS: [&str; 6] = [
+    "hit",
+    "miss",
+    "revalidated",
+    "stale",
+    "revalidating",
+    "error",
+];
+
+#[derive(Default)]
+struct HotCounters {
+    requests: [[OnceLock<IntCounter>; HOT_RESULTS.len()]; HOT_KINDS.len()],
+    cache_bytes: OnceLock<IntCounter>,
+}
 
 /// Every metric breakwater exports.
 pub struct Metrics {
@@ -73,6 +93,7 @@ pub struct Metrics {
     pub readiness_missing_blobs: IntGauge,
     /// When readiness was last computed (unix seconds; 0 before the first run).
     pub readiness_checked: IntGauge,
+    hot: HotCounters,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -278,6 +299,7 @@ impl Metrics {
                 &["action", "principal"],
             ),
             registry: r,
+            hot: HotCounters::default(),
         }
     }
 
@@ -328,12 +350,49 @@ impl Metrics {
 
     /// Counts one registry request.
     pub fn request(&self, kind: &str, result: &str) {
-        self.requests.with_label_values(&[kind, result]).inc();
+        let k = HOT_KINDS.iter().position(|k| *k == kind);
+        let r = HOT_RESULTS.iter().position(|r| *r == result);
+        match (k, r) {
+            (Some(k), Some(r)) => self.hot.requests[k][r]
+                .get_or_init(|| self.requests.with_label_values(&[kind, result]))
+                .inc(),
+            _ => self.requests.with_label_values(&[kind, result]).inc(),
+        }
+    }
+
+    /// Counts body bytes sent from the cache (`bytes_served{source="cache"}`).
+    pub fn served_from_cache(&self, bytes: u64) {
+        self.hot
+            .cache_bytes
+            .get_or_init(|| self.bytes_served.with_label_values(&["cache"]))
+            .inc_by(bytes);
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_counters_are_the_labelled_series() {
+        let m = Metrics::new();
+        m.request("manifest", "hit");
+        m.request("manifest", "hit");
+        m.request("tags", "hit"); // not a hot kind: the labelled lookup
+        m.served_from_cache(10);
+        m.served_from_cache(5);
+        assert_eq!(m.requests.with_label_values(&["manifest", "hit"]).get(), 2);
+        assert_eq!(m.requests.with_label_values(&["tags", "hit"]).get(), 1);
+        assert_eq!(m.bytes_served.with_label_values(&["cache"]).get(), 15);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"breakwater_requests_total{kind="manifest",result="hit"} 2"#));
+        // Series appear when first counted, as before.
+        assert!(!text.contains(r#"result="stale""#));
     }
 }

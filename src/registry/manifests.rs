@@ -13,18 +13,11 @@ use crate::oci::{Digest, ErrorCode, Reference, RegistryError, Tag};
 use bytes::Bytes;
 use std::sync::Arc;
 
+mod cached;
 mod shared_tag;
+mod tag_key;
 
-/// A manifest ready to serve.
-#[derive(Debug)]
-pub struct CachedManifest {
-    /// Its digest.
-    pub digest: Digest,
-    /// The upstream's media type.
-    pub media_type: String,
-    /// The exact bytes.
-    pub bytes: Bytes,
-}
+pub use cached::{CachedManifest, ManifestHeaders};
 
 /// A manifest answer and how it was obtained.
 pub struct ManifestAnswer {
@@ -34,7 +27,7 @@ pub struct ManifestAnswer {
     pub status: CacheStatus,
 }
 
-type TagKey = (String, String, String);
+use tag_key::TagKey;
 pub(super) type Resolved = (Arc<CachedManifest>, CacheStatus);
 
 /// In-memory manifest and tag caches in front of the index, plus the in-flight upstream work.
@@ -73,8 +66,8 @@ impl ManifestCache {
         for d in digests {
             self.by_digest.invalidate(d);
         }
-        for t in tags {
-            self.tags.invalidate(t);
+        for (upstream, repo, tag) in tags {
+            self.tags.invalidate(&TagKey::new(upstream, repo, tag));
         }
     }
 }
@@ -121,7 +114,7 @@ impl Registry {
         if !t.may_fill {
             return Err(fill_denied(t, format_args!("manifest {d}")));
         }
-        let key = (t.upstream.name.clone(), t.repo.to_string(), d.to_string());
+        let key = TagKey::new(&t.upstream.name, t.repo.as_str(), &d.to_string());
         let this = self.clone();
         let (t2, d2) = (t.clone(), d.clone());
         self.manifests
@@ -140,10 +133,22 @@ impl Registry {
         t: &Target,
         tag: &Tag,
     ) -> Result<Resolved, RegistryError> {
-        let key = (t.upstream.name.clone(), t.repo.to_string(), tag.to_string());
         let rules = t.upstream.settings.tag_rules(t.repo.as_str(), tag.as_str());
         let ttl_ms = rules.ttl.as_millis() as i64;
         let now = crate::now_ms();
+        // The hit path: a tag confirmed within its TTL whose manifest is in memory, found without
+        // building the owned key. Anything else takes the full path below.
+        let (upstream, repo) = (t.upstream.name.as_str(), t.repo.as_str());
+        if let Some(rec) =
+            TagKey::with(upstream, repo, tag.as_str(), |k| self.manifests.tags.get(k))
+        {
+            if now - rec.confirmed_at_ms < ttl_ms {
+                if let Some(m) = self.manifests.by_digest.get(&rec.digest) {
+                    return Ok((m, CacheStatus::Hit));
+                }
+            }
+        }
+        let key = TagKey::new(upstream, repo, tag.as_str());
         let cached = match self.manifests.tags.get(&key) {
             // In a cluster another replica may have revalidated the tag since this one cached
             // it: the shared index's record decides, so upstream is asked once per TTL in all.
@@ -411,11 +416,7 @@ impl Registry {
                 None => return Ok(None),
             },
         };
-        let m = Arc::new(CachedManifest {
-            digest: rec.digest,
-            media_type: rec.media_type,
-            bytes,
-        });
+        let m = Arc::new(CachedManifest::new(rec.digest, rec.media_type, bytes));
         self.manifests.by_digest.insert(d.clone(), m.clone());
         Ok(Some(m))
     }
@@ -539,18 +540,18 @@ impl Registry {
         .map_err(internal)?;
         if let Some(tag) = tag {
             self.manifests.tags.insert(
-                (t.upstream.name.clone(), t.repo.to_string(), tag.to_string()),
+                TagKey::new(&t.upstream.name, t.repo.as_str(), tag.as_str()),
                 TagRecord {
                     digest: digest.clone(),
                     confirmed_at_ms: now,
                 },
             );
         }
-        let m = Arc::new(CachedManifest {
-            digest: digest.clone(),
+        let m = Arc::new(CachedManifest::new(
+            digest.clone(),
             media_type,
-            bytes: fetched.bytes,
-        });
+            fetched.bytes,
+        ));
         self.manifests.by_digest.insert(digest, m.clone());
         // Scan on cache (the scan-on-push equivalent), in the background when configured.
         self.cached(t, &m);

@@ -251,6 +251,13 @@ impl Registry {
         self.pulls.record(repo, digest);
     }
 
+    /// Notes one pull of `digest` from the target's repository (no allocation when it was
+    /// pulled there before, since the last batch).
+    pub fn record_pull_of(&self, t: &Target, digest: &crate::oci::Digest) {
+        self.pulls
+            .record_ref(&t.upstream.name, t.repo.as_str(), digest);
+    }
+
     /// Records an audit event (an access denial) without holding up the request.
     pub fn audit(&self, event: crate::cache::Event) {
         let index = self.index.clone();

@@ -514,11 +514,11 @@ mod tests {
                        "digest": Digest::sha256_of(b"c").to_string()},
             "layers": layers,
         });
-        CachedManifest {
-            digest: Digest::sha256_of(b"m"),
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            bytes: serde_json::to_vec(&body).unwrap().into(),
-        }
+        CachedManifest::new(
+            Digest::sha256_of(b"m"),
+            "application/vnd.oci.image.manifest.v1+json".into(),
+            serde_json::to_vec(&body).unwrap().into(),
+        )
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod blob;
 pub mod drain;
 pub mod limits;
 mod listing;
+mod manifest;
 pub mod peer;
 // The Range parser is pure and lives with the other header parsers in crates/oci (fuzzed there).
 pub use crate::oci::range;
@@ -17,9 +18,8 @@ pub mod zerocopy;
 use crate::access::{AccessControl, Client};
 use crate::accesslog::{AccessLog, Entry};
 use crate::config::ClientLimits;
-use crate::oci::manifest::Accept;
-use crate::oci::{Digest, ErrorCode, Reference, RegistryError};
-use crate::registry::{CacheStatus, Registry, Verdict};
+use crate::oci::{Digest, ErrorCode, RegistryError};
+use crate::registry::Registry;
 use async_trait::async_trait;
 use bytes::Bytes;
 use limits::{ClientSlot, ClientSlots, LimitMetrics};
@@ -170,31 +170,25 @@ impl HttpServerApp for RegistryApp {
         let _counted = self.in_flight.enter();
         let keepalive = (!*shutdown.borrow()).then(|| self.keepalive_secs());
         session.set_keepalive(keepalive);
-        let mut entry = self.access_log.as_ref().map(|_| {
+        let entry = self.access_log.as_ref().map(|_| {
             let req = session.req_header();
             let path = req
                 .uri
                 .path_and_query()
-                .map_or_else(|| req.uri.path().to_string(), |p| p.to_string());
+                .map_or_else(|| req.uri.path(), |p| p.as_str());
             let client = session
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip());
             (
-                Entry::begin(
-                    std::time::SystemTime::now(),
-                    client,
-                    req.method.as_str(),
-                    &path,
-                ),
+                Entry::begin(std::time::SystemTime::now(), client, &req.method, path),
                 std::time::Instant::now(),
             )
         });
         let mut user = None;
         let outcome = self.handle(&mut session, &mut user).await;
-        if let (Some(log), Some((e, started))) = (&self.access_log, entry.as_mut()) {
-            self.complete_entry(&session, e, *started, user);
-            log.record(e);
+        if let (Some(log), Some((e, started))) = (&self.access_log, entry) {
+            log.record(self.complete_entry(&session, e, started, user));
         }
         match outcome {
             Outcome::Done => {
@@ -222,28 +216,20 @@ impl RegistryApp {
     fn complete_entry(
         &self,
         session: &ServerSession,
-        e: &mut Entry,
+        mut e: Entry,
         started: std::time::Instant,
         user: Option<String>,
-    ) {
+    ) -> Box<Entry> {
         // Microsecond precision is all a log reader needs.
         e.duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
         e.bytes = session.body_bytes_sent() as u64;
         if let Some(h) = session.response_written() {
             e.status = h.status.as_u16();
-            if let Some(c) = h
-                .headers
-                .get("x-breakwater-cache")
-                .and_then(|v| v.to_str().ok())
-            {
-                e.cache = c.to_string();
-            }
+            e.cache = h.headers.get("x-breakwater-cache").cloned();
         }
-        if let Some(u) = user {
-            e.user = u;
-        }
+        e.user = user;
         let path = session.req_header().uri.path();
-        let ns = query_param(session.req_header().uri.query().unwrap_or(""), "ns");
+        let query = session.req_header().uri.query().unwrap_or("");
         let name = match parse_path(path) {
             Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
@@ -251,9 +237,15 @@ impl RegistryApp {
             | Endpoint::Referrers { name, .. } => Some(name),
             _ => None,
         };
-        if let Some(t) = name.and_then(|n| self.router.resolve(n, ns.as_deref()).ok()) {
-            e.upstream = t.upstream.name.clone();
+        if let Some(name) = name {
+            // Without `ns` (the usual case) nothing is decoded or allocated.
+            let ns = query
+                .contains("ns=")
+                .then(|| query_param(query, "ns"))
+                .flatten();
+            e.upstream = self.router.upstream_of(name, ns.as_deref()).cloned();
         }
+        Box::new(e)
     }
 
     async fn handle(&self, session: &mut ServerSession, user: &mut Option<String>) -> Outcome {
@@ -422,92 +414,5 @@ impl RegistryApp {
                 .await;
         }
         self.fail(session, kind, e, head).await
-    }
-
-    async fn manifest(
-        &self,
-        session: &mut ServerSession,
-        client: Option<&Client>,
-        name: &str,
-        reference: &str,
-        query: &str,
-        head: bool,
-    ) -> Outcome {
-        let target = match self
-            .target(session, client, "manifest", name, query, head)
-            .await
-        {
-            Ok(t) => t,
-            Err(refused) => return refused,
-        };
-        let reference = match Reference::parse(reference) {
-            Ok(r) => r,
-            Err(e) => {
-                // A tag that cannot exist names no manifest: 404, as the specification's pull
-                // tests expect (TAG_INVALID is for pushes).
-                let e = if reference.contains(':') {
-                    invalid(ErrorCode::DigestInvalid, e)
-                } else {
-                    RegistryError::new(
-                        ErrorCode::ManifestUnknown,
-                        format!("no manifest can have the reference {reference:?}: {e}"),
-                    )
-                };
-                return self.fail(session, "manifest", &e, head).await;
-            }
-        };
-        let accept = Accept::parse(
-            session
-                .req_header()
-                .headers
-                .get_all("accept")
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-        );
-        let answer = match self.registry.manifest(&target, &reference, &accept).await {
-            Ok(a) => a,
-            Err(e) => {
-                return self
-                    .refuse_or_fail(session, (client, name), &target, "manifest", &e, head)
-                    .await
-            }
-        };
-        let m = &answer.manifest;
-        // The pull gate (the scanner's, installed by main) may scan now, pulling layers via the cache.
-        let scan_warning = match self.registry.gate(&target, m).await {
-            Verdict::Allow => None,
-            Verdict::Warn(w) => Some(w),
-            Verdict::Deny(e) => return self.fail(session, "manifest", &e, head).await,
-        };
-        self.registry
-            .metrics()
-            .request("manifest", answer.status.as_str());
-        if !head {
-            self.registry.record_pull(target.key(), m.digest.clone());
-            self.registry.prefetch(&target, m);
-        }
-        let mut h = header(200);
-        set(&mut h, "Content-Type", &m.media_type);
-        set(&mut h, "Docker-Content-Digest", &m.digest);
-        set(&mut h, "ETag", format!("\"{}\"", m.digest));
-        set(&mut h, "X-Breakwater-Cache", answer.status.as_str());
-        if let Some(w) = &scan_warning {
-            set(&mut h, "X-Breakwater-Scan", w);
-        }
-        if answer.status == CacheStatus::Stale {
-            set(
-                &mut h,
-                "Warning",
-                "110 breakwater \"Response is Stale: upstream unavailable\"",
-            );
-        }
-        if !head {
-            self.registry
-                .metrics()
-                .bytes_served
-                .with_label_values(&["cache"])
-                .inc_by(m.bytes.len() as u64);
-        }
-        send_bytes(session, h, m.bytes.clone(), head).await.into()
     }
 }

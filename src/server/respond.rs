@@ -13,7 +13,10 @@ use std::sync::Arc;
 /// A response header with the registry's common headers.
 pub fn header(status: u16) -> Box<ResponseHeader> {
     let mut h = ResponseHeader::build(status, Some(8)).expect("valid status");
-    let _ = h.insert_header("Docker-Distribution-API-Version", "registry/2.0");
+    let _ = h.insert_header(
+        "Docker-Distribution-API-Version",
+        http::HeaderValue::from_static("registry/2.0"),
+    );
     Box::new(h)
 }
 
@@ -30,6 +33,16 @@ pub async fn send_bytes(
     head: bool,
 ) -> bool {
     set(&mut h, "Content-Length", body.len());
+    send_prepared(session, h, body, head).await
+}
+
+/// Sends a complete small response whose header already has its `Content-Length`.
+pub async fn send_prepared(
+    session: &mut ServerSession,
+    h: Box<ResponseHeader>,
+    body: Bytes,
+    head: bool,
+) -> bool {
     if session.write_response_header(h).await.is_err() {
         return false;
     }

@@ -39,6 +39,37 @@ impl Router {
 
     /// Resolves a requested repository path (and optional `ns`) to an upstream and repository.
     pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target, RegistryError> {
+        let (upstream, repo) = self.pick(name, ns)?;
+        let upstream = upstream.clone();
+        let mut repo = RepoName::parse(repo)
+            .map_err(|e| RegistryError::new(ErrorCode::NameInvalid, e.to_string()))?;
+        if upstream.settings.library_namespace {
+            repo = repo
+                .with_library_namespace()
+                .map_err(|e| RegistryError::new(ErrorCode::NameInvalid, e.to_string()))?;
+        }
+        Ok(Target {
+            upstream,
+            repo,
+            may_fill: true,
+            client: None,
+            internal: false,
+        })
+    }
+
+    /// The upstream [`Self::resolve`] would pick, when it would succeed; builds no target (the
+    /// access log asks this for every request).
+    pub fn upstream_of(&self, name: &str, ns: Option<&str>) -> Option<&Arc<Upstream>> {
+        let (upstream, repo) = self.pick(name, ns).ok()?;
+        RepoName::is_valid(repo, upstream.settings.library_namespace).then_some(upstream)
+    }
+
+    /// The upstream for a request and the repository name left for it.
+    fn pick<'a>(
+        &self,
+        name: &'a str,
+        ns: Option<&str>,
+    ) -> Result<(&Arc<Upstream>, &'a str), RegistryError> {
         let (upstream, repo) = if let Some(ns) = ns {
             let host = ns.to_ascii_lowercase();
             let u = self.by_host.get(&host).ok_or_else(|| {
@@ -56,21 +87,7 @@ impl Router {
                 _ => (self.default.as_str(), name),
             }
         };
-        let upstream = self.upstreams[upstream].clone();
-        let mut repo = RepoName::parse(repo)
-            .map_err(|e| RegistryError::new(ErrorCode::NameInvalid, e.to_string()))?;
-        if upstream.settings.library_namespace {
-            repo = repo
-                .with_library_namespace()
-                .map_err(|e| RegistryError::new(ErrorCode::NameInvalid, e.to_string()))?;
-        }
-        Ok(Target {
-            upstream,
-            repo,
-            may_fill: true,
-            client: None,
-            internal: false,
-        })
+        Ok((&self.upstreams[upstream], repo))
     }
 }
 
@@ -171,6 +188,25 @@ mod tests {
         assert_eq!(e.code, ErrorCode::NameInvalid);
         let e = r.resolve("a/../../etc", None).err().unwrap();
         assert_eq!(e.code, ErrorCode::NameInvalid);
+        // upstream_of agrees with resolve, without building a target.
+        for (name, ns) in [
+            ("nginx", None),
+            ("mine/team/app", None),
+            ("team/app", Some("127.0.0.1:5999")),
+            ("x", Some("evil.example")),
+            ("Bad/Name", None),
+            ("a/../../etc", None),
+        ] {
+            assert_eq!(
+                r.upstream_of(name, ns).map(|u| u.name.clone()),
+                r.resolve(name, ns).ok().map(|t| t.upstream.name.clone()),
+                "{name} {ns:?}"
+            );
+        }
+        // Docker Hub's library/ prefix can take a name past the limit.
+        let long = "a".repeat(250);
+        assert!(r.resolve(&long, None).is_err() && r.upstream_of(&long, None).is_none());
+        assert!(r.upstream_of(&format!("mine/{long}"), None).is_some());
     }
 
     #[test]

@@ -97,6 +97,8 @@ async fn a_skopeo_pull_is_logged_line_by_line_and_the_file_reopens_on_sighup() {
     assert_eq!(manifest["cache"], "miss");
 
     // logrotate moves the file and sends SIGHUP: new lines go to a new file at the same path.
+    // (The writer writes queued lines within 20 ms: let the pull's last ones land first.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let moved = tmp.path().join("access.log.1");
     std::fs::rename(&log, &moved).unwrap();
     let before = lines(&moved).len();

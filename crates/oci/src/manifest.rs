@@ -37,48 +37,77 @@ pub fn upstream_accept() -> String {
 /// Largest manifest the cache accepts (what real registries allow in practice).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// Media types a client names often enough to be kept as bits rather than strings: parsing
+/// the usual Accept lists then allocates nothing (a manifest GET runs this per request).
+const KNOWN_ACCEPTS: [&str; 9] = [
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_LIST,
+    DOCKER_V2,
+    DOCKER_V1_SIGNED,
+    DOCKER_V1,
+    "application/json",
+    "*/*",
+    "application/*",
+];
+const JSON_BIT: u16 = 1 << 6;
+const ANY_BITS: u16 = (1 << 7) | (1 << 8);
+const SCHEMA1_BITS: u16 = (1 << 4) | (1 << 5);
+
+fn known_bit(t: &str) -> Option<u16> {
+    KNOWN_ACCEPTS
+        .iter()
+        .position(|k| k.eq_ignore_ascii_case(t))
+        .map(|i| 1 << i)
+}
+
 /// What a client said it accepts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Accept {
-    types: Vec<String>,
+    known: u16,
+    // Types outside KNOWN_ACCEPTS, lowercased.
+    other: Vec<String>,
 }
 
 impl Accept {
     /// Parses every `Accept` header value a client sent (comma lists, q-parameters ignored).
     pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut types = Vec::new();
+        let mut a = Accept::default();
         for v in values {
             for part in v.split(',') {
                 let t = part.split(';').next().unwrap_or("").trim();
-                if !t.is_empty() {
-                    types.push(t.to_ascii_lowercase());
+                if t.is_empty() {
+                    continue;
+                }
+                match known_bit(t) {
+                    Some(bit) => a.known |= bit,
+                    None => a.other.push(t.to_ascii_lowercase()),
                 }
             }
         }
-        Accept { types }
+        a
     }
 
     /// Whether a manifest of `media_type` may be served. No Accept, `*/*` or `application/*`
     /// means anything; a client listing only schema1 gets schema1 only, like distribution.
     pub fn allows(&self, media_type: &str) -> bool {
-        if self.types.is_empty() {
+        if self.known == 0 && self.other.is_empty() {
             return true;
         }
-        let mt = media_type.to_ascii_lowercase();
-        self.types.iter().any(|t| {
-            t == &mt
-                || t == "*/*"
-                || t == "application/*"
-                // Schema1 has two spellings; a client naming either can read both.
-                || (is_schema1(t) && is_schema1(&mt))
-                // A plain JSON accept is how old clients ask for schema1.
-                || (t == "application/json" && is_schema1(&mt))
-        })
+        if self.known & ANY_BITS != 0 {
+            return true;
+        }
+        match known_bit(media_type) {
+            Some(bit) if self.known & bit != 0 => true,
+            // Schema1 has two spellings; a client naming either can read both, and a plain
+            // JSON accept is how old clients ask for schema1.
+            Some(bit) if bit & SCHEMA1_BITS != 0 => self.known & (SCHEMA1_BITS | JSON_BIT) != 0,
+            _ => self
+                .other
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(media_type)),
+        }
     }
-}
-
-fn is_schema1(t: &str) -> bool {
-    t == DOCKER_V1 || t == DOCKER_V1_SIGNED
 }
 
 /// One thing a manifest points at.
@@ -339,6 +368,14 @@ mod tests {
         assert!(!s1.allows(DOCKER_V2));
         let two = Accept::parse([OCI_MANIFEST, DOCKER_LIST]);
         assert!(two.allows(DOCKER_LIST) && two.allows(OCI_MANIFEST));
+        // Media types compare case-insensitively, known or not.
+        let mixed =
+            Accept::parse(["Application/VND.OCI.Image.Manifest.v1+JSON, application/vnd.Acme.x"]);
+        assert!(mixed.allows(OCI_MANIFEST) && mixed.allows("application/vnd.acme.X"));
+        assert!(!mixed.allows(OCI_INDEX) && !mixed.allows("application/vnd.acme.y"));
+        let json = Accept::parse(["application/json"]);
+        assert!(json.allows(DOCKER_V1_SIGNED) && !json.allows(OCI_MANIFEST));
+        assert!(Accept::parse(["application/*;q=0.5"]).allows(DOCKER_V2));
     }
 
     #[test]

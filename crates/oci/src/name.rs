@@ -76,6 +76,17 @@ impl RepoName {
         Ok(RepoName(s.to_string()))
     }
 
+    /// Whether `s` parses as a repository name (checked without building one); with
+    /// `library_prefix`, whether `library/<s>` would still be short enough.
+    pub fn is_valid(s: &str, library_prefix: bool) -> bool {
+        let extra = if library_prefix && !s.contains('/') {
+            "library/".len()
+        } else {
+            0
+        };
+        !s.is_empty() && s.len() + extra <= MAX_NAME_LEN && s.split('/').all(valid_component)
+    }
+
     /// The name as a string.
     pub fn as_str(&self) -> &str {
         &self.0

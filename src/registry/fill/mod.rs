@@ -314,7 +314,10 @@ impl FillJob {
             }
             Err(e) => {
                 // A blob upstream does not have is the client's mistake, not the cache's.
-                if matches!(&e, FillError::Upstream(UpstreamError::Status { status: 404, .. })) {
+                if matches!(
+                    &e,
+                    FillError::Upstream(UpstreamError::Status { status: 404, .. })
+                ) {
                     tracing::info!(%digest, upstream = %upstream.name, "fill failed: {e}");
                 } else {
                     tracing::warn!(%digest, upstream = %upstream.name, "fill failed: {e}");
