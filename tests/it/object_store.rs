@@ -81,9 +81,8 @@ async fn blobs_go_to_the_bucket_and_other_nodes_serve_them_from_it() {
         );
         assert!(!first.has_blob(&b.digest), "no blob on the node's disk");
     }
-    assert_eq!(
-        first.temp_files(),
-        0,
+    assert!(
+        crate::support::wait_until(Duration::from_secs(5), || first.temp_files() == 0).await,
         "staging files are gone after the upload"
     );
     assert_eq!(
@@ -283,7 +282,10 @@ async fn object_storage_down_during_a_fill_costs_caching_not_bytes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(bw.metric("breakwater_store_errors_total", &["read"]).await >= 1.0);
-    assert_eq!(bw.temp_files(), 0, "the staging file is discarded");
+    assert!(
+        crate::support::wait_until(Duration::from_secs(5), || bw.temp_files() == 0).await,
+        "the staging file is discarded"
+    );
     assert_eq!(bw.metric("breakwater_store_blobs", &[]).await, 0.0);
 
     g.restart().await;
