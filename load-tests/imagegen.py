@@ -74,22 +74,9 @@ def stored_gzip(size):
     yield struct.pack("<II", crc & 0xFFFFFFFF, payload & 0xFFFFFFFF)
 
 
-def main():
-    if len(sys.argv) < 4:
-        raise SystemExit(__doc__)
-    out, tag = sys.argv[1], sys.argv[2]
-    sizes = [parse_size(s) for s in sys.argv[3:]]
-    blobs = os.path.join(out, "blobs", "sha256")
-    os.makedirs(blobs, exist_ok=True)
-    with open(os.path.join(out, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-
-    layers = []
-    for size in sizes:
-        d, n = write_blob(blobs, stored_gzip(size))
-        assert n == size, (n, size)
-        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n})
-
+def write_image(out, blobs, tag, layers):
+    """Writes the config, manifest and index.json of an OCI layout whose layer blobs are already in
+    `blobs`, and prints the image's description (digests, sizes, blob paths) as JSON on stdout."""
     config = json.dumps(
         {
             "architecture": "amd64",
@@ -138,6 +125,25 @@ def main():
         indent=1,
     )
     print()
+
+
+def main():
+    if len(sys.argv) < 4:
+        raise SystemExit(__doc__)
+    out, tag = sys.argv[1], sys.argv[2]
+    sizes = [parse_size(s) for s in sys.argv[3:]]
+    blobs = os.path.join(out, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+
+    layers = []
+    for size in sizes:
+        d, n = write_blob(blobs, stored_gzip(size))
+        assert n == size, (n, size)
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n})
+
+    write_image(out, blobs, tag, layers)
 
 
 if __name__ == "__main__":

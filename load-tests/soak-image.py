@@ -17,7 +17,7 @@ import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imagegen import parse_size, write_blob  # noqa: E402
+from imagegen import parse_size, write_blob, write_image  # noqa: E402
 
 OS_RELEASE = b"""PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 NAME="Debian GNU/Linux"
@@ -90,53 +90,7 @@ def main():
     for size in (parse_size(s) for s in sys.argv[4:]):
         d, n = write_blob(blobs, [random_layer(size)])
         layers.append({"mediaType": gz, "digest": d, "size": n})
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["/bin/true"]},
-            # diff_ids are not checked by skopeo copy; the layer digests stand in, as in imagegen.py
-            "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]},
-        },
-        sort_keys=True,
-    ).encode()
-    cd, cn = write_blob(blobs, [config])
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
-            "layers": layers,
-        },
-        sort_keys=True,
-    ).encode()
-    md, mn = write_blob(blobs, [manifest])
-    with open(os.path.join(out, "index.json"), "w") as f:
-        json.dump(
-            {
-                "schemaVersion": 2,
-                "manifests": [
-                    {
-                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": md,
-                        "size": mn,
-                        "annotations": {"org.opencontainers.image.ref.name": tag},
-                    }
-                ],
-            },
-            f,
-        )
-    json.dump(
-        {
-            "tag": tag,
-            "manifest": {"digest": md, "size": mn},
-            "config": {"digest": cd, "size": cn},
-            "layers": layers,
-            "blob_path": {l["digest"]: os.path.join(blobs, l["digest"].split(":")[1]) for l in layers},
-        },
-        sys.stdout,
-    )
-    print()
+    write_image(out, blobs, tag, layers)
 
 
 if __name__ == "__main__":
