@@ -6,21 +6,13 @@
 use super::bw::{local_upstream, Breakwater};
 use super::support::image::{Blob, Format, Image};
 use super::support::registry::Registry;
-use super::support::{http_client, sha256_digest, skopeo_pull, wait_until, TempDir};
+use super::support::{
+    http_client, proc_kib, pseudo_random, sha256_digest, skopeo_pull, wait_until, TempDir,
+};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-/// Resident memory of process `pid`, in KiB (`VmRSS`, or `VmHWM` for the peak).
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
 
 /// Open file descriptors of process `pid`.
 fn fd_count(pid: u32) -> usize {
@@ -37,20 +29,6 @@ fn raise_own_nofile() -> u64 {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
     }
     hard
-}
-
-/// `len` pseudo-random bytes (xorshift; incompressible enough for a blob).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A connection from `source` (a loopback address) to `to`.
@@ -322,7 +300,7 @@ async fn a_dripping_head_and_an_idle_keepalive_connection_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_holds_back_neither_the_fill_nor_another_client() {
     let reg = Registry::start_plain().await;
-    let blob = Blob::new("application/octet-stream", noise(77, 64 << 20));
+    let blob = Blob::new("application/octet-stream", pseudo_random(77, 64 << 20));
     reg.pusher().push_blob("team/big", &blob).await;
     let bw = Breakwater::start(&local_upstream(&reg.url(), "10m", "")).await;
     let pid = bw.pid();
@@ -378,7 +356,7 @@ async fn a_stalled_reader_holds_back_neither_the_fill_nor_another_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_address_gets_429_while_another_is_served() {
     let reg = Registry::start_plain().await;
-    let blob = Blob::new("application/octet-stream", noise(91, 32 << 20));
+    let blob = Blob::new("application/octet-stream", pseudo_random(91, 32 << 20));
     reg.pusher().push_blob("team/flood", &blob).await;
     let bw = Breakwater::start_with(
         "max_requests_per_client = 4",

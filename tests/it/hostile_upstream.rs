@@ -5,7 +5,7 @@
 
 use super::bw::{local_upstream, Breakwater};
 use super::support::http::{Request, Response, TestServer};
-use super::support::http_client;
+use super::support::{http_client, proc_kib};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -85,17 +85,6 @@ async fn hostile() -> TestServer {
     .await
 }
 
-/// Peak resident memory of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_manifests_end_in_clear_errors_with_bounded_memory_and_nothing_stored() {
     let fake = hostile().await;
@@ -156,7 +145,7 @@ async fn hostile_manifests_end_in_clear_errors_with_bounded_memory_and_nothing_s
         let again = get(repo).await.unwrap();
         assert_eq!(again.status().as_u16(), status, "{repo}: nothing cached");
     }
-    let peak = peak_rss(bw.pid());
+    let peak = proc_kib(bw.pid(), "VmHWM") * 1024;
     assert!(
         peak < 160 << 20,
         "peak RSS {} MiB: hostile bodies are not buffered",

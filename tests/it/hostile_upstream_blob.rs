@@ -6,7 +6,7 @@
 
 use super::bw::{local_upstream, Breakwater};
 use super::support::http::{Request, Response, TestServer};
-use super::support::{http_client, sha256_digest, wait_until};
+use super::support::{http_client, proc_kib, sha256_digest, wait_until};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,17 +26,6 @@ fn manifest(digest: &str, size: usize) -> String {
     format!(
         r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{size}}}]}}"#
     )
-}
-
-/// Peak resident memory of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
 }
 
 /// Whether the bytes' first `DECLARED` are the blob (its digest is theirs) and the rest extra.
@@ -218,7 +207,7 @@ async fn a_blob_bigger_than_declared_or_allowed_is_refused_and_nothing_is_stored
         wait_until(Duration::from_secs(5), || bw.temp_files() == 0).await,
         "no staging file is left"
     );
-    let peak = peak_rss(bw.pid());
+    let peak = proc_kib(bw.pid(), "VmHWM") * 1024;
     assert!(
         peak < 160 << 20,
         "peak RSS {} MiB: oversized bodies are not buffered",

@@ -6,7 +6,7 @@ use super::bw::{local_upstream, Breakwater};
 use super::support::http::{Request, Response, TestServer};
 use super::support::image::{Format, Image};
 use super::support::registry::Registry;
-use super::support::{http_client, sha256_digest, wait_until, TempDir};
+use super::support::{http_client, pseudo_random, sha256_digest, wait_until, TempDir};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
@@ -15,19 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-fn pseudo_random(len: usize, seed: u32) -> Bytes {
-    let mut x = 0x2545_f491 ^ seed;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v.into()
-}
 
 /// GETs `url` and hashes the body as it streams (no whole-body buffers): (digest, length), or the
 /// error that cut it.
@@ -128,7 +115,7 @@ async fn slow_blob(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_clients_late_joiners_too_share_one_upstream_fetch() {
     // 64 MiB at 24 MiB/s: the fill takes ~2.7 s, so the late half joins mid-fill.
-    let blob = slow_blob(pseudo_random(64 << 20, 1), 24 << 20, None, false).await;
+    let blob = slow_blob(pseudo_random(1, 64 << 20), 24 << 20, None, false).await;
     let bw = Breakwater::start(&local_upstream(&blob.server.url(), "10m", "")).await;
     let url = format!("{}/v2/local/team/app/blobs/{}", bw.url(), blob.digest);
     let client = http_client();
@@ -177,7 +164,7 @@ async fn thirty_two_clients_late_joiners_too_share_one_upstream_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_outlives_the_client_that_started_it() {
-    let blob = slow_blob(pseudo_random(16 << 20, 2), 16 << 20, None, false).await;
+    let blob = slow_blob(pseudo_random(2, 16 << 20), 16 << 20, None, false).await;
     let bw = Breakwater::start(&local_upstream(&blob.server.url(), "10m", "")).await;
     let url = format!("{}/v2/local/team/app/blobs/{}", bw.url(), blob.digest);
     let resp = http_client().get(&url).send().await.unwrap();
@@ -203,7 +190,7 @@ async fn fill_outlives_the_client_that_started_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_on_in_flight_and_cached_blobs() {
-    let blob = slow_blob(pseudo_random(8 << 20, 3), 4 << 20, None, false).await;
+    let blob = slow_blob(pseudo_random(3, 8 << 20), 4 << 20, None, false).await;
     let bw = Breakwater::start(&local_upstream(&blob.server.url(), "10m", "")).await;
     let url = format!("{}/v2/local/team/app/blobs/{}", bw.url(), blob.digest);
     let client = http_client();
@@ -272,7 +259,7 @@ async fn ranges_on_in_flight_and_cached_blobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_that_ignores_range_on_resume_restarts_cleanly() {
-    let blob = slow_blob(pseudo_random(3 << 20, 4), 64 << 20, Some(1 << 20), true).await;
+    let blob = slow_blob(pseudo_random(4, 3 << 20), 64 << 20, Some(1 << 20), true).await;
     let bw = Breakwater::start(&local_upstream(&blob.server.url(), "10m", "")).await;
     let url = format!("{}/v2/local/team/app/blobs/{}", bw.url(), blob.digest);
     let (status, digest, n) = fetch_digest(&http_client(), &url, None)
@@ -523,7 +510,7 @@ async fn disk_full_still_serves_the_client_and_leaves_nothing_half_written() {
         }
     }
     let _guard = Unmount(root.clone());
-    let blob = slow_blob(pseudo_random(16 << 20, 5), 256 << 20, None, false).await;
+    let blob = slow_blob(pseudo_random(5, 16 << 20), 256 << 20, None, false).await;
     let bw = Breakwater::launch(&root, &local_upstream(&blob.server.url(), "10m", "")).await;
     let url = format!("{}/v2/local/team/app/blobs/{}", bw.url(), blob.digest);
     let (status, digest, n) = fetch_digest(&http_client(), &url, None)

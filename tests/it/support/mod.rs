@@ -244,6 +244,31 @@ pub fn open_range_head(offset: usize, total: usize) -> String {
     }
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift: incompressible enough for a blob, the same
+/// bytes for the same seed).
+pub fn pseudo_random(seed: u64, len: usize) -> bytes::Bytes {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS`, or `VmHWM` for the peak).
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
