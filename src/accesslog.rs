@@ -5,7 +5,6 @@
 //! and rotated to `<file>.1` past `max_bytes`.
 
 use crate::config::log::{AccessLogFormat, AccessLogTarget, LogSettings};
-use crate::upstream::Upstream;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -40,7 +39,7 @@ pub struct Entry {
     /// Cache result (`hit`, `miss`, `stale`, `revalidated`, …) as the response said it.
     pub cache: Option<http::HeaderValue>,
     /// The upstream the request went to.
-    pub upstream: Option<Arc<Upstream>>,
+    pub upstream: Option<Arc<str>>,
     /// Authenticated user (`user:…`, `robot:…`, `anonymous`); none without access control.
     pub user: Option<String>,
 }
@@ -96,7 +95,7 @@ impl Entry {
                 .as_ref()
                 .and_then(|c| c.to_str().ok())
                 .unwrap_or("-"),
-            upstream: self.upstream.as_ref().map_or("-", |u| u.name.as_str()),
+            upstream: self.upstream.as_deref().unwrap_or("-"),
             user: self.user.as_deref().unwrap_or("-"),
         };
         match format {

@@ -243,7 +243,10 @@ impl RegistryApp {
                 .contains("ns=")
                 .then(|| query_param(query, "ns"))
                 .flatten();
-            e.upstream = self.router.upstream_of(name, ns.as_deref()).cloned();
+            e.upstream = self
+                .router
+                .upstream_of(name, ns.as_deref())
+                .map(|u| u.shared_name.clone());
         }
         Box::new(e)
     }

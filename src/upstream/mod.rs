@@ -106,6 +106,8 @@ pub struct FetchedTags {
 pub struct Upstream {
     /// Configured name, e.g. `docker.io`.
     pub name: String,
+    /// The same name, shared: access-log lines carry it without copying.
+    pub shared_name: Arc<str>,
     /// Its settings.
     pub settings: UpstreamSettings,
     http: reqwest::Client,
@@ -129,6 +131,7 @@ impl Upstream {
             .expect("reqwest client builds with static settings");
         Upstream {
             name: name.to_string(),
+            shared_name: Arc::from(name),
             http,
             tokens: TokenCache::default(),
             bearer: RwLock::new(None),
