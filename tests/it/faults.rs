@@ -4,6 +4,7 @@
 
 use super::bw::{local_upstream, Breakwater};
 use super::support::http::{Request, Response, TestServer};
+use super::support::pseudo_random;
 use super::support::{http_client, sha256_digest};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,19 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn random_bytes(len: usize, seed: u8) -> Bytes {
-    let mut x: u32 = 0x9e37_79b9 ^ seed as u32;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
-}
 
 /// Sends `body` as a 200 (or 206 from `offset`) with the full length announced, but only the
 /// first `send` bytes of it, then closes.
@@ -46,7 +34,7 @@ async fn send_partial(stream: &mut TcpStream, body: &Bytes, offset: usize, send:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_upstream_bytes_are_never_stored_and_every_client_is_cut() {
-    let data = random_bytes(3 * 1024 * 1024, 1);
+    let data = pseudo_random(1, 3 * 1024 * 1024);
     // The digest of different bytes: upstream serves content that does not match its name.
     let digest = sha256_digest(b"what the manifest promised");
     let served = data.clone();
@@ -107,7 +95,7 @@ async fn corrupt_upstream_bytes_are_never_stored_and_every_client_is_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_to_another_host_drops_authorization() {
-    let data = random_bytes(2 * 1024 * 1024 + 17, 2);
+    let data = pseudo_random(2, 2 * 1024 * 1024 + 17);
     let digest = sha256_digest(&data);
 
     // The "CDN": a second loopback host that, like S3, rejects any Authorization header.
@@ -204,7 +192,7 @@ async fn redirect_to_another_host_drops_authorization() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cut_mid_blob_is_resumed_with_range() {
-    let data = random_bytes(4 * 1024 * 1024 + 123, 3);
+    let data = pseudo_random(3, 4 * 1024 * 1024 + 123);
     let digest = sha256_digest(&data);
     let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (body, seen) = (data.clone(), ranges.clone());
@@ -360,7 +348,7 @@ async fn an_unpaginated_tag_list_is_sorted_lexically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_pull_in_flight_finish_then_exits_leaving_nothing_half_written() {
     // A slow upstream: 4 MiB at about 4 MiB/s, so the pull is mid-way when SIGTERM arrives.
-    let data = random_bytes(4 * 1024 * 1024, 7);
+    let data = pseudo_random(7, 4 * 1024 * 1024);
     let digest = sha256_digest(&data);
     let body = data.clone();
     let fake = TestServer::start_raw(move |req: Request, mut stream: TcpStream| {
