@@ -99,7 +99,15 @@ pub async fn send_blob_range(
 
 /// Streams a running fill through `reader` as bytes land (the reader holds the final byte until
 /// the blob verified). Returns the bytes sent; `Err` means cut the response.
-pub async fn send_fill(session: &mut ServerSession, mut reader: FillReader) -> Result<u64, String> {
+pub async fn send_fill(session: &mut ServerSession, reader: FillReader) -> Result<u64, String> {
+    // Bytes handed out before an upstream pause must reach the client now, not after it.
+    super::zerocopy::write_through(session, true);
+    let sent = stream_fill(session, reader).await;
+    super::zerocopy::write_through(session, false);
+    sent
+}
+
+async fn stream_fill(session: &mut ServerSession, mut reader: FillReader) -> Result<u64, String> {
     let mut sent = 0;
     loop {
         let chunk = reader.next_chunk().await.map_err(|e| e.to_string())?;

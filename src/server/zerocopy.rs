@@ -27,6 +27,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -105,6 +106,9 @@ pub struct SendfileStream {
     /// A duplicate of the socket registered with tokio for write readiness (the original's
     /// registration is private to Pingora's stream); made on the first zero-copy response.
     ready: Option<AsyncFd<OwnedFd>>,
+    /// Body bytes go to the socket at once instead of waiting in Pingora's write buffer (see
+    /// [`WriteThrough`]).
+    write_through: AtomicBool,
 }
 
 impl std::fmt::Debug for Plan {
@@ -119,19 +123,12 @@ impl SendfileStream {
             inner,
             plan: Mutex::new(None),
             ready: None,
+            write_through: AtomicBool::new(false),
         }
     }
 
-    /// Sends up to `len` bytes of the armed file, after the buffered header bytes.
-    fn poll_sendfile(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
-        let plan = self.plan.get_mut().unwrap_or_else(|p| p.into_inner());
-        let Some(plan) = plan.as_mut().filter(|p| p.end - p.pos >= len as u64) else {
-            // Never send the placeholder's zeros as if they were blob bytes.
-            return Poll::Ready(Err(io::Error::other(
-                "zero-copy body write without a file range to send",
-            )));
-        };
-        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+    /// The socket's duplicate registered for write readiness (made on first use).
+    fn socket(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
         if self.ready.is_none() {
             // SAFETY: the fd belongs to `self.inner`, which is alive for this call; it is only
             // borrowed long enough to duplicate it.
@@ -141,7 +138,47 @@ impl SendfileStream {
             // `AsyncFd` owning it.
             self.ready = Some(unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }?);
         }
-        let sock = self.ready.as_ref().expect("registered above");
+        Ok(self.ready.as_ref().expect("registered above"))
+    }
+
+    /// Writes `buf` straight to the socket, after whatever Pingora's buffer holds.
+    fn poll_write_through(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        let sock = self.socket()?;
+        loop {
+            let mut guard = ready!(sock.poll_write_ready(cx))?;
+            match guard.try_io(|s| nix::unistd::write(s.get_ref(), buf).map_err(io::Error::from)) {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Sends up to `len` bytes of the armed file, after the buffered header bytes.
+    fn poll_sendfile(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
+        let armed = {
+            let plan = self.plan.get_mut().unwrap_or_else(|p| p.into_inner());
+            plan.as_ref().is_some_and(|p| p.end - p.pos >= len as u64)
+        };
+        if !armed {
+            // Never send the placeholder's zeros as if they were blob bytes.
+            return Poll::Ready(Err(io::Error::other(
+                "zero-copy body write without a file range to send",
+            )));
+        }
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        self.socket()?;
+        let (Some(sock), Some(plan)) = (
+            self.ready.as_ref(),
+            self.plan
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut(),
+        ) else {
+            return Poll::Ready(Err(io::Error::other(
+                "zero-copy send lost its file or socket",
+            )));
+        };
         loop {
             let mut guard = ready!(sock.poll_write_ready(cx))?;
             let mut off = plan.pos as i64;
@@ -243,6 +280,22 @@ fn disarm(session: &ServerSession) {
     }
 }
 
+/// Turns write-through on or off for `session`'s connection: while on, body bytes go to the
+/// socket at once. On TLS and HTTP/2 connections it does nothing.
+///
+/// Pingora keeps up to 1,460 bytes of a `Content-Length` body in its write buffer until the next
+/// write or the body's end. A fill hands its readers whatever upstream sent before a pause, often
+/// a few bytes; buffered, they would wait out the pause (for the bytes before the final one, the
+/// whole verification) on breakwater's side of the socket.
+pub fn write_through(session: &ServerSession, on: bool) {
+    if let Some(s) = session
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<SendfileStream>())
+    {
+        s.write_through.store(on, Ordering::Relaxed);
+    }
+}
+
 impl AsyncRead for SendfileStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -262,6 +315,9 @@ impl AsyncWrite for SendfileStream {
         if is_placeholder(buf) {
             return self.poll_sendfile(cx, buf.len());
         }
+        if self.write_through.load(Ordering::Relaxed) {
+            return self.poll_write_through(cx, buf);
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -273,6 +329,9 @@ impl AsyncWrite for SendfileStream {
         if let Some(b) = bufs.iter().find(|b| !b.is_empty()) {
             if is_placeholder(b) {
                 return self.poll_sendfile(cx, b.len());
+            }
+            if self.write_through.load(Ordering::Relaxed) {
+                return self.poll_write_through(cx, b);
             }
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
