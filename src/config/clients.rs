@@ -12,12 +12,19 @@ pub struct ClientLimits {
     pub header_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
     pub keepalive_timeout: Duration,
+    /// A client that takes longer than this to accept one body write (at most
+    /// [`SEND_PIECE`] bytes) is disconnected, freeing its connection and request slot.
+    pub send_timeout: Duration,
     /// Open registry connections beyond this are closed as soon as they are accepted (lowered at
     /// start to what the open-file limit allows, keeping a reserve).
     pub max_connections: usize,
     /// Requests one client address may have running at once; beyond: 429. `None`: no limit.
     pub max_requests_per_client: Option<usize>,
 }
+
+/// The largest body write the registry makes at once, so `send_timeout` bounds the time a
+/// client may take per this many bytes (a minimum rate of `SEND_PIECE / send_timeout`).
+pub const SEND_PIECE: usize = 1 << 20;
 
 /// Default `max_connections`: far above what a fleet of nodes holds, far below what a process
 /// with a raised open-file limit can hold.
@@ -34,6 +41,9 @@ impl Default for ClientLimits {
         ClientLimits {
             header_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(60),
+            // As nginx's send_timeout: a minute without taking 1 MiB (about 17 KB/s) is a client
+            // that stopped reading, not a slow link.
+            send_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_requests_per_client: Some(DEFAULT_MAX_REQUESTS_PER_CLIENT),
         }
@@ -45,6 +55,7 @@ impl Default for ClientLimits {
 pub(super) struct RawClientLimits {
     pub header_timeout: Option<Duration>,
     pub keepalive_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
     pub max_requests_per_client: Option<usize>,
 }
@@ -80,6 +91,7 @@ pub(super) fn client_limits(raw: RawClientLimits) -> Result<ClientLimits, Config
             raw.keepalive_timeout,
             d.keepalive_timeout,
         )?,
+        send_timeout: timeout("send_timeout", raw.send_timeout, d.send_timeout)?,
         max_connections,
         max_requests_per_client: match raw.max_requests_per_client {
             Some(0) => None,
@@ -112,12 +124,13 @@ mod tests {
     #[test]
     fn keys_are_read() {
         let s = Settings::parse(
-            "[server]\nheader_timeout = \"2s\"\nkeepalive_timeout = \"5m\"\nmax_connections = 50\nmax_requests_per_client = 4\n",
+            "[server]\nheader_timeout = \"2s\"\nkeepalive_timeout = \"5m\"\nsend_timeout = \"3s\"\nmax_connections = 50\nmax_requests_per_client = 4\n",
         )
         .unwrap();
         let c = &s.server.clients;
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.keepalive_timeout, Duration::from_secs(300));
+        assert_eq!(c.send_timeout, Duration::from_secs(3));
         assert_eq!(c.max_connections, 50);
         assert_eq!(c.max_requests_per_client, Some(4));
         let off = Settings::parse("[server]\nmax_requests_per_client = 0\n").unwrap();

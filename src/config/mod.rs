@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use admin_token::admin_token;
 pub use admin_token::AdminToken;
-pub use clients::ClientLimits;
+pub use clients::{ClientLimits, SEND_PIECE};
 pub use cluster::ClusterSettings;
 pub use index::IndexBackend;
 use upstream::merge_upstream;
@@ -302,6 +302,8 @@ struct RawServer {
     header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     keepalive_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    send_timeout: Option<Duration>,
     max_connections: Option<usize>,
     max_requests_per_client: Option<usize>,
 }
@@ -547,6 +549,7 @@ impl Settings {
                 clients: clients::client_limits(clients::RawClientLimits {
                     header_timeout: raw.server.header_timeout,
                     keepalive_timeout: raw.server.keepalive_timeout,
+                    send_timeout: raw.server.send_timeout,
                     max_connections: raw.server.max_connections,
                     max_requests_per_client: raw.server.max_requests_per_client,
                 })?,

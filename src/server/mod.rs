@@ -167,6 +167,9 @@ impl HttpServerApp for RegistryApp {
             Ok(Ok(true)) => {}
             _ => return None,
         }
+        // Every body write (at most SEND_PIECE bytes) must be taken within send_timeout: a
+        // client that stops reading frees its connection and request slot.
+        session.set_write_timeout(Some(self.limits.send_timeout));
         let _counted = self.in_flight.enter();
         let keepalive = (!*shutdown.borrow()).then(|| self.keepalive_secs());
         session.set_keepalive(keepalive);

@@ -35,8 +35,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 /// Bytes per body write handed to Pingora: one `write_all` of this many placeholder bytes
-/// becomes as many `sendfile` calls as the socket buffer needs.
-const PLACEHOLDER_LEN: usize = 4 << 20;
+/// becomes as many `sendfile` calls as the socket buffer needs. No more than `send_timeout`
+/// is measured against.
+const PLACEHOLDER_LEN: usize = crate::config::SEND_PIECE;
 
 /// Stand-in body bytes; their address marks a write as "send the armed file instead". Never
 /// read, so its pages are never touched (no memory cost).

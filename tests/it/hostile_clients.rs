@@ -1,6 +1,7 @@
 //! Hostile and careless clients on the registry port: thousands of idle connections, a
-//! connection cap, a client dripping its request head, a reader that stalls mid-blob, and one
-//! address flooding requests. Each time breakwater must keep serving everyone else, in bounded
+//! connection cap, a client dripping its request head, a reader that stalls mid-blob and one
+//! that stops for good (`send_timeout`), and one address flooding requests. Each time breakwater
+//! must keep serving everyone else, in bounded
 //! memory, and close what breaks the limits of `[server]`.
 
 use super::bw::{local_upstream, Breakwater};
@@ -426,5 +427,84 @@ async fn a_flooding_address_gets_429_while_another_is_served() {
             "127.0.0.1 served again after its flood"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `GET path` on a connection from 127.0.0.1, takes the head and 64 KiB, then stops reading.
+async fn stop_reading_after_64k(host: &str, path: &str) -> TcpStream {
+    let mut c = connect_from("127.0.0.1", host).await;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: breakwater\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut taken = 0;
+    while taken < buf.len() {
+        let n = c.read(&mut buf[taken..]).await.unwrap();
+        assert!(n > 0, "closed before 64 KiB");
+        taken += n;
+    }
+    assert!(buf.starts_with(b"HTTP/1.1 200"));
+    c
+}
+
+/// Reads what `conn` still has until EOF; `None` if it stays open for `within`.
+async fn rest_until_closed(conn: &mut TcpStream, within: Duration) -> Option<usize> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        match tokio::time::timeout(within, conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(total),
+            Ok(Ok(n)) => total += n,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_after_send_timeout_and_frees_its_slot() {
+    let reg = Registry::start_plain().await;
+    let blob = Blob::new("application/octet-stream", pseudo_random(93, 48 << 20));
+    reg.pusher().push_blob("team/stuck", &blob).await;
+    let bw = Breakwater::start_with(
+        "send_timeout = \"2s\"\nmax_requests_per_client = 1",
+        &local_upstream(&reg.url(), "10m", ""),
+    )
+    .await;
+    let path = format!("/v2/local/team/stuck/blobs/{}", blob.digest);
+    let url = format!("{}{path}", bw.url());
+
+    for (round, how) in ["cold: streamed from the fill", "warm: sent from the store"]
+        .iter()
+        .enumerate()
+    {
+        let mut stuck = stop_reading_after_64k(&bw.host(), &path).await;
+        // Its one request slot is taken while its answer waits on a full socket.
+        let other = http_client().get(&url).send().await.unwrap();
+        assert_eq!(other.status(), 429, "{how}: the slot was not held");
+        drop(other);
+        // Past send_timeout without reading, then take whatever was sent before the cut.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let started = Instant::now();
+        let rest = rest_until_closed(&mut stuck, Duration::from_secs(20)).await;
+        let rest = rest.unwrap_or_else(|| panic!("{how}: the stalled connection stays open"));
+        println!(
+            "{how}: {rest} more bytes, EOF after {:?}",
+            started.elapsed()
+        );
+        // Socket buffers hold a few MiB at most: most of the blob was never sent.
+        assert!(
+            (64 << 10) + rest < blob.data.len(),
+            "{how}: the whole blob went out ({rest} more bytes)"
+        );
+        if round == 0 {
+            // The fill does not depend on its readers: the blob is stored all the same.
+            assert!(
+                wait_until(Duration::from_secs(30), || bw.has_blob(&blob.digest)).await,
+                "the fill stored the blob though its only reader stalled"
+            );
+        }
+        // The slot is free again: the same address is served whole.
+        let again = http_client().get(&url).send().await.unwrap();
+        assert_eq!(again.status(), 200, "{how}: the slot stayed taken");
+        assert_eq!(sha256_digest(&again.bytes().await.unwrap()), blob.digest);
     }
 }
