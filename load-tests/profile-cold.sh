@@ -34,7 +34,7 @@ DIRECT_URL="http://127.0.0.1:$UP_PORT/v2/$REPO/blobs/$BIG"
 get() { curl -s -o /dev/null --max-time 300 -w '%{http_code} %{size_download} %{time_total} %{time_starttransfer}\n' "$1"; }
 get "$DIRECT_URL" >/dev/null # page cache warm-up
 
-direct="" cold="" ttfb=""
+direct="" cold="" ttfb="" cpu=""
 for r in $(seq "$ROUNDS"); do
     read -r _ _ t _ <<<"$(get "$DIRECT_URL")"
     direct+=" $t"
@@ -51,6 +51,7 @@ for r in $(seq "$ROUNDS"); do
     [ "$code" = 200 ] || die "cold GET: status $code"
     cold+=" $t" ttfb+=" $tt"
     bw_wait_committed "$BIG"
+    cpu+=" $(cpu_ticks "$BW_PID")"
     if [ -n "$prof" ]; then
         kill -INT "$prof" 2>/dev/null || true
         wait "$prof" 2>/dev/null || true
@@ -65,4 +66,5 @@ fi
 D=$(median $direct)
 C=$(median $cold)
 echo "profile-cold ($MODE, $ROUNDS rounds, $LAYER_SIZE): direct $(fmt .4f "$D") s, breakwater cold $(fmt .4f "$C") s" \
-    "(ttfb $(fmt .4f "$(median $ttfb)") s), ratio $(ratio "$C" "$D"); reports in $OUT"
+    "(ttfb $(fmt .4f "$(median $ttfb)") s), ratio $(ratio "$C" "$D");" \
+    "breakwater CPU per round (start, fill, commit) $(calc "$(median $cpu) / $(getconf CLK_TCK)") s; reports in $OUT"

@@ -18,6 +18,7 @@
 //! store) and commit under the digest once verified; when the store refuses writes (disk full)
 //! the rest of the bytes are relayed to readers from a bounded window in memory (`spill.rs`).
 
+mod batch;
 mod error;
 mod pipeline;
 mod reader;
@@ -35,7 +36,8 @@ use crate::cache::{BlobStore, Index};
 use crate::metrics::Metrics;
 use crate::oci::{Digest, RepoName};
 use crate::upstream::{Upstream, UpstreamError};
-use bytes::{Bytes, BytesMut};
+use batch::{Gathered, BATCH};
+use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use pipeline::{Held, Pipeline};
 use size::{content_range_start, content_range_total, Cap};
@@ -45,10 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Bytes gathered into one chunk for the hasher, the writer and readers: few syscalls and
-/// queue hops. A smaller chunk goes out when upstream has nothing more ready, so a slow
-/// upstream's bytes still reach readers at once.
-const BATCH: usize = 256 * 1024;
 /// Upstream attempts for one fill (the first plus resumes).
 const MAX_ATTEMPTS: u32 = 4;
 
@@ -281,6 +279,7 @@ impl FillJob {
             tx,
             running,
         } = self;
+        let _batches = batch::FillsRunning::enter();
         let mut pipe = Pipeline::start(
             digest.algorithm(),
             writer,
@@ -436,7 +435,10 @@ async fn download(
             });
         }
         let mut stream = resp.bytes_stream();
-        let mut buf = BytesMut::new();
+        // Bytes are gathered into one chunk for the hasher, the writer and readers (few
+        // syscalls and queue hops); a smaller chunk goes out when upstream has nothing more
+        // ready, so a slow upstream's bytes still reach readers at once.
+        let mut buf = Gathered::default();
         let mut broken = None;
         loop {
             // The bytes that complete the announced size stay in `buf` until verified (below).
@@ -467,18 +469,18 @@ async fn download(
                         fetched.inc_by(chunk.len() as u64);
                     }
                     let last = total == Some(end);
-                    if buf.is_empty() && chunk.len() >= BATCH && !last {
-                        // Already a batch: pass it on without copying.
-                        offset = send(pipe, chunk, offset, tx).await?;
-                    } else {
-                        if buf.capacity() == 0 {
-                            buf.reserve(BATCH);
-                        }
-                        buf.extend_from_slice(&chunk);
-                        if buf.len() >= BATCH && !last {
+                    // Copied batch by batch, then dropped: the HTTP client reuses its buffer.
+                    let mut rest: &[u8] = &chunk;
+                    while !rest.is_empty() {
+                        let n = rest.len().min(BATCH.saturating_sub(buf.len()).max(1));
+                        buf.extend(&rest[..n]);
+                        rest = &rest[n..];
+                        // The bytes completing the blob stay gathered until verified.
+                        if buf.len() >= BATCH && !(last && rest.is_empty()) {
                             offset = flush(pipe, &mut buf, offset, tx).await?;
                         }
                     }
+                    drop(chunk);
                 }
                 Some(Err(e)) => {
                     broken = Some(crate::upstream::token::describe(&e));
@@ -491,7 +493,7 @@ async fn download(
         if broken.is_none() && total.is_none_or(|t| t == end) {
             // Complete. The last bytes are published only once verified: a peer's bad blob
             // smaller than one chunk then never reaches a reader.
-            let last = buf.split().freeze();
+            let last = buf.take();
             let got = pipe.verify(last.clone()).await?;
             if &got == digest {
                 let end = offset + last.len() as u64;
@@ -549,24 +551,14 @@ async fn backoff(attempt: u32) {
 /// Hands the gathered bytes on as one chunk (see [`send`]).
 async fn flush(
     pipe: &mut Pipeline,
-    buf: &mut BytesMut,
+    buf: &mut Gathered,
     offset: u64,
     tx: &watch::Sender<Progress>,
 ) -> Result<u64, FillError> {
     if buf.is_empty() {
         return Ok(offset);
     }
-    let data = if buf.len() >= BATCH / 2 {
-        // Hand the buffer itself off; the next one is allocated at full size when needed.
-        std::mem::take(buf).freeze()
-    } else {
-        // A small chunk (upstream is slow): copy it out so the window does not hold a mostly
-        // empty batch-sized allocation for it.
-        let d = Bytes::copy_from_slice(buf);
-        buf.clear();
-        d
-    };
-    send(pipe, data, offset, tx).await
+    send(pipe, buf.take(), offset, tx).await
 }
 
 /// Passes the chunk at `offset` to the pipeline, then tells readers it is there.
