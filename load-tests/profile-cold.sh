@@ -31,12 +31,16 @@ make_image app v1 16K "$LAYER_SIZE"
 push_image app v1 "$UP_PORT" "$REPO"
 BIG=$(image_field app 'd["layers"][-1]["digest"]')
 DIRECT_URL="http://127.0.0.1:$UP_PORT/v2/$REPO/blobs/$BIG"
+# busy_ticks: CPU time (clock ticks) every process on the machine has used, from /proc/stat.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 get() { curl -s -o /dev/null --max-time 300 -w '%{http_code} %{size_download} %{time_total} %{time_starttransfer}\n' "$1"; }
 get "$DIRECT_URL" >/dev/null # page cache warm-up
 
-direct="" cold="" ttfb="" cpu=""
+direct="" cold="" ttfb="" cpu="" busy_direct="" busy_cold=""
 for r in $(seq "$ROUNDS"); do
+    b0=$(busy_ticks)
     read -r _ _ t _ <<<"$(get "$DIRECT_URL")"
+    busy_direct+=" $(($(busy_ticks) - b0))"
     direct+=" $t"
     start_breakwater "bw-$r" "$UP_PORT"
     prof=""
@@ -47,7 +51,9 @@ for r in $(seq "$ROUNDS"); do
     perf) perf record -g -q -p "$BW_PID" -o "$OUT/perf-$r.data" 2>/dev/null & prof=$! ;;
     esac
     [ -n "$prof" ] && sleep 1
+    b0=$(busy_ticks)
     read -r code size t tt <<<"$(get "http://127.0.0.1:$BW_PORT/v2/local/$REPO/blobs/$BIG")"
+    busy_cold+=" $(($(busy_ticks) - b0))"
     [ "$code" = 200 ] || die "cold GET: status $code"
     cold+=" $t" ttfb+=" $tt"
     bw_wait_committed "$BIG"
@@ -67,4 +73,7 @@ D=$(median $direct)
 C=$(median $cold)
 echo "profile-cold ($MODE, $ROUNDS rounds, $LAYER_SIZE): direct $(fmt .4f "$D") s, breakwater cold $(fmt .4f "$C") s" \
     "(ttfb $(fmt .4f "$(median $ttfb)") s), ratio $(ratio "$C" "$D");" \
-    "breakwater CPU per round (start, fill, commit) $(calc "$(median $cpu) / $(getconf CLK_TCK)") s; reports in $OUT"
+    "breakwater CPU per round (start, fill, commit) $(calc "$(median $cpu) / $(getconf CLK_TCK)") s;" \
+    "machine CPU during the GET (every process: upstream, curl, breakwater): direct" \
+    "$(calc "$(median $busy_direct) / $(getconf CLK_TCK)") s, cold $(calc "$(median $busy_cold) / $(getconf CLK_TCK)") s" \
+    "on $(nproc) cores; reports in $OUT"
