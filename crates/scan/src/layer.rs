@@ -254,7 +254,12 @@ impl State {
                 } else {
                     dir.to_string()
                 });
-            } else if !name.starts_with(".wh.") && !name.is_empty() {
+            } else if matches!(name, "" | "." | "..") {
+                // `.wh.`, `.wh..` and `.wh...` name no entry (the directory itself or its
+                // parent): not a deletion, and never a path like `/etc/.` in the whiteouts.
+                self.notes
+                    .push(format!("ignored whiteout {raw_path:?}: it names no entry"));
+            } else if !name.starts_with(".wh.") {
                 // `.wh..wh.*` other than `.opq` is AUFS bookkeeping, not a deletion.
                 self.whiteouts.insert(format!("{dir}/{name}"));
             }

@@ -134,6 +134,29 @@ fn whiteouts_opaque_dirs_and_replacements() {
     assert_eq!(inventory::merge(&cached), three);
 }
 
+/// Found by the `layer_walk` fuzz target's long run: `.wh..` made the whiteout `/.`.
+#[test]
+fn whiteouts_of_dot_and_dot_dot_delete_nothing() {
+    let a = analyze(&[
+        Member::File(".wh..", b""),
+        Member::File("etc/.wh..", b""),
+        Member::File("etc/.wh...", b""),
+        Member::File("etc/.wh.", b""),
+        Member::File("etc/.wh.passwd", b""),
+    ]);
+    assert_eq!(a.whiteouts, vec!["/etc/passwd".to_string()]);
+    assert!(a.opaque_dirs.is_empty());
+    assert_eq!(
+        a.notes
+            .iter()
+            .filter(|n| n.contains("names no entry"))
+            .count(),
+        4,
+        "{:?}",
+        a.notes
+    );
+}
+
 #[test]
 fn same_layer_in_every_compression() {
     let tar = layer_tar(&[
