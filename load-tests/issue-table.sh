@@ -144,7 +144,7 @@ EOF
     echo "# issue 13: the benchmark table, one run"
     echo
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); $(nproc) CPUs; load average $LOAD0 at start, $(cut -d' ' -f1 /proc/loadavg) at end; $(($(date +%s) - T0)) s"
-    echo "- commit: $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'); QUICK=$QUICK$([ "$QUICK" = 1 ] && echo ' (smoke run: small sizes, one round; not a measurement)')"
+    echo "- commit: $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet HEAD -- . ':!load-tests/results' 2>/dev/null || echo ' (dirty tree)'); QUICK=$QUICK$([ "$QUICK" = 1 ] && echo ' (smoke run: small sizes, one round; not a measurement)')"
     echo "- each script's own table: issue-table-{cold,warm1,warm8,warm8small,manifest}.md beside this file"
     echo
     cat "$tmp/table.md"

@@ -414,7 +414,7 @@ context() {
     printf '%s, %s CPUs, commit %s%s, load average %s at start / %s at end' \
         "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" \
         "$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-        "$(git -C "$REPO_DIR" diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)')" \
+        "$(git -C "$REPO_DIR" diff --quiet HEAD -- . ':!load-tests/results' 2>/dev/null || echo ' (dirty tree)')" \
         "$BENCH_LOAD0" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
